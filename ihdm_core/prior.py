@@ -1,0 +1,56 @@
+"""The prior p(u_K): a Gaussian kernel density estimate on blurred training images (Sec. 3.2).
+
+A draw is a training image blurred to level K plus N(0, delta^2) noise. Returning the
+training indices lets notebooks hold the initial state fixed (Fig. 15, 17) or vary it with
+the noise fixed (Fig. 7a).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .data import to_float
+
+__all__ = ["kde_prior_sample", "blurred_prior_mean"]
+
+
+def _gather(images, idx: Tensor) -> Tensor:
+    if isinstance(images, Tensor):
+        return images[idx.to(images.device)]
+    return torch.stack([images[int(i)] for i in idx])
+
+
+def kde_prior_sample(process, images, n: int | None = None, *, indices: Tensor | None = None,
+                     delta: float | None = None, generator: torch.Generator | None = None,
+                     device=None) -> tuple[Tensor, Tensor]:
+    """Draw u_K ~ p(u_K). Returns ``(u_K, indices)``.
+
+    ``images``: training images (uint8 or [0, 1] float tensor, or a Dataset of them).
+    ``indices``: which training images to use (default: ``n`` uniform draws).
+    ``delta``: KDE bandwidth; defaults to the process's sampling noise.
+    """
+    if indices is None:
+        if n is None:
+            raise ValueError("give n or indices")
+        indices = torch.randint(0, len(images), (n,), generator=generator)
+    indices = torch.as_tensor(indices, dtype=torch.long).cpu()
+    if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
+        raise IndexError(f"prior indices must lie in [0, {len(images)})")
+    device = torch.device(device) if device is not None else process.device
+    x0 = to_float(_gather(images, indices)).to(device)
+    uK = process.blur(x0, process.K)
+    d = process.delta if delta is None else float(delta)
+    if d > 0:
+        noise = torch.randn(uK.shape, generator=generator, device=generator.device if generator else "cpu")
+        uK = uK + d * noise.to(device)
+    return uK, indices
+
+
+def blurred_prior_mean(process, images, batch_size: int = 1024) -> Tensor:
+    """All training images blurred to level K (the KDE centres), as one float tensor."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(images)))
+        out.append(process.blur(to_float(_gather(images, idx)).to(process.device), process.K))
+    return torch.cat(out)

@@ -1,0 +1,42 @@
+"""Builds the forward process and the network a config names.
+
+Every process implements the same small interface, used by the one training loop
+(:func:`ihdm_core.losses.denoising_loss`) and the one sampler (:func:`ihdm_core.samplers.sample`):
+
+* ``K``                                   number of reverse steps
+* ``sample_levels(n, generator)``         training levels, uniform on 1..K
+* ``training_pair(x0, k, generator)``     (network input at level k, regression target)
+* ``predict(net, x, k)``                  the network's prediction of that target
+* ``reverse_step(net, x, k, noise, delta)`` one ancestral step from level k to k-1
+"""
+
+from __future__ import annotations
+
+from .config import Config
+from .heat import HeatDissipation
+from .unet import UNet
+
+__all__ = ["build_process", "build_model", "PROCESS_KINDS"]
+
+
+def _ihdm(cfg: Config, device):
+    p = cfg.process
+    return HeatDissipation(cfg.data.image_size, K=p.K, sigma_max=p.sigma_max, sigma_min=p.sigma_min,
+                           sigma=p.sigma, delta=p.delta, device=device)
+
+
+PROCESS_KINDS = {"ihdm": _ihdm}
+
+
+def build_process(cfg: Config, device=None):
+    kind = cfg.process.kind
+    if kind not in PROCESS_KINDS:
+        raise ValueError(f"unknown process kind {kind!r}; known: {', '.join(sorted(PROCESS_KINDS))}")
+    return PROCESS_KINDS[kind](cfg, device)
+
+
+def build_model(cfg: Config) -> UNet:
+    m = cfg.model
+    return UNet(image_size=cfg.data.image_size, in_channels=cfg.data.channels, base_channels=m.base_channels,
+                channel_mult=tuple(m.channel_mult), num_res_blocks=m.num_res_blocks,
+                attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout, num_levels=cfg.process.K)

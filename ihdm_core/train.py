@@ -1,0 +1,413 @@
+"""The training loop (one readable function, nanoGPT style), checkpoints and the train CLI.
+
+    python -m ihdm_core.train --preset mnist-quick
+    torchrun --nproc_per_node 4 -m ihdm_core.train --preset cifar10      # DDP
+
+Runs are cached by config identity under ``runs_root()/<name>-<identity>/``: calling
+``train`` with a config that already finished returns at once, a partial run resumes.
+
+Exact resume: the data order is a pure function of (seed, step) and every step reseeds its
+random generators from (seed, rank, step), so a resumed run draws exactly the levels, noise
+and dropout masks the uninterrupted run would have. RNG states are saved too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .config import Config, from_dict, get_preset, runs_root
+from .data import check_images, load_dataset, to_float
+from .losses import denoising_loss
+from .processes import build_model, build_process
+
+__all__ = ["train", "TrainResult", "load_run", "Run", "ensure_trained", "read_metrics", "run_dir_for",
+           "IndexStream"]
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    reused: bool
+    last_loss: float | None = None
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+
+def run_dir_for(cfg: Config) -> Path:
+    return runs_root() / cfg.run_name()
+
+
+# --- data order --------------------------------------------------------------------------
+class IndexStream:
+    """An endless stream of sample indices: epoch e is a permutation seeded by (seed, e).
+
+    Global batch s is positions [s*B, (s+1)*B) of the stream, so any step's batch can be
+    recomputed without replaying the ones before it; rank r takes its contiguous share.
+    """
+
+    def __init__(self, n: int, seed: int):
+        if n < 1:
+            raise ValueError("empty data set")
+        self.n, self.seed = n, seed
+        self._epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int) -> Tensor:
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            self._perm, self._epoch = torch.randperm(self.n, generator=g), epoch
+        return self._perm
+
+    def batch(self, step: int, batch_size: int, rank: int = 0, world: int = 1) -> Tensor:
+        per = batch_size // world
+        start = step * batch_size + rank * per
+        out, pos = [], start
+        while pos < start + per:
+            epoch, off = divmod(pos, self.n)
+            take = min(self.n - off, start + per - pos)
+            out.append(self._permutation(epoch)[off:off + take])
+            pos += take
+        return torch.cat(out)
+
+
+class _BatchSampler:
+    def __init__(self, stream: IndexStream, start: int, batch_size: int, rank: int, world: int):
+        self.stream, self.start, self.bs, self.rank, self.world = stream, start, batch_size, rank, world
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            yield self.stream.batch(step, self.bs, self.rank, self.world).tolist()
+            step += 1
+
+
+def _batches(images, stream, start, batch_size, rank, world, device, num_workers):
+    """Yields float [0, 1] batches on ``device`` for steps start, start+1, ..."""
+    if isinstance(images, Tensor):
+        # Small data sets live on the device whole: no loader, no host-device copy per step.
+        data = images.to(device, non_blocking=True)
+        step = start
+        while True:
+            idx = stream.batch(step, batch_size, rank, world).to(device, non_blocking=True)
+            yield to_float(data[idx])
+            step += 1
+    loader = torch.utils.data.DataLoader(
+        images, batch_sampler=_BatchSampler(stream, start, batch_size, rank, world),
+        num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
+    for batch in loader:
+        yield to_float(batch.to(device, non_blocking=True))
+
+
+# --- helpers -----------------------------------------------------------------------------
+def _dist_info():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, world, local
+
+
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % (2**62)
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    ema_p = [p for p in ema.parameters()]
+    net_p = [p.detach() for p in net.parameters()]
+    torch._foreach_lerp_(ema_p, net_p, 1.0 - decay)
+    for be, bn in zip(ema.buffers(), net.buffers()):
+        be.copy_(bn)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop log records past the checkpoint we resume from (they will be logged again)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """The training log: one dict per log interval with ``step``, ``loss``, ``losses``, ``lr``..."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def _resolve_device(device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --- the loop ------------------------------------------------------------------------------
+def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=None,
+          stop_at: int | None = None, progress: bool = True) -> TrainResult:
+    """Train ``cfg`` (or resume it, or reuse it if finished). Returns where the run lives.
+
+    ``data``: training images to use instead of ``load_dataset(cfg.data)``.
+    ``stop_at``: stop after this many total steps without a final checkpoint, as if the
+    process had been killed (used to test resume).
+    """
+    rank, world, local_rank = _dist_info()
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and device is None else "gloo"
+        dist.init_process_group(backend)
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{local_rank}"
+    device = _resolve_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    tc = cfg.train
+    if tc.batch_size % world:
+        raise ValueError(f"batch_size {tc.batch_size} is not divisible by the {world} processes")
+    if tc.amp not in ("bf16", "fp16", "none"):
+        raise ValueError(f"amp must be 'bf16', 'fp16' or 'none', got {tc.amp!r}")
+
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
+    ckpt_path = run_dir / CHECKPOINT
+    ckpt = None
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if from_dict(ckpt["config"]).identity() != cfg.identity():
+            raise RuntimeError(f"{ckpt_path} belongs to a different config; refusing to mix runs")
+        if ckpt["step"] >= tc.steps:
+            if rank == 0 and progress:
+                print(f"[ihdm] reusing finished run {run_dir} (step {ckpt['step']})", file=sys.stderr)
+            return TrainResult(run_dir, ckpt["step"], reused=True, last_loss=ckpt.get("last_loss"))
+
+    images = data if data is not None else load_dataset(cfg.data)
+    process = build_process(cfg, device)
+    net = build_model(cfg).to(device)
+    cuda = device.type == "cuda"
+    if cuda and tc.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, fused=cuda or None)
+    use_fp16 = cuda and tc.amp == "fp16"
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if cuda else None
+    scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+
+    start = 0
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if cuda and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+        start = ckpt["step"]
+        if rank == 0 and progress:
+            print(f"[ihdm] resuming {run_dir} from step {start}", file=sys.stderr)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=list))
+        _trim_metrics(run_dir / METRICS, start)
+
+    model = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
+    if tc.compile:
+        model = torch.compile(model)
+
+    end = tc.steps if stop_at is None else min(stop_at, tc.steps)
+    stream = IndexStream(len(images), tc.seed)
+    batches = _batches(images, stream, start, tc.batch_size, rank, world, device,
+                       tc.num_workers if not isinstance(images, Tensor) else 0)
+    gen = torch.Generator(device=device)
+    pending: list[Tensor] = []
+    last_loss, t_log = None, time.perf_counter()
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=tc.steps, initial=start, desc=cfg.name, dynamic_ncols=True)
+
+    def save(step: int) -> None:
+        if rank == 0:
+            _atomic_save({
+                "step": step, "config": cfg.to_dict(), "identity": cfg.identity(),
+                "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(), "rng": _rng_state(device), "last_loss": last_loss,
+                "torch_version": torch.__version__, "world_size": world,
+            }, ckpt_path)
+        if world > 1:
+            dist.barrier()
+
+    step = start
+    net.train()
+    try:
+        for step in range(start, end):
+            seed = _step_seed(tc.seed, rank, step)
+            gen.manual_seed(seed)
+            torch.manual_seed(seed)  # dropout masks
+            x0 = next(batches)
+            if step == start:
+                check_images(x0, cfg.data.channels)
+            if cfg.data.hflip:
+                flip = torch.rand(x0.shape[0], device=device, generator=gen) < 0.5
+                x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+            if cuda and tc.channels_last:
+                x0 = x0.contiguous(memory_format=torch.channels_last)
+            lr = tc.lr * min(1.0, (step + 1) / max(tc.warmup, 1))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                per_sample, _ = denoising_loss(model, process, x0, generator=gen)
+                loss = per_sample.mean()
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if tc.grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            _ema_update(ema, net, tc.ema)
+            pending.append(loss.detach())
+
+            done = step + 1
+            if done % tc.log_every == 0 or done == end:
+                # The only host sync of the loop: once per log interval.
+                vals = torch.stack(pending).float().cpu()
+                pending.clear()
+                if not torch.isfinite(vals).all():
+                    raise FloatingPointError(
+                        f"{cfg.name}: loss became {vals[~torch.isfinite(vals)][0].item()} between steps "
+                        f"{done - len(vals) + 1} and {done}; the last good checkpoint is {ckpt_path} "
+                        f"(try a lower lr, amp='none', or a longer warmup)")
+                last_loss = float(vals.mean())
+                if rank == 0:
+                    now = time.perf_counter()
+                    rec = {"step": done, "loss": last_loss, "lr": lr, "losses": vals.tolist(),
+                           "steps_per_s": len(vals) / max(now - t_log, 1e-9)}
+                    t_log = now
+                    with open(run_dir / METRICS, "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{last_loss:.4g}")
+            if bar is not None:
+                bar.update(1)
+            if done % tc.ckpt_every == 0 or done == tc.steps:
+                save(done)
+        step = end
+    except KeyboardInterrupt:
+        save(step)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return TrainResult(run_dir, end, reused=False, last_loss=last_loss)
+
+
+# --- loading trained runs ------------------------------------------------------------------
+@dataclass
+class Run:
+    net: torch.nn.Module
+    process: object
+    cfg: Config
+    step: int
+    run_dir: Path
+
+
+def load_run(cfg_or_dir: Config | str | Path, device=None, use_ema: bool = True) -> Run:
+    """Load a trained run: a Config (looked up by identity), a preset name or a run folder."""
+    if isinstance(cfg_or_dir, str) and not Path(cfg_or_dir).exists():
+        cfg_or_dir = get_preset(cfg_or_dir)
+    run_dir = run_dir_for(cfg_or_dir) if isinstance(cfg_or_dir, Config) else Path(cfg_or_dir)
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        name = cfg_or_dir.name if isinstance(cfg_or_dir, Config) else run_dir.name
+        raise FileNotFoundError(f"no trained run at {run_dir}; train it first with "
+                                f"`python -m ihdm_core.train --preset {name}` (or ensure_trained(cfg))")
+    device = _resolve_device(device)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = from_dict(ckpt["config"])
+    net = build_model(cfg)
+    net.load_state_dict(ckpt["ema" if use_ema else "model"])  # strict: a mismatch is an error
+    net.to(device).eval().requires_grad_(False)
+    return Run(net, build_process(cfg, device), cfg, ckpt["step"], run_dir)
+
+
+def ensure_trained(cfg: Config, device=None, progress: bool = True, **kw) -> Run:
+    """Train if needed (resuming partial runs), then load the EMA weights."""
+    train(cfg, device=device, progress=progress, **kw)
+    return load_run(cfg if "run_dir" not in kw else kw["run_dir"], device=device)
+
+
+# --- CLI ---------------------------------------------------------------------------------
+def _parse_overrides(pairs: list[str]) -> dict:
+    """["train.steps=100", "process.K=20"] -> {"train": {"steps": 100}, "process": {"K": 20}}."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair or "." not in pair.split("=", 1)[0]:
+            raise SystemExit(f"override {pair!r} must look like section.field=value")
+        key, value = pair.split("=", 1)
+        section, name = key.split(".", 1)
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(section, {})[name] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out
+
+
+def main(argv=None) -> int:
+    from .config import preset_names
+
+    ap = argparse.ArgumentParser(prog="python -m ihdm_core.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", required=True, help=f"one of: {', '.join(preset_names())}")
+    ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override config fields, e.g. train.steps=1000 process.K=50")
+    ap.add_argument("--run-dir", default=None, help="default: runs/<preset>-<identity>")
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args(argv)
+    try:
+        cfg = get_preset(args.preset, **_parse_overrides(args.set))
+    except KeyError as err:
+        ap.error(str(err.args[0]))
+    result = train(cfg, run_dir=args.run_dir, device=args.device)
+    if _dist_info()[0] == 0:
+        print(json.dumps({"run_dir": str(result.run_dir), "step": result.step, "reused": result.reused,
+                          "last_loss": result.last_loss}))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
