@@ -151,7 +151,7 @@ class HeatDissipation:
     blur at a per-sample level k is one DCT, one elementwise product and one inverse DCT.
 
     This class also carries what the shared training loop and sampler need from a process
-    (``sample_levels``, ``training_pair``, ``predict``, ``reverse_step``): DDPM and
+    (``sample_levels``, ``training_pair``, ``predict``, ``reverse_step``, ``prior_sample``): DDPM and
     Blurring Diffusion implement the same methods.
     """
 
@@ -224,6 +224,13 @@ class HeatDissipation:
         both = idct2(torch.cat([x * d[k].reshape(view), x * d[k - 1].reshape(view)]))
         uk, target = both.split(u0.shape[0])
         return uk + self.sigma * _randn_like(uk, generator), target
+
+    def prior_sample(self, n: int, images, *, generator: torch.Generator | None = None,
+                     delta: float | None = None) -> Tensor:
+        """u_K ~ p(u_K): the KDE prior over blurred ``images`` (see :mod:`ihdm_core.prior`)."""
+        from .prior import kde_prior_sample
+
+        return kde_prior_sample(self, images, n, delta=delta, generator=generator)[0]
 
     def predict(self, net, u: Tensor, k: Tensor) -> Tensor:
         """mu_theta(u, k) = u + f_theta(u, k): the skip connection of Eq. 8."""

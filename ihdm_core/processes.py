@@ -8,6 +8,7 @@ Every process implements the same small interface, used by the one training loop
 * ``training_pair(x0, k, generator)``     (network input at level k, regression target)
 * ``predict(net, x, k)``                  the network's prediction of that target
 * ``reverse_step(net, x, k, noise, delta)`` one ancestral step from level k to k-1
+* ``prior_sample(n, images, generator=, delta=)`` initial states x_K (IHDM: KDE on ``images``)
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import torch
 
 from .config import preset_names
 from .data import load_dataset
-from .prior import kde_prior_sample
 from .samplers import sample
 from .train import load_run
 
@@ -31,7 +30,7 @@ def generate(run, n: int, *, delta: float | None = None, seed: int = 0, batch_si
     out = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
-        uK, _ = kde_prior_sample(run.process, images, b, delta=delta, generator=prior_gen, device=device)
+        uK = run.process.prior_sample(b, images, generator=prior_gen, delta=delta).to(device)
         out.append(sample(run.net, run.process, uK, delta=delta, generator=gen, progress=progress).cpu())
     return torch.cat(out).clamp(0, 1)
 
