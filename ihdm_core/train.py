@@ -212,6 +212,7 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
 
     images = data if data is not None else load_dataset(cfg.data)
     process = build_process(cfg, device)
+    torch.manual_seed(tc.seed)  # same initial weights on every rank and every fresh start
     net = build_model(cfg).to(device)
     cuda = device.type == "cuda"
     if tc.channels_last:  # faster convolutions on both CUDA and CPU (oneDNN)
