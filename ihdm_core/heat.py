@@ -3,9 +3,17 @@
 Everything here is float32: the original release promoted the blur to float64 through a
 NumPy schedule, which is slow on GPUs and buys nothing at 8-bit data precision.
 
-The DCT is done with precomputed orthonormal DCT-II matrices. For the image sizes of the
-paper (28 to 256 pixels) two small matrix products per image beat an FFT-based DCT on both
-CPU and GPU, are exact to float32 round-off, and handle any H x W, not only squares.
+The DCT is done with precomputed orthonormal DCT-II matrices. The heat operator itself is
+applied without going through frequency space at all: the Neumann Laplacian's eigenbasis and
+eigenvalues are separable, so F(t) = V exp(-Lambda t) V^T factorises exactly into one
+symmetric H x H matrix acting on columns and one W x W matrix acting on rows,
+
+    F(t) u = A_H(t) u A_W(t),   A_N(t) = C_N^T diag(exp(-(pi n / N)^2 t)) C_N,
+
+which is two matrix products instead of the four of DCT -> decay -> inverse DCT. The
+matrices are built in float64 and cached per level. For the paper's image sizes (28 to 256
+pixels) this beats FFT-based DCTs on CPU and GPU, is exact to float32 round-off, and
+handles any H x W, not only squares.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from torch import Tensor
 
 __all__ = [
     "dct_matrix",
+    "heat_matrix",
     "dct2",
     "idct2",
     "laplacian_eigenvalues",
@@ -110,6 +119,31 @@ def _as_time(t, x: Tensor) -> Tensor:
     return t.reshape(-1, *([1] * (x.dim() - 1)))
 
 
+def heat_matrix(n: int, t, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The 1-D Neumann heat operator A_n(t) = C^T diag(exp(-(pi k / n)^2 t)) C, shape (*t.shape, n, n).
+
+    Symmetric; F(t) on an H x W image is ``A_H(t) @ u @ A_W(t)``.
+    """
+    t = torch.as_tensor(t, dtype=torch.float64)
+    c = dct_matrix(n, "cpu", torch.float64)
+    lam = (math.pi * torch.arange(n, dtype=torch.float64) / n) ** 2
+    decay = torch.exp(-lam * t[..., None])  # (*t, n)
+    return ((c.T * decay[..., None, :]) @ c).to(device=device or "cpu", dtype=dtype)
+
+
+def _apply_separable(u: Tensor, ah: Tensor, aw: Tensor) -> Tensor:
+    """A_H u A_W for symmetric A's: one shared pair (2-D) or one pair per sample (3-D)."""
+    if ah.dim() == 2:
+        # u @ aw is one GEMM over all leading dims; the column pass runs on the transpose.
+        return torch.matmul(torch.matmul(u, aw).mT, ah).mT
+    b, h, w = u.shape[0], u.shape[-2], u.shape[-1]
+    lead = u.shape[1:-2]
+    z = torch.bmm(u.reshape(b, -1, w), aw)  # rows, per sample
+    z = z.reshape(b, *lead, h, w).mT.reshape(b, -1, h)
+    z = torch.bmm(z, ah)  # columns, per sample
+    return z.reshape(b, *lead, w, h).mT
+
+
 def heat_forward(u: Tensor, t) -> Tensor:
     """F(t) u: the heat equation with Neumann boundaries run for time t (Eq. 2, Alg. 3).
 
@@ -117,9 +151,14 @@ def heat_forward(u: Tensor, t) -> Tensor:
     Equivalent to a Gaussian blur with sigma_B = sqrt(2 t) and reflecting boundaries.
     """
     _check_image(u, "u")
-    lam = laplacian_eigenvalues(u.shape[-2], u.shape[-1], u.device, u.dtype)
-    decay = torch.exp(-lam * _as_time(t, u))
-    return idct2(dct2(u) * decay)
+    tt = _as_time(t, u)
+    tt = tt.reshape(-1) if tt.dim() else tt
+    h, w = u.shape[-2], u.shape[-1]
+    ah = heat_matrix(h, tt.cpu(), u.device, u.dtype)
+    aw = ah if w == h else heat_matrix(w, tt.cpu(), u.device, u.dtype)
+    if u.dim() == 2:
+        return ah @ u @ aw
+    return _apply_separable(u, ah, aw)
 
 
 def blur_sigmas(K: int, sigma_min: float = 0.5, sigma_max: float = 20.0) -> Tensor:
@@ -171,6 +210,10 @@ class HeatDissipation:
         self.t = heat_times(self.K, sigma_min, sigma_max).to(self.device)
         lam = laplacian_eigenvalues(h, w, self.device, torch.float64)
         self.decays = torch.exp(-lam[None] * self.t.double().to(self.device)[:, None, None]).float()
+        # Per-level 1-D heat operators: F(t_k) u = A_H[k] u A_W[k] (see the module docstring).
+        t64 = heat_times(self.K, sigma_min, sigma_max).double()
+        self.mats_h = heat_matrix(h, t64, self.device)
+        self.mats_w = self.mats_h if w == h else heat_matrix(w, t64, self.device)
 
     def to(self, device) -> "HeatDissipation":
         return HeatDissipation(self.image_size, self.K, self.sigma_max, self.sigma_min,
@@ -193,9 +236,11 @@ class HeatDissipation:
     def blur(self, u0: Tensor, k) -> Tensor:
         """u_k = F(t_k) u_0 for an int level or one level per sample."""
         self._check_size(u0)
-        k = self._levels(k, u0.shape[0])
-        d = self.decays.to(u0.dtype)[k].reshape(u0.shape[0], *([1] * (u0.dim() - 3)), *self.image_size)
-        return idct2(dct2(u0) * d)
+        if torch.as_tensor(k).dim() == 0:
+            k = int(self._levels(k, 1)[0])  # one shared pair of matrices: plain GEMMs
+        else:
+            k = self._levels(k, u0.shape[0])  # one pair per sample: batched GEMMs
+        return _apply_separable(u0, self.mats_h[k].to(u0.dtype), self.mats_w[k].to(u0.dtype))
 
     def trajectory(self, u0: Tensor) -> Tensor:
         """All levels at once: (K+1, *u0.shape), level 0 first."""
@@ -218,11 +263,8 @@ class HeatDissipation:
         """(network input u_k + eps, regression target u_{k-1}) of Alg. 1."""
         self._check_size(u0)
         k = self._levels(k, u0.shape[0])
-        x = dct2(u0)
-        d = self.decays.to(u0.dtype)
-        view = (u0.shape[0],) + (1,) * (u0.dim() - 3) + self.image_size
-        both = idct2(torch.cat([x * d[k].reshape(view), x * d[k - 1].reshape(view)]))
-        uk, target = both.split(u0.shape[0])
+        uk = self.blur(u0, k)
+        target = self.blur(u0, k - 1)
         return uk + self.sigma * _randn_like(uk, generator), target
 
     def prior_sample(self, n: int, images, *, generator: torch.Generator | None = None,
