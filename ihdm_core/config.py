@@ -67,6 +67,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-4
     warmup: int = 5000
+    lr_schedule: str = "constant"  # the paper's; "cosine" decays to 0 at `steps` (short CPU runs)
     ema: float = 0.999
     grad_clip: float = 1.0
     seed: int = 0

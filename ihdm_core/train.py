@@ -168,6 +168,15 @@ def read_metrics(run_dir) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
+def learning_rate(tc, step: int) -> float:
+    """Linear warm-up from 0 (App. B.1), then constant (the paper) or a cosine decay to 0."""
+    warm = min(1.0, (step + 1) / max(tc.warmup, 1))
+    if tc.lr_schedule == "cosine" and step >= tc.warmup:
+        frac = (step - tc.warmup) / max(tc.steps - tc.warmup, 1)
+        return tc.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+    return tc.lr * warm
+
+
 def _resolve_device(device) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -195,6 +204,8 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
     tc = cfg.train
     if tc.batch_size % world:
         raise ValueError(f"batch_size {tc.batch_size} is not divisible by the {world} processes")
+    if tc.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {tc.lr_schedule!r}")
     if tc.amp not in ("bf16", "fp16", "none"):
         raise ValueError(f"amp must be 'bf16', 'fp16' or 'none', got {tc.amp!r}")
 
@@ -285,7 +296,7 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
                 x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
             if tc.channels_last:
                 x0 = x0.contiguous(memory_format=torch.channels_last)
-            lr = tc.lr * min(1.0, (step + 1) / max(tc.warmup, 1))
+            lr = learning_rate(tc, step)
             for group in opt.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

@@ -153,3 +153,18 @@ def test_ddp_two_processes_gloo(tmp_path):
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] == 6 and ckpt["world_size"] == 2
     assert len(read_metrics(run_dir)) >= 1 and all(torch.isfinite(torch.tensor(_steps(read_metrics(run_dir)))))
+
+
+def test_learning_rate_schedules():
+    from ihdm_core.train import learning_rate
+
+    tc = get_preset("cifar10").train  # the paper: 5000 warm-up steps from 0, then constant
+    assert learning_rate(tc, 0) == pytest.approx(tc.lr / 5000)
+    assert learning_rate(tc, 2499) == pytest.approx(tc.lr / 2)
+    assert learning_rate(tc, 4999) == learning_rate(tc, 300_000) == pytest.approx(tc.lr)
+    cos = tc.__class__(steps=1100, warmup=100, lr=1.0, lr_schedule="cosine")
+    assert learning_rate(cos, 100) == pytest.approx(1.0)
+    assert learning_rate(cos, 600) == pytest.approx(0.5)
+    assert learning_rate(cos, 1099) < 1e-4
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train(get_preset("mnist-smoke").replace(train={"lr_schedule": "step"}), progress=False)
