@@ -27,6 +27,13 @@ def _how(default, **kw):
     return field(default=default, metadata={"identity": False}, **kw)
 
 
+def _added(default, **kw):
+    """A field added after runs were cached. It enters the identity only when set away from its
+    default: at the default it reproduces what configs without it trained, so their identities
+    (and run folders) stay valid. The default of such a field must therefore never change."""
+    return field(default=default, metadata={"identity": "unless-default"}, **kw)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     base_channels: int = 128
@@ -38,10 +45,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ProcessConfig:
-    """The forward process. ``kind`` selects it; IHDM uses K, sigma_min/max, sigma, delta.
+    """The forward process. ``kind`` selects it (see :mod:`ihdm_core.processes`):
+
+    * ``ihdm``: K, sigma_min, sigma_max (sigma_B,max), sigma, delta.
+    * ``ddpm``: K, beta_schedule ("linear": beta_start..beta_end, given for 1000 steps and
+      scaled by 1000/K; "cosine": the log-SNR cosine clipped to [logsnr_min, logsnr_max]).
+    * ``blurring``: K, sigma_max (its sigma_B_max; 0 gives DDPM with the cosine schedule),
+      d_min, logsnr_min, logsnr_max.
 
     ``delta`` is the sampling noise: it changes samples and the ELBO but not training, so
-    it is not part of the run identity.
+    it is not part of the run identity. The DDPM/blurring fields were added later and enter
+    the identity only when set away from their defaults (see ``_added``).
     """
 
     kind: str = "ihdm"
@@ -50,6 +64,12 @@ class ProcessConfig:
     sigma_max: float = 24.0
     sigma: float = 0.01
     delta: float = _how(0.0125)
+    beta_schedule: str = _added("linear")
+    beta_start: float = _added(1e-4)
+    beta_end: float = _added(0.02)
+    logsnr_min: float = _added(-10.0)
+    logsnr_max: float = _added(10.0)
+    d_min: float = _added(0.001)
 
 
 @dataclass(frozen=True)
@@ -110,8 +130,14 @@ class Config:
 
 def _identity_dict(obj):
     if dataclasses.is_dataclass(obj):
-        return {f.name: _identity_dict(getattr(obj, f.name)) for f in fields(obj)
-                if f.metadata.get("identity", True) and f.name != "name"}
+        out = {}
+        for f in fields(obj):
+            mode = f.metadata.get("identity", True)
+            value = getattr(obj, f.name)
+            if mode is False or f.name == "name" or (mode == "unless-default" and value == f.default):
+                continue
+            out[f.name] = _identity_dict(value)
+        return out
     if isinstance(obj, tuple):
         return [_identity_dict(x) for x in obj]
     return obj
@@ -221,6 +247,35 @@ _register(Config(
                       log_every=10, ckpt_every=15, num_workers=0),
     notes="Tiny test preset; needs CIFAR-10.",
 ))
+
+
+# --- baselines on the same U-Net and trainer: DDPM and Blurring Diffusion --------------------
+# Each is derived from the IHDM preset of its data set, so network, data and optimisation
+# follow that preset (and any later retuning of it); only the process differs. Paper scale uses
+# 1000 levels (Ho et al.'s CIFAR-10 DDPM; Blurring Diffusion's sampler); the IHDM paper's DDPM
+# for the FFHQ interpolation had 200 (``--set process.K=200``: linear betas rescale with K).
+# quick/smoke keep their IHDM preset's K, i.e. the same network evaluations per sample.
+# sigma_B_max = 20 is Blurring Diffusion's published value at 32 x 32 (IHDM's MNIST value too).
+_DDPM = {"kind": "ddpm", "beta_schedule": "linear"}
+_BLURRING = {"kind": "blurring", "sigma_max": 20.0}
+
+
+def _baseline(base: str, name: str, process: dict, notes: str) -> Config:
+    return _register(PRESETS[base].replace(name=name, process=process, notes=notes))
+
+
+for _data in ("mnist", "cifar10"):
+    _baseline(_data, f"{_data}-ddpm", {**_DDPM, "K": 1000},
+              "DDPM (1000 linear-beta steps, eps prediction) on the IHDM preset's U-Net and training.")
+    _baseline(_data, f"{_data}-blurring", {**_BLURRING, "K": 1000},
+              "Blurring Diffusion (1000 steps, sigma_B_max 20) on the IHDM preset's U-Net and training.")
+    _baseline(f"{_data}-quick", f"{_data}-ddpm-quick", _DDPM,
+              f"DDPM at the budget of {_data}-quick (same network, steps, K).")
+    _baseline(f"{_data}-quick", f"{_data}-blurring-quick", _BLURRING,
+              f"Blurring Diffusion at the budget of {_data}-quick (same network, steps, K).")
+    # Ho et al.'s linear betas need K >= 20 (beta_end x 1000/K < 1); the smoke K is 10.
+    _baseline(f"{_data}-smoke", f"{_data}-ddpm-smoke", {**_DDPM, "beta_schedule": "cosine"}, "Tiny test preset.")
+    _baseline(f"{_data}-smoke", f"{_data}-blurring-smoke", _BLURRING, "Tiny test preset.")
 
 
 def preset_names() -> list[str]:

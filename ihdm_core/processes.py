@@ -9,11 +9,17 @@ Every process implements the same small interface, used by the one training loop
 * ``predict(net, x, k)``                  the network's prediction of that target
 * ``reverse_step(net, x, k, noise, delta)`` one ancestral step from level k to k-1
 * ``prior_sample(n, images, generator=, delta=)`` initial states x_K (IHDM: KDE on ``images``)
+* ``to(device)``                          the same process on another device
+
+Kinds: ``ihdm`` (:class:`~ihdm_core.heat.HeatDissipation`), ``ddpm`` and ``blurring``
+(:mod:`ihdm_core.diffusion`). The U-Net is the same for all; what its output means (an
+update for IHDM, eps for the diffusions) is each process's ``predict``.
 """
 
 from __future__ import annotations
 
 from .config import Config
+from .diffusion import DDPM, BlurringDiffusion
 from .heat import HeatDissipation
 from .unet import UNet
 
@@ -26,7 +32,19 @@ def _ihdm(cfg: Config, device):
                            sigma=p.sigma, delta=p.delta, device=device)
 
 
-PROCESS_KINDS = {"ihdm": _ihdm}
+def _ddpm(cfg: Config, device):
+    p = cfg.process
+    return DDPM(cfg.data.image_size, cfg.data.channels, K=p.K, schedule=p.beta_schedule, beta_start=p.beta_start,
+                beta_end=p.beta_end, logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device)
+
+
+def _blurring(cfg: Config, device):
+    p = cfg.process
+    return BlurringDiffusion(cfg.data.image_size, cfg.data.channels, K=p.K, sigma_B_max=p.sigma_max,
+                             d_min=p.d_min, logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device)
+
+
+PROCESS_KINDS = {"ihdm": _ihdm, "ddpm": _ddpm, "blurring": _blurring}
 
 
 def build_process(cfg: Config, device=None):

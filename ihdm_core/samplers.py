@@ -3,6 +3,8 @@
 ``sample`` runs Alg. 2 for any process that implements ``reverse_step`` (IHDM, DDPM, ...).
 Noise can be fresh per sample, shared across the batch, or passed in whole, which is
 what the interpolation (Fig. 7b) and colour-disentanglement (Fig. 7a) figures need.
+``ddim_sample`` is DDIM for the Gaussian diffusions of :mod:`ihdm_core.diffusion` (the
+deterministic DDPM baseline of the interpolation comparison).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["sample", "draw_noise", "slerp"]
+__all__ = ["sample", "ddim_sample", "ddim_levels", "draw_noise", "slerp"]
 
 
 def draw_noise(K: int, shape, *, shared: bool = False, generator: torch.Generator | None = None,
@@ -93,3 +95,60 @@ def _randn(u: Tensor, generator) -> Tensor:
     if generator is None:
         return torch.randn_like(u)
     return torch.randn(u.shape, generator=generator, device=generator.device).to(u.device)
+
+
+def ddim_levels(K: int, steps: int) -> list[int]:
+    """``steps + 1`` evenly spaced levels from K down to 0 (all of K..0 when steps = K)."""
+    if int(steps) != steps or not 1 <= steps <= K:
+        raise ValueError(f"steps must be an integer in 1..{K}, got {steps}")
+    return torch.linspace(K, 0, int(steps) + 1, dtype=torch.float64).round().long().tolist()
+
+
+@torch.no_grad()
+def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: float = 0.0,
+                noise: Tensor | str | None = None, generator: torch.Generator | None = None,
+                callback: Callable[[int, Tensor], None] | None = None, progress: bool = False) -> Tensor:
+    """DDIM (Song et al. 2021) from x_T over ``steps`` evenly spaced levels; returns [0, 1] images.
+
+    eta = 0 (default) is deterministic: the output is a function of x_T alone, which is what
+    the interpolation comparison needs. eta = 1 is ancestral sampling on the coarser level
+    grid; with steps = K it is :func:`sample`, draw for draw given the same ``noise``.
+    noise:    for eta > 0: None (fresh), "shared", or a tensor (steps, B|1, C, H, W);
+              ``noise[i - 1]`` is used on the step that leaves the i-th level from the end.
+    callback: called as callback(level, x) at every visited level, K first, 0 last.
+    """
+    if not hasattr(process, "ddim_step"):
+        raise TypeError(f"DDIM needs a Gaussian diffusion (DDPM or Blurring Diffusion), got {type(process).__name__}")
+    levels = ddim_levels(process.K, process.K if steps is None else steps)
+    n = len(levels) - 1
+    if isinstance(noise, str):
+        if noise != "shared":
+            raise ValueError(f"noise must be None, 'shared' or a tensor, got {noise!r}")
+        noise = draw_noise(n, x_T.shape, shared=True, generator=generator, device=x_T.device)
+    if isinstance(noise, Tensor) and (noise.shape[0] != n or noise.shape[2:] != x_T.shape[1:]):
+        raise ValueError(f"noise must have shape ({n}, B, {', '.join(map(str, x_T.shape[1:]))}), "
+                         f"got {tuple(noise.shape)}")
+    was_training = getattr(net, "training", False)
+    if hasattr(net, "eval"):
+        net.eval()
+    x = x_T
+    try:
+        if callback is not None:
+            callback(levels[0], x)
+        pairs = range(n)
+        if progress:
+            from tqdm.auto import tqdm
+
+            pairs = tqdm(pairs, desc="DDIM", leave=False)
+        for j in pairs:
+            t, s = levels[j], levels[j + 1]
+            z = None
+            if eta > 0 and s > 0:
+                z = _randn(x, generator) if noise is None else noise[n - j - 1].to(x.device)
+            x = process.ddim_step(net, x, t, s, eta=eta, noise=z)
+            if callback is not None:
+                callback(s, x)
+    finally:
+        if hasattr(net, "train"):
+            net.train(was_training)
+    return x
