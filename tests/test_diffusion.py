@@ -198,6 +198,38 @@ def test_oracle_ancestral_sampler_returns_the_data_point(make):
             assert abs(float(r[..., :4, :4].std()) - 1) < 0.15 and abs(float(r[..., 14:, 14:].std()) - 1) < 0.05
 
 
+class IdealDenoiser(torch.nn.Module):
+    """E[eps | z_k] when the data are exactly the points x_i: the optimum of the training loss
+    on a finite data set, written from q(z_k | x_i) alone (posterior weights over the x_i)."""
+
+    def __init__(self, process, data):
+        super().__init__()
+        self.p, self.X = process, dct2(2 * data - 1)
+
+    def forward(self, u, k):
+        p, Z = self.p, dct2(2 * u - 1)
+        means = p.alphas(k).float()[:, None, None] * self.X[None]  # (B, N, C, H, W)
+        sig = p.sigma[k].float()
+        w = torch.softmax(-((Z[:, None] - means) ** 2).flatten(2).sum(-1) / (2 * sig[:, None] ** 2), dim=1)
+        return idct2((Z - (w[:, :, None, None, None] * means).sum(1)) / sig[:, None, None, None])
+
+
+@pytest.mark.parametrize("make", [lambda: DDPM(28, 1, K=50, schedule="linear"),
+                                  lambda: BlurringDiffusion(28, 1, K=50, sigma_B_max=20.0)])
+def test_ideal_denoiser_samples_land_on_data_points(make):
+    """End to end from the N(0, I) prior, with a model that does not know which point to make:
+    ancestral and DDIM samples must each land on one of the data points, and on different ones."""
+    p = make()
+    data = _images(30, seed=3)
+    net = IdealDenoiser(p, data)
+    zK = p.prior_sample(8, None, generator=torch.Generator().manual_seed(0))
+    for x in (sample(net, p, zK, generator=torch.Generator().manual_seed(1)), ddim_sample(net, p, zK, steps=20)):
+        rms = ((x[:, None] - data[None]) ** 2).flatten(2).mean(-1).sqrt()
+        nearest = rms.min(1)
+        assert float(nearest.values.max()) < 1e-4
+        assert len(set(nearest.indices.tolist())) >= 4
+
+
 @pytest.mark.parametrize("make", [lambda: DDPM(16, 2, K=24, schedule="linear"),
                                   lambda: BlurringDiffusion(16, 2, K=24, sigma_B_max=8.0)])
 def test_ddim(make):
