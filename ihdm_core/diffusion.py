@@ -24,8 +24,9 @@ Conventions shared with IHDM, so one training loop and one sampler serve all pro
   an intermediate state for display.
 * The network predicts eps. The U-Net centres its input with ``2 u - 1`` (written for IHDM's
   [0, 1] states), so ``predict`` feeds it ``to_data(z)``: the first layer then sees z exactly.
-* Schedules are built in float64 and the process arithmetic runs in float32 with autocast off:
-  under bf16 autocast a DCT loses about three digits, far more than the last noise levels hold.
+* Schedules are built in float64 and the process arithmetic runs in float32 with autocast off
+  even if a caller enables it (the shared loop and samplers already put only the network under
+  autocast): in bf16 a DCT keeps under three digits, too few for the low-noise levels.
 """
 
 from __future__ import annotations
@@ -151,8 +152,12 @@ class GaussianDiffusion:
             k = k.expand(n)
         if k.dim() != 1 or len(k) != n:
             raise ValueError(f"levels must be an int or a 1-D tensor of length {n}")
-        if torch.any(k < 0) or torch.any(k > self.K):
-            raise ValueError(f"levels must lie in 0..{self.K}")
+        ok = ((k >= 0) & (k <= self.K)).all()
+        if k.device.type == "cpu":
+            if not ok:
+                raise ValueError(f"levels must lie in 0..{self.K}")
+        else:  # checked on the device: a Python `if` would sync the GPU every training step
+            torch._assert_async(ok, f"levels must lie in 0..{self.K}")
         return k
 
     def blur_factors(self, k) -> Tensor:

@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .unet import Autocast
+
 __all__ = ["sample", "ddim_sample", "ddim_levels", "draw_noise", "slerp"]
 
 
@@ -53,6 +55,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
     noise:    None (fresh N(0, I) each step), "shared" (one draw per step for the whole
               batch), or a tensor (K, B|1, C, H, W) from :func:`draw_noise`.
     callback: called as callback(k, u) with the state at level k, for k = K, K-1, ..., 0.
+    autocast_dtype: run the network (only) in this precision, e.g. torch.bfloat16 on GPU.
     The network is put in eval mode for the call (dropout off) and restored afterwards.
     """
     K = process.K
@@ -64,6 +67,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
         raise ValueError(f"noise must have shape ({K}, B, {', '.join(map(str, u_K.shape[1:]))}), "
                          f"got {tuple(noise.shape)}")
     was_training = getattr(net, "training", False)
+    step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
     if hasattr(net, "eval"):
         net.eval()
     u = u_K
@@ -80,9 +84,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
                 z = None if k == 1 else _randn(u, generator)
             else:
                 z = noise[k - 1].to(u.device)
-            with torch.autocast(u.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                u = process.reverse_step(net, u, k, z, delta=delta)
-            u = u.float()
+            u = process.reverse_step(step_net, u, k, z, delta=delta)
             if callback is not None:
                 callback(k - 1, u)
     finally:
@@ -107,7 +109,8 @@ def ddim_levels(K: int, steps: int) -> list[int]:
 @torch.no_grad()
 def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: float = 0.0,
                 noise: Tensor | str | None = None, generator: torch.Generator | None = None,
-                callback: Callable[[int, Tensor], None] | None = None, progress: bool = False) -> Tensor:
+                callback: Callable[[int, Tensor], None] | None = None, progress: bool = False,
+                autocast_dtype: torch.dtype | None = None) -> Tensor:
     """DDIM (Song et al. 2021) from x_T over ``steps`` evenly spaced levels; returns [0, 1] images.
 
     eta = 0 (default) is deterministic: the output is a function of x_T alone, which is what
@@ -116,6 +119,7 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
     noise:    for eta > 0: None (fresh), "shared", or a tensor (steps, B|1, C, H, W);
               ``noise[i - 1]`` is used on the step that leaves the i-th level from the end.
     callback: called as callback(level, x) at every visited level, K first, 0 last.
+    autocast_dtype: run the network (only) in this precision, as in :func:`sample`.
     """
     if not hasattr(process, "ddim_step"):
         raise TypeError(f"DDIM needs a Gaussian diffusion (DDPM or Blurring Diffusion), got {type(process).__name__}")
@@ -129,6 +133,7 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
         raise ValueError(f"noise must have shape ({n}, B, {', '.join(map(str, x_T.shape[1:]))}), "
                          f"got {tuple(noise.shape)}")
     was_training = getattr(net, "training", False)
+    step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
     if hasattr(net, "eval"):
         net.eval()
     x = x_T
@@ -145,7 +150,7 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
             z = None
             if eta > 0 and s > 0:
                 z = _randn(x, generator) if noise is None else noise[n - j - 1].to(x.device)
-            x = process.ddim_step(net, x, t, s, eta=eta, noise=z)
+            x = process.ddim_step(step_net, x, t, s, eta=eta, noise=z)
             if callback is not None:
                 callback(s, x)
     finally:

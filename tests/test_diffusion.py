@@ -280,6 +280,9 @@ def test_shared_interface(kind):
     assert not torch.allclose(fresh[0], fresh[3])
     with pytest.raises(ValueError, match="delta"):
         sample(net, p, zK, delta=0.01)
+    # Mixed precision reaches only the network: the process arithmetic and the output stay float32.
+    for out in (sample(net, p, zK, autocast_dtype=torch.bfloat16), ddim_sample(net, p, zK, autocast_dtype=torch.bfloat16)):
+        assert out.dtype == torch.float32 and torch.isfinite(out).all()
     assert torch.allclose(p.to("cpu").alphas(3), p.alphas(3))
     # The shared loss with an eps oracle is zero; with a zero network it is ||eps||^2.
     x0 = _images(4)
