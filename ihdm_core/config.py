@@ -87,7 +87,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-4
     warmup: int = 5000
-    lr_schedule: str = "constant"  # the paper's; "cosine" decays to 0 at `steps` (short CPU runs)
+    lr_schedule: str = _added("constant")  # the paper's; "cosine" decays to 0 at `steps`
     ema: float = 0.999
     grad_clip: float = 1.0
     seed: int = 0
@@ -212,7 +212,10 @@ _register(Config(
                       attn_resolutions=(7,), dropout=0.0),
     process=ProcessConfig(K=50, sigma_min=0.5, sigma_max=20.0, sigma=0.01, delta=0.0125),
     data=DataConfig(dataset="mnist5k", image_size=28, channels=1),
-    train=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup=200, ema=0.995,
+    # Tuned on 2 cores: batch 32 beat 64 per CPU-second; (1, 2, 4) widths and a cosine lr
+    # decay did not help at 4000 steps. Recognisability (classifier confidence >= 0.9) rose
+    # from 39% at 3000 steps to 48% at 7000: this budget is honestly small-scale.
+    train=TrainConfig(steps=5000, batch_size=32, lr=1e-3, warmup=200, ema=0.995,
                       log_every=50, ckpt_every=1000, num_workers=0),
     notes="Small-scale CPU run on 5,000 real MNIST digits; not the paper's setting.",
 ))
