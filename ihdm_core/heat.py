@@ -224,8 +224,12 @@ class HeatDissipation:
         k = torch.as_tensor(k, device=self.device, dtype=torch.long)
         if k.dim() == 0:
             k = k.expand(n)
-        if torch.any(k < 0) or torch.any(k > self.K):
-            raise ValueError(f"levels must lie in 0..{self.K}")
+        ok = ((k >= 0) & (k <= self.K)).all()
+        if k.device.type == "cpu":
+            if not ok:
+                raise ValueError(f"levels must lie in 0..{self.K}")
+        else:  # checked on the device: a Python `if` here would sync the GPU every step
+            torch._assert_async(ok, f"levels must lie in 0..{self.K}")
         return k
 
     def _check_size(self, u: Tensor) -> None:

@@ -19,6 +19,9 @@ def denoising_loss(net, process, x0: Tensor, generator: torch.Generator | None =
     """
     if k is None:
         k = process.sample_levels(x0.shape[0], generator=generator)
-    inputs, target = process.training_pair(x0, k, generator=generator)
+    # The forward process stays float32 even inside an autocast region: the difference
+    # u_k - u_{k-1} at small k is below bf16/fp16 resolution.
+    with torch.autocast(x0.device.type, enabled=False):
+        inputs, target = process.training_pair(x0.float(), k, generator=generator)
     pred = process.predict(net, inputs, k)
     return (pred.float() - target.float()).pow(2).flatten(1).sum(1), k

@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .unet import Autocast
+
 __all__ = ["sample", "draw_noise", "slerp"]
 
 
@@ -51,6 +53,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
     noise:    None (fresh N(0, I) each step), "shared" (one draw per step for the whole
               batch), or a tensor (K, B|1, C, H, W) from :func:`draw_noise`.
     callback: called as callback(k, u) with the state at level k, for k = K, K-1, ..., 0.
+    autocast_dtype: run the network (only) in this precision, e.g. torch.bfloat16 on GPU.
     The network is put in eval mode for the call (dropout off) and restored afterwards.
     """
     K = process.K
@@ -62,6 +65,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
         raise ValueError(f"noise must have shape ({K}, B, {', '.join(map(str, u_K.shape[1:]))}), "
                          f"got {tuple(noise.shape)}")
     was_training = getattr(net, "training", False)
+    step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
     if hasattr(net, "eval"):
         net.eval()
     u = u_K
@@ -78,9 +82,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
                 z = None if k == 1 else _randn(u, generator)
             else:
                 z = noise[k - 1].to(u.device)
-            with torch.autocast(u.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                u = process.reverse_step(net, u, k, z, delta=delta)
-            u = u.float()
+            u = process.reverse_step(step_net, u, k, z, delta=delta)
             if callback is not None:
                 callback(k - 1, u)
     finally:

@@ -31,6 +31,7 @@ from .config import Config, from_dict, get_preset, runs_root
 from .data import check_images, load_dataset, to_float
 from .losses import denoising_loss
 from .processes import build_model, build_process
+from .unet import Autocast
 
 __all__ = ["train", "TrainResult", "load_run", "Run", "ensure_trained", "read_metrics", "run_dir_for",
            "IndexStream"]
@@ -251,9 +252,10 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=list))
         _trim_metrics(run_dir / METRICS, start)
 
-    model = net
+    model = Autocast(net, amp_dtype)  # reduced precision for the network only, never the blur
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
+        model = Autocast(torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None),
+                         amp_dtype)
     if tc.compile:
         model = torch.compile(model)
 
@@ -299,9 +301,8 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
             lr = learning_rate(tc, step)
             for group in opt.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                per_sample, _ = denoising_loss(model, process, x0, generator=gen)
-                loss = per_sample.mean()
+            per_sample, _ = denoising_loss(model, process, x0, generator=gen)
+            loss = per_sample.mean()
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if tc.grad_clip > 0:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["UNet", "level_embedding"]
+__all__ = ["UNet", "level_embedding", "Autocast"]
 
 
 def level_embedding(k: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -160,3 +160,22 @@ class UNet(nn.Module):
                 h = extra(h)
         assert not hs
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Autocast(nn.Module):
+    """Runs only the wrapped network under autocast and returns float32.
+
+    The heat operator, noise and skip connection around it stay in float32: at small k,
+    u_k and u_{k-1} differ by far less than bf16's resolution near 1, so computing the blur
+    or the training target in reduced precision would destroy the signal being learned.
+    """
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype | None):
+        super().__init__()
+        self.net, self.dtype = net, dtype
+
+    def forward(self, x: Tensor, k: Tensor) -> Tensor:
+        if self.dtype is None:
+            return self.net(x, k)
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.net(x, k).float()

@@ -126,3 +126,26 @@ def test_kde_prior():
     assert torch.equal(same, torch.tensor([3, 3, 7])) and torch.allclose(fixed[0], fixed[1])
     with pytest.raises(IndexError):
         kde_prior_sample(p, images, indices=torch.tensor([50]))
+
+
+def test_reduced_precision_touches_only_the_network():
+    from ihdm_core.unet import Autocast
+
+    p = HeatDissipation(28, K=50, sigma_max=20.0, sigma=0.0)
+    u0 = torch.rand(4, 1, 28, 28)
+
+    class Zero(torch.nn.Module):
+        def forward(self, u, k):
+            return torch.zeros_like(u)
+
+    k = torch.tensor([1, 2, 3, 4])
+    ref, _ = denoising_loss(Zero(), p, u0, k=k)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's autocast must not reach the blur
+        got, _ = denoising_loss(Zero(), p, u0, k=k)
+    assert torch.allclose(got, ref, rtol=1e-5)
+    net = UNet(image_size=28, in_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+               attn_resolutions=(), dropout=0.0)
+    out = Autocast(net, torch.bfloat16)(u0, k)
+    assert out.dtype == torch.float32
+    z = sample(net, p, p.blur(u0, p.K), delta=0.0, autocast_dtype=torch.bfloat16)
+    assert z.dtype == torch.float32 and torch.allclose(z, p.blur(u0, p.K), atol=1e-5)  # f = 0 at init
