@@ -1,0 +1,191 @@
+"""Evaluate a trained run: FID (clean-fid, offline), negative ELBO in bits/dim, digit recognisability.
+
+    python -m ihdm_core.evaluate --preset mnist-quick --metric fid --n 1000
+    python -m ihdm_core.evaluate --preset mnist-quick --metric nll
+    python -m ihdm_core.evaluate --preset mnist-quick --metric recog --n 1000
+
+Every score is returned (and printed, and appended to ``<run dir>/scores.jsonl``) as one
+record with what it needs to be read: the metric and value, the number of samples, the
+reference set, the seed, the sampling noise delta, the run (config name, identity, step,
+checkpoint) and the time taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .config import preset_names
+from .data import load_dataset
+from .samplers import sample
+
+__all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll",
+           "evaluate_recognisability", "record_score", "main"]
+
+# FID reference set per training data set (App. B.3: training set for CIFAR-10 and LSUN, the
+# whole data set for FFHQ and AFHQ, whose folders are used whole; MNIST: its training split).
+REFERENCE_SETS = {
+    "mnist5k": ("mnist5k", "train"), "mnist": ("mnist", "train"), "cifar10": ("cifar10", "train"),
+    "afhq64": ("afhq64", "train"), "afhq256": ("afhq256", "train"), "ffhq128": ("ffhq128", "train"),
+    "ffhq256": ("ffhq256", "train"), "lsun_church128": ("lsun_church128", "train"),
+}
+
+
+class _Clock:
+    def __init__(self):
+        self.seconds = 0.0
+
+
+def sample_stream(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
+                  images=None, clock: _Clock | None = None):
+    """Yield exactly ``n`` samples in [0, 1], in batches of at most ``batch_size``.
+
+    The prior draws and the sampling noise come from generators seeded with ``seed``, so a
+    stream is reproducible for a given (seed, batch_size).
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    images = load_dataset(run.cfg.data) if images is None else images
+    device = run.process.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    prior_gen = torch.Generator().manual_seed(seed)
+    done = 0
+    while done < n:
+        b = min(batch_size, n - done)
+        t0 = time.perf_counter()
+        uK = run.process.prior_sample(b, images, generator=prior_gen, delta=delta).to(device)
+        x = sample(run.net, run.process, uK, delta=delta, generator=gen).clamp(0, 1).cpu()
+        if clock is not None:
+            clock.seconds += time.perf_counter() - t0
+        done += b
+        yield x
+
+
+def run_identity(run) -> dict:
+    ckpt = Path(run.run_dir) / "checkpoint.pt"
+    return {"config": run.cfg.name, "identity": run.cfg.identity(), "step": run.step,
+            "run_dir": str(run.run_dir), "checkpoint": str(ckpt) if ckpt.exists() else None}
+
+
+def _delta(run, delta):
+    return float(run.process.delta if delta is None else delta)
+
+
+def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 0, reference: str | None = None,
+                 ref_split: str | None = None, ref_n: int | None = None, batch_size: int = 50, device="cpu",
+                 progress: bool = True) -> dict:
+    """FID of ``n`` samples against the reference statistics of the run's data set (clean mode)."""
+    from .metrics import feature_extractor, fid_from_features, inception_features, reference_stats
+
+    ds, split = REFERENCE_SETS.get(run.cfg.data.dataset, (run.cfg.data.dataset, "train"))
+    ds, split = reference or ds, ref_split or split
+    t0 = time.perf_counter()
+    extractor = feature_extractor(device)
+    ref = reference_stats(ds, split, ref_n, device=device, progress=progress)
+    t_ref = time.perf_counter() - t0
+    clock = _Clock()
+    t1 = time.perf_counter()
+    stream = sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)
+    feats = inception_features(stream, n, batch_size=batch_size, device=device, extractor=extractor,
+                               progress=progress)
+    t_feat = time.perf_counter() - t1
+    value = fid_from_features(feats, ref)
+    return {
+        "metric": "fid", "value": value, "n_samples": n, "mode": "clean",
+        "reference": ref.meta.get("reference"), "reference_n": ref.n, "seed": seed, "delta": _delta(run, delta),
+        "sampler_batch_size": batch_size, "inception": extractor.provenance, "run": run_identity(run),
+        "time_s": {"total": time.perf_counter() - t0, "reference_stats": t_ref,
+                   "sampling": clock.seconds, "inception": t_feat - clock.seconds},
+    }
+
+
+def evaluate_nll(run, *, split: str = "test", n: int | None = None, delta: float | None = None, seed: int = 0,
+                 batch_size: int = 250, progress: bool = True) -> dict:
+    """Negative ELBO (App. A.2-A.3) of held-out images in bits/dim, KDE prior on the training images."""
+    from .likelihood import negative_elbo
+
+    images = load_dataset(run.cfg.data.dataset, split=split)
+    if n is not None and n < len(images):
+        idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        images = images[idx] if isinstance(images, torch.Tensor) else torch.utils.data.Subset(images, idx.tolist())
+    train_images = load_dataset(run.cfg.data)
+    res = negative_elbo(run.net, run.process, images, train_images, delta=delta, batch_size=batch_size, seed=seed,
+                        progress=progress)
+    res.pop("per_image_terms")
+    res.pop("per_image_bits_per_dim")
+    return {"metric": "nll", "value": res["bits_per_dim"], "unit": "bits/dim (upper bound)",
+            "n_samples": res["n_images"], "reference": f"{run.cfg.data.dataset} {split}",
+            "seed": seed, "delta": res["delta"], "run": run_identity(run), "time_s": {"total": res["time_s"]},
+            "details": res}
+
+
+def evaluate_recognisability(run, n: int = 1000, *, delta: float | None = None, seed: int = 0,
+                             batch_size: int = 250, threshold: float = 0.9, progress: bool = True) -> dict:
+    """Share of ``n`` samples that the mnist5k digit CNN classifies with confidence >= threshold."""
+    from .metrics import digit_classifier, recognisability
+
+    if run.cfg.data.channels != 1 or run.cfg.data.image_size != 28:
+        raise ValueError("recognisability is defined for 28 x 28 grayscale digits (MNIST-like runs)")
+    t0 = time.perf_counter()
+    clf = digit_classifier(progress=progress)
+    clock = _Clock()
+    x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)))
+    res = recognisability(x, threshold=threshold, classifier=clf)
+    return {"metric": "recognisability", "value": res["share_confident"], "n_samples": n,
+            "reference": "mnist5k digit CNN (train 4500, test accuracy "
+                         f"{res['classifier_test_accuracy']:.4f})",
+            "seed": seed, "delta": _delta(run, delta), "run": run_identity(run),
+            "time_s": {"total": time.perf_counter() - t0, "sampling": clock.seconds}, "details": res}
+
+
+def record_score(run, record: dict) -> Path:
+    """Append a score record to ``<run dir>/scores.jsonl``."""
+    path = Path(run.run_dir) / "scores.jsonl"
+    with open(path, "a") as fh:
+        fh.write(json.dumps(dict(record, recorded=time.strftime("%Y-%m-%dT%H:%M:%S"))) + "\n")
+    return path
+
+
+def main(argv=None) -> int:
+    from .train import load_run
+
+    ap = argparse.ArgumentParser(prog="python -m ihdm_core.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
+    ap.add_argument("--run-dir", help="a run folder instead of a preset")
+    ap.add_argument("--metric", choices=["fid", "nll", "recog"], required=True)
+    ap.add_argument("--n", type=int, default=None,
+                    help="samples (fid, recog; default 1000) or held-out images (nll; default all)")
+    ap.add_argument("--delta", type=float, default=None, help="sampling noise (default: the config's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="test", help="nll: which split to evaluate")
+    ap.add_argument("--reference", default=None, help="fid: reference data set (default: the run's)")
+    ap.add_argument("--ref-split", default=None, help="fid: reference split (default: train)")
+    ap.add_argument("--ref-n", type=int, default=None, help="fid: random subset of the reference set")
+    ap.add_argument("--batch-size", type=int, default=50)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--no-record", action="store_true", help="do not append to <run dir>/scores.jsonl")
+    args = ap.parse_args(argv)
+    if not (args.preset or args.run_dir):
+        ap.error("give --preset or --run-dir")
+    run = load_run(args.run_dir or args.preset, device=args.device)
+    device = run.process.device
+    if args.metric == "fid":
+        rec = evaluate_fid(run, args.n or 1000, delta=args.delta, seed=args.seed, reference=args.reference,
+                           ref_split=args.ref_split, ref_n=args.ref_n, batch_size=args.batch_size, device=device)
+    elif args.metric == "nll":
+        rec = evaluate_nll(run, split=args.split, n=args.n, delta=args.delta, seed=args.seed)
+    else:
+        rec = evaluate_recognisability(run, args.n or 1000, delta=args.delta, seed=args.seed)
+    if not args.no_record:
+        record_score(run, rec)
+    print(json.dumps(rec, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
