@@ -37,7 +37,7 @@ import math
 import torch
 from torch import Tensor
 
-from .heat import dct2, idct2, laplacian_eigenvalues
+from .heat import check_levels, dct2, idct2, laplacian_eigenvalues
 
 __all__ = ["linear_alpha_bars", "cosine_logsnr", "blur_heat_times", "GaussianDiffusion", "DDPM",
            "BlurringDiffusion"]
@@ -152,13 +152,7 @@ class GaussianDiffusion:
             k = k.expand(n)
         if k.dim() != 1 or len(k) != n:
             raise ValueError(f"levels must be an int or a 1-D tensor of length {n}")
-        ok = ((k >= 0) & (k <= self.K)).all()
-        if k.device.type == "cpu":
-            if not ok:
-                raise ValueError(f"levels must lie in 0..{self.K}")
-        else:  # checked on the device: a Python `if` would sync the GPU every training step
-            torch._assert_async(ok, f"levels must lie in 0..{self.K}")
-        return k
+        return check_levels(k, self.K)
 
     def blur_factors(self, k) -> Tensor:
         """d_k = (1 - d_min) exp(-lambda tau_k) + d_min: (n, H, W) for levels k (n,), float64."""

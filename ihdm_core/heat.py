@@ -222,15 +222,7 @@ class HeatDissipation:
     # -- forward process --------------------------------------------------------------
     def _levels(self, k, n: int) -> Tensor:
         k = torch.as_tensor(k, device=self.device, dtype=torch.long)
-        if k.dim() == 0:
-            k = k.expand(n)
-        ok = ((k >= 0) & (k <= self.K)).all()
-        if k.device.type == "cpu":
-            if not ok:
-                raise ValueError(f"levels must lie in 0..{self.K}")
-        else:  # checked on the device: a Python `if` here would sync the GPU every step
-            torch._assert_async(ok, f"levels must lie in 0..{self.K}")
-        return k
+        return check_levels(k.expand(n) if k.dim() == 0 else k, self.K)
 
     def _check_size(self, u: Tensor) -> None:
         _check_image(u)
@@ -312,6 +304,18 @@ class _OracleNet(torch.nn.Module):
         if torch.any(k != k[0]):
             raise ValueError("oracle expects one level per batch")
         return self.trajectory[int(k[0]) - 1] - u
+
+
+def check_levels(k: Tensor, K: int) -> Tensor:
+    """Raise unless every level lies in 0..K; on a GPU the check runs on the device, since
+    a Python ``if`` on a CUDA tensor would sync the host every training step."""
+    ok = ((k >= 0) & (k <= K)).all()
+    if k.device.type == "cpu":
+        if not ok:
+            raise ValueError(f"levels must lie in 0..{K}")
+    else:
+        torch._assert_async(ok, f"levels must lie in 0..{K}")
+    return k
 
 
 def _randn_like(x: Tensor, generator=None) -> Tensor:

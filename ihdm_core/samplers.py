@@ -59,13 +59,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
     The network is put in eval mode for the call (dropout off) and restored afterwards.
     """
     K = process.K
-    if isinstance(noise, str):
-        if noise != "shared":
-            raise ValueError(f"noise must be None, 'shared' or a tensor, got {noise!r}")
-        noise = draw_noise(K, u_K.shape, shared=True, generator=generator, device=u_K.device)
-    if isinstance(noise, Tensor) and (noise.shape[0] != K or noise.shape[2:] != u_K.shape[1:]):
-        raise ValueError(f"noise must have shape ({K}, B, {', '.join(map(str, u_K.shape[1:]))}), "
-                         f"got {tuple(noise.shape)}")
+    noise = _resolve_noise(noise, K, u_K, generator)
     was_training = getattr(net, "training", False)
     step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
     if hasattr(net, "eval"):
@@ -91,6 +85,18 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
         if hasattr(net, "train"):
             net.train(was_training)
     return u
+
+
+def _resolve_noise(noise, steps: int, x: Tensor, generator) -> Tensor | None:
+    """The samplers' ``noise`` argument as None or a (steps, B|1, C, H, W) tensor, checked."""
+    if isinstance(noise, str):
+        if noise != "shared":
+            raise ValueError(f"noise must be None, 'shared' or a tensor, got {noise!r}")
+        noise = draw_noise(steps, x.shape, shared=True, generator=generator, device=x.device)
+    if isinstance(noise, Tensor) and (noise.shape[0] != steps or noise.shape[2:] != x.shape[1:]):
+        raise ValueError(f"noise must have shape ({steps}, B, {', '.join(map(str, x.shape[1:]))}), "
+                         f"got {tuple(noise.shape)}")
+    return noise
 
 
 def _randn(u: Tensor, generator) -> Tensor:
@@ -125,13 +131,7 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
         raise TypeError(f"DDIM needs a Gaussian diffusion (DDPM or Blurring Diffusion), got {type(process).__name__}")
     levels = ddim_levels(process.K, process.K if steps is None else steps)
     n = len(levels) - 1
-    if isinstance(noise, str):
-        if noise != "shared":
-            raise ValueError(f"noise must be None, 'shared' or a tensor, got {noise!r}")
-        noise = draw_noise(n, x_T.shape, shared=True, generator=generator, device=x_T.device)
-    if isinstance(noise, Tensor) and (noise.shape[0] != n or noise.shape[2:] != x_T.shape[1:]):
-        raise ValueError(f"noise must have shape ({n}, B, {', '.join(map(str, x_T.shape[1:]))}), "
-                         f"got {tuple(noise.shape)}")
+    noise = _resolve_noise(noise, n, x_T, generator)
     was_training = getattr(net, "training", False)
     step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
     if hasattr(net, "eval"):
