@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from .data import load_dataset
 from .samplers import sample
 
 __all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll",
-           "evaluate_recognisability", "record_score", "main"]
+           "evaluate_recognisability", "record_score", "read_scores", "score", "draw_samples", "main"]
 
 # FID reference set per training data set (App. B.3: training set for CIFAR-10 and LSUN, the
 # whole data set for FFHQ and AFHQ, whose folders are used whole; MNIST: its training split).
@@ -73,7 +74,26 @@ def run_identity(run) -> dict:
 
 
 def _delta(run, delta):
-    return float(run.process.delta if delta is None else delta)
+    d = run.process.delta if delta is None else delta
+    return None if d is None else float(d)  # None: a diffusion, whose step noise is its schedule's
+
+
+# One memoised draw, so that FID and recognisability of the same (run, n, delta, seed) in one
+# session sample once. Only sets of up to _MEMO_ELEMENTS values are kept (paper-scale FID streams).
+_MEMO_ELEMENTS = 50_000_000
+_memo: dict = {}
+
+
+def draw_samples(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
+                 clock: _Clock | None = None) -> torch.Tensor:
+    """``n`` samples in [0, 1] from :func:`sample_stream` (same seed, same samples), memoised."""
+    key = (str(run.run_dir), run.step, run.cfg.identity(), n, _delta(run, delta), seed, batch_size)
+    if _memo.get("key") == key:
+        return _memo["x"]
+    x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)))
+    if x.numel() <= _MEMO_ELEMENTS:
+        _memo.update(key=key, x=x)
+    return x
 
 
 def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 0, reference: str | None = None,
@@ -90,8 +110,12 @@ def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 
     t_ref = time.perf_counter() - t0
     clock = _Clock()
     t1 = time.perf_counter()
-    stream = sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)
-    feats = inception_features(stream, n, batch_size=batch_size, device=device, extractor=extractor,
+    shape = (run.cfg.data.channels, run.cfg.data.image_size, run.cfg.data.image_size)
+    if n * math.prod(shape) <= _MEMO_ELEMENTS:
+        source = draw_samples(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)
+    else:
+        source = sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)
+    feats = inception_features(source, n, batch_size=batch_size, device=device, extractor=extractor,
                                progress=progress)
     t_feat = time.perf_counter() - t1
     value = fid_from_features(feats, ref)
@@ -125,7 +149,7 @@ def evaluate_nll(run, *, split: str = "test", n: int | None = None, delta: float
 
 
 def evaluate_recognisability(run, n: int = 1000, *, delta: float | None = None, seed: int = 0,
-                             batch_size: int = 250, threshold: float = 0.9, progress: bool = True) -> dict:
+                             batch_size: int = 50, threshold: float = 0.9, progress: bool = True) -> dict:
     """Share of ``n`` samples that the mnist5k digit CNN classifies with confidence >= threshold."""
     from .metrics import digit_classifier, recognisability
 
@@ -134,7 +158,7 @@ def evaluate_recognisability(run, n: int = 1000, *, delta: float | None = None, 
     t0 = time.perf_counter()
     clf = digit_classifier(progress=progress)
     clock = _Clock()
-    x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)))
+    x = draw_samples(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)
     res = recognisability(x, threshold=threshold, classifier=clf)
     return {"metric": "recognisability", "value": res["share_confident"], "n_samples": n,
             "reference": "mnist5k digit CNN (train 4500, test accuracy "
@@ -149,6 +173,53 @@ def record_score(run, record: dict) -> Path:
     with open(path, "a") as fh:
         fh.write(json.dumps(dict(record, recorded=time.strftime("%Y-%m-%dT%H:%M:%S"))) + "\n")
     return path
+
+
+def read_scores(run) -> list[dict]:
+    path = Path(run.run_dir) / "scores.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+_EVALUATORS = {"fid": "evaluate_fid", "nll": "evaluate_nll", "recognisability": "evaluate_recognisability"}
+
+
+def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:
+    """A score of ``run``, taken from ``<run dir>/scores.jsonl`` when one was recorded with the
+    same arguments and checkpoint, otherwise computed with ``evaluate_<metric>`` and recorded.
+
+    Chapters share scores this way (the same FID is not recomputed by every chapter that shows
+    it). ``kwargs`` are the evaluator's (n, delta, seed, ...); the delta is resolved to the
+    run's own when not given, so the key names exactly what was measured.
+    """
+    if metric not in _EVALUATORS:
+        raise ValueError(f"metric must be one of {sorted(_EVALUATORS)}, got {metric!r}")
+    fn = globals()[_EVALUATORS[metric]]
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    unknown = set(kwargs) - set(params)
+    if unknown:
+        raise TypeError(f"{_EVALUATORS[metric]} takes no {sorted(unknown)}")
+    key = {name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty
+           and name not in ("progress", "device")}
+    key.update({k: v for k, v in kwargs.items() if k not in ("progress", "device")})
+    if "delta" in params and getattr(run.process, "name", "ihdm") == "ihdm":
+        key["delta"] = _delta(run, key.get("delta"))
+    ident = run_identity(run)
+    if not recompute:
+        for rec in reversed(read_scores(run)):
+            if (rec.get("metric") == metric and rec.get("key") == key and rec["run"].get("identity") == ident["identity"]
+                    and rec["run"].get("step") == ident["step"]):
+                return rec
+    call = dict(kwargs)
+    if "delta" in call and getattr(run.process, "name", "ihdm") != "ihdm":
+        call.pop("delta")  # the diffusions' step noise is fixed by their schedule
+    rec = fn(run, **call)
+    rec["key"] = key
+    record_score(run, rec)
+    return rec
 
 
 def main(argv=None) -> int:

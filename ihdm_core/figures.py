@@ -1,0 +1,155 @@
+"""Figures and tables of the book: stable file names, provenance on every one, one index.
+
+``savefig(fig, "fig05_generation", caption=..., runs=[run], seed=0, n=64)`` writes
+``<figures dir>/fig05_generation.png`` and ``.pdf``, prints the provenance line under the
+figure itself, and records the figure in ``<figures dir>/index.json`` (file names, caption,
+chapter, profile, config identities, seed, sample count). ``save_table`` does the same for a
+table (``.csv`` and ``.md``). The pipeline points ``$IHDM_FIGURES`` at the profile's figure
+folder; outside it figures go to ``<checkout>/figures/<profile>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+__all__ = ["figures_dir", "provenance", "savefig", "save_table", "read_index", "image_grid", "show_images", "INDEX"]
+
+INDEX = "index.json"
+
+
+def figures_dir(profile: str = "interactive") -> Path:
+    if os.environ.get("IHDM_FIGURES"):
+        path = Path(os.environ["IHDM_FIGURES"]).expanduser()
+    else:
+        root = Path(__file__).resolve().parent.parent
+        base = root / "figures" if (root / "pyproject.toml").exists() else Path.home() / ".cache" / "ihdm" / "figures"
+        path = base / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _run_info(run) -> dict:
+    """Name, identity and step of a loaded run (``train.Run``) or a Config."""
+    cfg = getattr(run, "cfg", run)
+    info = {"config": cfg.name, "identity": cfg.identity()}
+    if hasattr(run, "step"):
+        info["step"] = run.step
+    return info
+
+
+def provenance(profile: str, runs=(), seed: int | None = None, n: int | None = None, **extra) -> dict:
+    """What made a figure: profile, runs (config name, identity, training step), seed, sample count."""
+    rec = {"profile": profile, "runs": [_run_info(r) for r in runs]}
+    if seed is not None:
+        rec["seed"] = seed
+    if n is not None:
+        rec["n"] = n
+    rec.update({k: v for k, v in extra.items() if v is not None})
+    return rec
+
+
+def _stamp(prov: dict) -> str:
+    parts = [f"profile {prov['profile']}"]
+    parts += [f"{r['config']} [{r['identity']}]" + (f" step {r['step']}" if "step" in r else "") for r in prov["runs"]]
+    parts += [f"{k} {v}" for k, v in prov.items() if k not in ("profile", "runs")]
+    return " · ".join(parts)
+
+
+def read_index(directory: str | Path | None = None) -> dict:
+    path = Path(directory or figures_dir()) / INDEX
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _record(directory: Path, name: str, entry: dict) -> None:
+    index = read_index(directory)
+    index[name] = entry
+    tmp = directory / f"{INDEX}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(index, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, directory / INDEX)
+
+
+def _check_name(name: str) -> None:
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"figure names are stable file stems of letters, digits, '-' and '_'; got {name!r}")
+
+
+def savefig(fig, name: str, *, caption: str, profile: str, runs=(), seed: int | None = None,
+            n: int | None = None, chapter: str | None = None, stamp: bool = True, **extra) -> dict:
+    """Write ``fig`` as PNG and PDF under a stable name and record it in the index.
+
+    The provenance (profile, config identities, seed, sample count and ``extra``) is printed
+    in small type at the bottom of the figure, so it travels with the image.
+    """
+    _check_name(name)
+    directory = figures_dir(profile)
+    prov = provenance(profile, runs, seed, n, **extra)
+    if stamp:
+        fig.text(0.5, 0.0, _stamp(prov), ha="center", va="top", fontsize=6.5, color="0.35", wrap=True)
+    files = []
+    for ext in ("png", "pdf"):
+        path = directory / f"{name}.{ext}"
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+        files.append(path.name)
+    entry = {"kind": "figure", "files": files, "caption": caption, "chapter": chapter or os.environ.get("IHDM_CHAPTER"),
+             "provenance": prov, "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _record(directory, name, entry)
+    return entry
+
+
+def save_table(rows: list[dict], name: str, *, caption: str, profile: str, runs=(), seed: int | None = None,
+               n: int | None = None, chapter: str | None = None, floatfmt: str = ".4g", **extra) -> str:
+    """Write a table (a list of dicts with the same keys) as CSV and Markdown; return the Markdown.
+
+    The Markdown ends with the caption and the provenance line, for display in the notebook.
+    """
+    _check_name(name)
+    if not rows:
+        raise ValueError(f"table {name!r} has no rows")
+    directory = figures_dir(profile)
+    cols = list(rows[0])
+    with open(directory / f"{name}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def fmt(v):
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return "" if v is None else str(v)
+
+    prov = provenance(profile, runs, seed, n, **extra)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    md = "\n".join(lines) + f"\n\n*{caption}* <small>({_stamp(prov)})</small>\n"
+    (directory / f"{name}.md").write_text(md)
+    entry = {"kind": "table", "files": [f"{name}.csv", f"{name}.md"], "caption": caption,
+             "chapter": chapter or os.environ.get("IHDM_CHAPTER"), "provenance": prov,
+             "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _record(directory, name, entry)
+    return md
+
+
+def image_grid(images, nrow: int | None = None, padding: int = 1, pad_value: float = 1.0):
+    """A batch (B, C, H, W) in [0, 1] as one array for ``imshow`` (H', W') or (H', W', 3)."""
+    import torch
+    from torchvision.utils import make_grid
+
+    x = torch.as_tensor(images).detach().float().cpu().clamp(0, 1)
+    if x.dim() == 3:
+        x = x[:, None]
+    nrow = nrow or max(1, int(round(len(x) ** 0.5)))
+    grid = make_grid(x, nrow=nrow, padding=padding, pad_value=pad_value)
+    return grid[0].numpy() if x.shape[1] == 1 else grid.permute(1, 2, 0).numpy()
+
+
+def show_images(ax, images, nrow: int | None = None, title: str | None = None, **kw):
+    """Draw a batch of [0, 1] images as a grid on ``ax`` (grayscale without interpolation)."""
+    ax.imshow(image_grid(images, nrow, **kw), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax

@@ -1,0 +1,130 @@
+"""Run profiles of the book: what every chapter trains, samples and measures.
+
+A profile names the models a chapter uses (as configs, so every run is cached by identity and
+shared between chapters) and the sizes of its experiments. Chapters receive the profile's
+name as a papermill parameter and read everything else from here, so the notebooks stay the
+same code at every scale:
+
+* ``smoke``  seconds per chapter; exercises every code path and learns nothing (CI).
+* ``quick``  the default main job: the 5,000 offline MNIST digits on 2 CPU cores, the whole
+  book in about half an hour; honest small-scale results, captioned as such.
+* ``paper``  Tables 1-2 of the paper on a GPU with the real data sets. Trained checkpoints can
+  be dropped in: put them where ``ihdm_core.train.run_dir_for(cfg)`` points and they are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import Config, get_preset
+
+__all__ = ["Profile", "PROFILES", "get_profile", "profile_names", "start"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    # Presets of the main models; ``Profile.config`` builds them.
+    ihdm: str
+    ddpm: str
+    blurring: str
+    # The colour-disentanglement model (Fig. 7a) needs sigma_B_max = the whole image.
+    colour: str
+    colour_overrides: dict = field(default_factory=dict)
+    # Training steps of the sigma = 0 failure model (Fig. 13); None keeps the main budget.
+    sigma0_steps: int | None = None
+    # Experiment sizes.
+    n_grid: int = 64               # samples in a figure grid
+    n_eval: int = 500              # samples for FID and recognisability
+    fid_ref_n: int | None = None   # reference images for FID (None: the whole training split)
+    n_nll: int = 200               # held-out images for the ELBO
+    deltas: tuple = (0.0, 0.005, 0.01, 0.0125, 0.015, 0.02)
+    n_delta_eval: int = 200        # samples per delta for recognisability / FID
+    n_interp: int = 9              # interpolation frames
+    n_neighbours: int = 8          # samples whose nearest training images are shown
+    sigma_B_max_grid: tuple = (1.0, 2.0, 4.0, 8.0, 14.0, 20.0, 28.0)
+    psd_images: int = 6            # natural photographs for the power spectra
+    seed: int = 0
+    small_scale: bool = True       # captions say the results are small-scale
+
+    @property
+    def device(self) -> str:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def config(self, role: str, **overrides) -> Config:
+        """The config of one of the profile's models: role is 'ihdm', 'ddpm', 'blurring',
+        'colour' or 'sigma0' (the main IHDM model trained with sigma = 0)."""
+        if role == "sigma0":
+            cfg = get_preset(self.ihdm)
+            steps = self.sigma0_steps or cfg.train.steps
+            cfg = cfg.replace(name=f"{cfg.name}-sigma0", process={"sigma": 0.0}, train={"steps": steps})
+        elif role == "colour":
+            cfg = get_preset(self.colour, **self.colour_overrides)
+            if self.colour_overrides:
+                cfg = cfg.replace(name=f"{cfg.name}-colour")
+        elif role in ("ihdm", "ddpm", "blurring"):
+            cfg = get_preset(getattr(self, role))
+        else:
+            raise ValueError(f"unknown model role {role!r}; use ihdm, ddpm, blurring, colour or sigma0")
+        return cfg.replace(**overrides) if overrides else cfg
+
+    @property
+    def caption(self) -> str:
+        """A sentence every figure of this profile carries."""
+        if self.small_scale:
+            return (f"Profile '{self.name}': small-scale run ({self.description}); "
+                    "not comparable to the paper's numbers.")
+        return f"Profile '{self.name}': {self.description}."
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", description="tiny models trained for seconds, for CI; the figures show the code runs, not results",
+        ihdm="mnist-smoke", ddpm="mnist-ddpm-smoke", blurring="mnist-blurring-smoke",
+        colour="mnist-smoke", sigma0_steps=None,
+        n_grid=16, n_eval=32, fid_ref_n=64, n_nll=16, deltas=(0.0, 0.01, 0.0125, 0.02), n_delta_eval=16,
+        n_interp=5, n_neighbours=3, sigma_B_max_grid=(1.0, 4.0, 20.0), psd_images=2),
+    "quick": Profile(
+        name="quick", description="5,000 offline MNIST digits, small U-Nets trained on 2 CPU cores",
+        ihdm="mnist-quick", ddpm="mnist-ddpm-quick", blurring="mnist-blurring-quick",
+        # sigma_B_max = 20 on 28 x 28 digits already averages them to their mean intensity,
+        # so the main model serves as the 'whole image' model of Fig. 7a.
+        colour="mnist-quick", sigma0_steps=1500,
+        n_grid=64, n_eval=500, fid_ref_n=None, n_nll=200,
+        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.0135, 0.015, 0.02), n_delta_eval=200,
+        n_interp=9, n_neighbours=8, psd_images=6),
+    "paper": Profile(
+        name="paper", description="the paper's Table 1-2 settings on a GPU with the real data sets",
+        ihdm="mnist", ddpm="mnist-ddpm", blurring="mnist-blurring",
+        colour="ffhq128", sigma0_steps=None,
+        n_grid=100, n_eval=50_000, fid_ref_n=None, n_nll=10_000,
+        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.01325, 0.0135, 0.015, 0.02), n_delta_eval=10_000,
+        n_interp=11, n_neighbours=16, sigma_B_max_grid=(1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0),
+        psd_images=12, small_scale=False),
+}
+
+
+def profile_names() -> list[str]:
+    return list(PROFILES)
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def start(profile: str) -> Profile:
+    """The set-up every chapter runs first: its Profile, seeded RNGs and one figure style."""
+    import matplotlib as mpl
+    import torch
+
+    prof = get_profile(profile)
+    torch.manual_seed(prof.seed)
+    mpl.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 9,
+                         "axes.spines.top": False, "axes.spines.right": False, "image.cmap": "gray",
+                         "figure.constrained_layout.use": True})
+    return prof
