@@ -171,7 +171,8 @@ def record_score(run, record: dict) -> Path:
     """Append a score record to ``<run dir>/scores.jsonl``."""
     path = Path(run.run_dir) / "scores.jsonl"
     with open(path, "a") as fh:
-        fh.write(json.dumps(dict(record, recorded=time.strftime("%Y-%m-%dT%H:%M:%S"))) + "\n")
+        fh.write(json.dumps(dict(record, recorded=record.get("recorded") or time.strftime("%Y-%m-%dT%H:%M:%S")),
+                            default=str) + "\n")
     return path
 
 
@@ -218,6 +219,7 @@ def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:
         call.pop("delta")  # the diffusions' step noise is fixed by their schedule
     rec = fn(run, **call)
     rec["key"] = key
+    rec["recorded"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     record_score(run, rec)
     return rec
 

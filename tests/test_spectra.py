@@ -20,17 +20,20 @@ def test_dct_power_matches_scipy():
 
 def test_white_noise_has_flat_psd_equal_to_its_variance():
     g = torch.Generator().manual_seed(1)
-    x = 0.3 * torch.randn(400, 32, 32, generator=g)
+    x = 0.3 * torch.randn(2000, 32, 32, generator=g)
     f, psd = radial_psd(x)
     assert f[0] == 0 and np.all(np.diff(f) > 0)
-    # Orthonormal DCT: every coefficient of N(0, s^2 I) noise has variance s^2.
-    np.testing.assert_allclose(psd[1:], 0.09, rtol=0.08)
+    # Orthonormal DCT: every coefficient of N(0, s^2 I) noise has variance s^2. (A bin of one
+    # coefficient averages 2000 squares: 3% relative error.)
+    np.testing.assert_allclose(psd, 0.09, rtol=0.15)
+    assert abs(psd.mean() / 0.09 - 1) < 0.02
 
 
 def test_radial_bins_partition_by_frequency():
     idx, freqs = radial_index(16, 16)
     assert idx[0, 0] == 0 and idx[3, 4] == 5 and idx[4, 3] == 5  # |(3, 4)| = 5
-    assert freqs[5] == pytest.approx(5 / 32, rel=1e-12)  # basis 5 of 16: 5 / (2 * 16) cycles / pixel
+    # Basis n of 16 oscillates at n / 32 cycles / pixel; a bin's centre is its mean radius.
+    assert freqs[0] == 0 and np.all(np.abs(freqs.numpy() * 32 - np.arange(len(freqs))) <= 0.5)
     # A single cosine basis function lands in exactly one bin.
     c = torch.zeros(16, 16, dtype=torch.float64)
     c[3, 4] = 1.0
