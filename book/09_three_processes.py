@@ -70,20 +70,19 @@ x = to_float(load_dataset("mnist5k", split="test")[:1]).to(P.device)
 K = base.process.K
 levels = torch.linspace(0, K, 8).round().long().tolist()
 g = torch.Generator(device=P.device).manual_seed(P.seed)
-fig, axes = plt.subplots(3, 1, figsize=(8, 3.4))
-for ax, (name, run) in zip(axes, runs.items()):
+fig, axes = plt.subplots(3, len(levels), figsize=(1.1 * len(levels), 3.6), squeeze=False)
+for i, (name, run) in enumerate(runs.items()):
     proc = run.process
-    row = []
-    for k in levels:
+    for j, k in enumerate(levels):
         if k == 0:
-            row.append(x)
+            u = x
         elif name == "IHDM":
-            row.append(proc.marginal(x, k, generator=g).clamp(0, 1))
+            u = proc.marginal(x, k, generator=g)
         else:
-            row.append(proc.to_data(proc.marginal(x, k, generator=g)).clamp(0, 1))
-    show_images(ax, torch.cat(row), nrow=len(levels))
-    ax.set_title(name, fontsize=8, loc="left")
-axes[0].set_title("IHDM" + " " * 20 + "   ".join(f"k={k}" for k in levels), fontsize=8, loc="left")
+            u = proc.to_data(proc.marginal(x, k, generator=g))
+        show_images(axes[i, j], u.clamp(0, 1), title=f"k = {k}" if i == 0 else None)
+    axes[i, 0].text(-0.15, 0.5, name, transform=axes[i, 0].transAxes, rotation=90, ha="right", va="center",
+                    fontsize=8)
 savefig(fig, "fig09a_forward_processes", profile=P.name, runs=list(runs.values()), seed=P.seed,
         caption="The forward marginals of IHDM (blur), DDPM (noise) and Blurring Diffusion (both) for one "
                 "held-out digit at evenly spaced levels.")

@@ -116,9 +116,9 @@ def execute_chapter(name: str, profile: str, out: Path, figures: Path, timeout: 
     src = convert(name, out / "sources" / f"{name}.ipynb")
     dest = out / "site" / "book" / f"{name}.ipynb"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(_kernel_env(profile, name, out, figures))
+    saved, env = dict(os.environ), _kernel_env(profile, name, out, figures)
+    os.environ.clear()  # papermill starts the kernel with this process's environment
+    os.environ.update(env)
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(dest), parameters={"profile": profile}, kernel_name="python3",
