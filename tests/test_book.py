@@ -87,6 +87,13 @@ def test_failing_cell_stops_with_chapter_and_cell(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "BOOK", book)
     with pytest.raises(pipeline.ChapterFailed, match=r"chapter broken failed in cell \d+ .*ValueError: on purpose"):
         pipeline.execute_chapter("broken", "smoke", tmp_path / "out", tmp_path / "figs")
+    # The kernel inherits the caller's environment plus the pipeline's variables.
+    (book / "env.py").write_text('# %% tags=["parameters"]\nprofile = "quick"\n\n# %%\nimport os\n'
+                                 'assert os.environ["IHDM_TEST_MARK"] == "kept", os.environ.get("IHDM_TEST_MARK")\n'
+                                 'assert os.environ["IHDM_CHAPTER"] == "env" and profile == "smoke"\n')
+    monkeypatch.setenv("IHDM_TEST_MARK", "kept")
+    rec = pipeline.execute_chapter("env", "smoke", tmp_path / "out", tmp_path / "figs")
+    assert rec["status"] == "ok" and os.environ.get("IHDM_CHAPTER") is None
     with pytest.raises(ValueError, match="parameters"):
         (book / "noparams.py").write_text("# %%\nx = 1\n")
         pipeline.convert("noparams", tmp_path / "x.ipynb")

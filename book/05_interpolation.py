@@ -1,0 +1,298 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. Interpolation
+#
+# A sample of IHDM is a deterministic function of its *latents*: the prior state
+# $\mathbf u_K$ and the $K-1$ sampling-noise images $\boldsymbol\nu_K, \dots, \boldsymbol\nu_2$
+# that Alg. 2 adds on the way down ($\mathbf u_{k-1} = \boldsymbol\mu_\theta(\mathbf u_k, k) + \delta\boldsymbol\nu_k$,
+# no noise on the last step). Fixing all of them and moving smoothly between two sets of latents
+# gives an interpolation between two samples (paper Sec. 4, Fig. 7b, App. D.2):
+#
+# * the prior states are interpolated **linearly**, $\mathbf u_K(\alpha) = (1-\alpha)\mathbf u_K^{(1)} + \alpha\,\mathbf u_K^{(2)}$;
+# * the noises are interpolated **spherically**, $\boldsymbol\nu(\phi) = \sin\phi\,\boldsymbol\nu^{(2)} + \cos\phi\,\boldsymbol\nu^{(1)}$,
+#   $\phi \in [0, \pi/2]$, because two independent high-dimensional Gaussian vectors are nearly
+#   orthogonal and of equal length, and a straight line between them passes through vectors
+#   about $\sqrt 2$ shorter half-way, i.e. through an effectively smaller $\delta$, which
+#   changes the samples a lot (chapter 4).
+#
+# The paper prints the spherical interpolation as $\sin(\phi)\nu_1 + \cos(\pi/2-\phi)\nu_2$; since
+# $\cos(\pi/2-\phi) = \sin\phi$ that is just $\sin\phi\,(\nu_1+\nu_2)$, a rescaled copy of the fixed
+# vector $\nu_1 + \nu_2$ that reaches neither endpoint, so the intended formula is $\sin\phi\,\nu_1 + \cos\phi\,\nu_2$, which
+# is what `ihdm_core.samplers.slerp` implements.
+#
+# The paper then does the same for a DDPM (there: 200 steps on FFHQ), slerping both the
+# initial Gaussian $\mathbf x_K$ and every per-step noise of ancestral sampling, and finds that its
+# interpolations jump: the overall shape changes abruptly and intermediate frames show features
+# present in neither endpoint (as Ho et al. noted). IHDM's interpolations change smoothly, which the
+# paper attributes to its hierarchical latent space: $\mathbf u_K$ fixes the overall colour, early
+# noises the coarse layout, late noises only the fine detail. We add deterministic DDIM
+# ($\eta = 0$, the output a function of $\mathbf x_K$ alone, slerp on $\mathbf x_K$ only) as a third
+# row, since a deterministic sampler is the usual way to get smooth DDPM interpolations.
+
+# %% tags=["parameters"]
+profile = "quick"
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from ihdm_core.data import load_dataset
+from ihdm_core.figures import save_table, savefig, show_images
+from ihdm_core.prior import kde_prior_sample
+from ihdm_core.profiles import start
+from ihdm_core.samplers import ddim_sample, draw_noise, sample, slerp
+from ihdm_core.train import ensure_trained
+
+P = start(profile)
+ihdm = ensure_trained(P.config("ihdm"), device=P.device)
+# Chapter 5 is the first to use the profile's DDPM: this trains it once (cached by config identity).
+ddpm = ensure_trained(P.config("ddpm"), device=P.device)
+train_images = load_dataset(ihdm.cfg.data)
+C, H, W = ihdm.cfg.data.channels, ihdm.cfg.data.image_size, ihdm.cfg.data.image_size
+print(f"profile {P.name}: IHDM K = {ihdm.process.K}, delta = {ihdm.process.delta}, "
+      f"sigma_B,max = {ihdm.process.sigma_max};  DDPM K = {ddpm.process.K} "
+      f"({ddpm.cfg.process.beta_schedule} schedule);  device {P.device}")
+
+# %% [markdown]
+# ## Interpolating the latents
+#
+# Each endpoint is one full set of latents: for IHDM a KDE prior draw $\mathbf u_K$ (a blurred
+# training image plus $\mathcal N(0, \delta^2)$) and $K$ noise images; for DDPM a Gaussian
+# $\mathbf x_K$ and $K$ noise images. We take a few endpoint pairs and $N$ = `P.n_interp` frames per
+# path, with $\alpha_i = i/(N-1)$ and $\phi_i = \frac{\pi}{2}\alpha_i$.
+
+# %%
+n_frames = P.n_interp
+n_pairs = max(2, P.n_grid // 16)  # a few endpoint pairs; the smoothness statistics average over them
+alpha = torch.linspace(0, 1, n_frames)
+phi = alpha * math.pi / 2
+gen = torch.Generator().manual_seed(P.seed)
+
+
+def lerp_path(a, b):
+    """(..., C, H, W) endpoints -> (..., n_frames, C, H, W), linear in alpha."""
+    w = alpha.view(n_frames, 1, 1, 1)
+    return (1 - w) * a.unsqueeze(-4) + w * b.unsqueeze(-4)
+
+
+def slerp_path(a, b):
+    """(..., C, H, W) endpoints -> (..., n_frames, C, H, W); slerp(z1, z2, phi) is z2 at phi = 0, z1 at pi/2."""
+    return torch.stack([slerp(b, a, float(p)) for p in phi], dim=-4)
+
+
+def flat(x):
+    """(n_pairs, n_frames, ...) -> (n_pairs * n_frames, ...), pair-major; works on (K, n_pairs, ...) too."""
+    return x.flatten(-5, -4)
+
+
+# IHDM: prior states and noises of the 2 * n_pairs endpoints.
+K = ihdm.process.K
+uK_end, _ = kde_prior_sample(ihdm.process, train_images, 2 * n_pairs, generator=gen)
+uK_end = uK_end.cpu().view(n_pairs, 2, C, H, W)
+nu_end = draw_noise(K, (2 * n_pairs, C, H, W), generator=gen).view(K, n_pairs, 2, C, H, W)
+uK_path = flat(lerp_path(uK_end[:, 0], uK_end[:, 1]))                 # (n_pairs * N, C, H, W)
+nu_path = flat(slerp_path(nu_end[:, :, 0], nu_end[:, :, 1]))          # (K, n_pairs * N, C, H, W)
+
+# DDPM: Gaussian initial states and per-step noises, all slerped.
+Kd = ddpm.process.K
+xK_end = ddpm.process.prior_sample(2 * n_pairs, generator=gen).cpu().view(n_pairs, 2, C, H, W)
+eps_end = draw_noise(Kd, (2 * n_pairs, C, H, W), generator=gen).view(Kd, n_pairs, 2, C, H, W)
+xK_path = flat(slerp_path(xK_end[:, 0], xK_end[:, 1]))
+eps_path = flat(slerp_path(eps_end[:, :, 0], eps_end[:, :, 1]))
+
+# Invariants: the paths start and end at the endpoints' latents.
+B = n_pairs * n_frames
+assert uK_path.shape == (B, C, H, W) and nu_path.shape == (K, B, C, H, W) and eps_path.shape == (Kd, B, C, H, W)
+first, last = torch.arange(n_pairs) * n_frames, torch.arange(n_pairs) * n_frames + n_frames - 1
+assert torch.allclose(nu_path[:, first], nu_end[:, :, 0]) and torch.allclose(nu_path[:, last], nu_end[:, :, 1], atol=1e-6)
+assert torch.allclose(uK_path[first], uK_end[:, 0]) and torch.allclose(uK_path[last], uK_end[:, 1], atol=1e-6)
+assert torch.allclose(xK_path[last], xK_end[:, 1], atol=1e-6)
+
+# %% [markdown]
+# ## Why spherical: the norm of the noise along the path
+#
+# Measured on the actual noise sets (all $K$ steps of one endpoint form one vector of
+# dimension $K \cdot C H W$): the slerp path keeps the norm of the endpoints, a straight line
+# sags to $\sqrt{(1-\alpha)^2 + \alpha^2}$ of it, $1/\sqrt 2 \approx 0.71$ half-way.
+
+# %%
+def path_norms(path):
+    """Norm of each frame's whole noise set, relative to the first endpoint: (n_pairs, N)."""
+    v = path.view(path.shape[0], n_pairs, n_frames, -1).permute(1, 2, 0, 3).flatten(2)
+    n = v.norm(dim=-1)
+    return n / n[:, :1]
+
+
+norm_slerp = path_norms(nu_path)
+norm_lerp = path_norms(flat(lerp_path(nu_end[:, :, 0], nu_end[:, :, 1])))
+cos_end = torch.nn.functional.cosine_similarity(nu_end[:, :, 0].transpose(0, 1).flatten(1),
+                                                nu_end[:, :, 1].transpose(0, 1).flatten(1), dim=1)
+print(f"cosine between the two endpoint noise sets: {cos_end.abs().max():.2e} (max over pairs) - nearly orthogonal")
+print(f"half-way norm / endpoint norm: slerp {norm_slerp[:, n_frames // 2].mean():.4f}, "
+      f"linear {norm_lerp[:, n_frames // 2].mean():.4f}")
+assert (norm_slerp - 1).abs().max() < 0.05           # slerp keeps the norm (to the small cosine)
+assert norm_lerp[:, n_frames // 2].mean() < 0.75     # linear shrinks it to ~1/sqrt(2) half-way
+
+a_fine = np.linspace(0, 1, 200)
+fig, ax = plt.subplots(figsize=(4.6, 3))
+ax.plot(a_fine, np.ones_like(a_fine), color="C0", lw=1, alpha=0.5)
+ax.plot(a_fine, np.sqrt((1 - a_fine) ** 2 + a_fine ** 2), color="C3", lw=1, alpha=0.5)
+ax.plot(alpha, norm_slerp.mean(0), "o", color="C0", ms=4, label=r"slerp: $\sin\phi\,\nu^{(2)} + \cos\phi\,\nu^{(1)}$")
+ax.plot(alpha, norm_lerp.mean(0), "s", color="C3", ms=4, label=r"linear: $(1-\alpha)\nu^{(1)} + \alpha\nu^{(2)}$")
+ax.set_xlabel(r"position along the path $\alpha = 2\phi/\pi$")
+ax.set_ylabel(r"$\|\nu(\alpha)\| \,/\, \|\nu^{(1)}\|$")
+ax.set_ylim(0.6, 1.08)
+ax.set_title("Norm of the interpolated sampling noise")
+ax.legend(fontsize=7, loc="lower center")
+savefig(fig, "fig07b_slerp_norm", profile=P.name, runs=[ihdm], seed=P.seed, n=n_pairs,
+        caption=f"Norm of the interpolated noise sets (K = {K} steps of {C}x{H}x{W} noise) along the path, "
+                "relative to the first endpoint: spherical interpolation keeps it, linear interpolation "
+                "sags to 1/sqrt(2) half-way (lines: theory for orthogonal endpoints).")
+plt.show()
+
+# %% [markdown]
+# ## Figure 7b: the three interpolations
+#
+# IHDM runs Alg. 2 with the interpolated prior states and noise tensor; DDPM runs ancestral
+# sampling with its slerped $\mathbf x_K$ and noises, and DDIM ($\eta = 0$, all $K$ levels) with the
+# slerped $\mathbf x_K$ only. Each frame is an independent sample; the batch holds all pairs and
+# frames at once.
+
+# %%
+dev = P.device
+timings = {}
+t0 = time.perf_counter()
+x_ihdm = sample(ihdm.net, ihdm.process, uK_path.to(dev), noise=nu_path.to(dev)).clamp(0, 1).cpu()
+timings["IHDM"] = time.perf_counter() - t0
+t0 = time.perf_counter()
+x_anc = sample(ddpm.net, ddpm.process, xK_path.to(dev), noise=eps_path.to(dev)).clamp(0, 1).cpu()
+timings["DDPM ancestral"] = time.perf_counter() - t0
+t0 = time.perf_counter()
+x_ddim = ddim_sample(ddpm.net, ddpm.process, xK_path.to(dev), eta=0.0).clamp(0, 1).cpu()
+timings["DDPM DDIM"] = time.perf_counter() - t0
+rows = {"IHDM": x_ihdm, "DDPM ancestral": x_anc, "DDPM DDIM": x_ddim}
+for name, x in rows.items():
+    assert x.shape == (B, C, H, W) and torch.isfinite(x).all()
+print("sampling time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + f"  ({B} images each)")
+
+# %%
+n_show = min(n_pairs, 3)
+fig, axes = plt.subplots(3 * n_show, 1, figsize=(0.85 * n_frames + 1.2, 0.92 * 3 * n_show),
+                         gridspec_kw={"hspace": 0.06})
+for p in range(n_show):
+    for r, (name, x) in enumerate(rows.items()):
+        ax = axes[3 * p + r]
+        show_images(ax, x[p * n_frames:(p + 1) * n_frames], nrow=n_frames)
+        ax.text(-0.01, 0.5, name.replace(" ", "\n"), transform=ax.transAxes, ha="right", va="center", fontsize=7.5,
+                color=f"C{r}")
+        if r == 0:
+            ax.set_title(f"pair {p + 1}" + ("   (left: endpoint 1, right: endpoint 2)" if p == 0 else ""),
+                         fontsize=8, loc="left")
+savefig(fig, "fig07b_interpolation", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=B,
+        caption=f"Fig. 7b: interpolations between two sets of latents, {n_frames} frames. IHDM: linear in u_K, "
+                "spherical in the sampling noises; DDPM ancestral: spherical in x_K and the noises; DDPM DDIM "
+                f"(eta = 0): spherical in x_K. {P.caption}")
+plt.show()
+
+# %% [markdown]
+# ## How smooth? Distances between consecutive frames
+#
+# A smooth interpolation moves a little at every frame; a jumpy one moves little, then a lot.
+# We measure the $L_2$ distance $\|\mathbf x_{i+1} - \mathbf x_i\|_2$ between consecutive frames
+# (pixels in $[0, 1]$), averaged over the endpoint pairs, and summarise each path by
+#
+# * the **jump ratio** $\max_i d_i / \operatorname{mean}_i d_i$ (1 for evenly spaced frames,
+#   $N-1$ if all change happens in one step), and
+# * the **detour** $\sum_i d_i / \|\mathbf x_{N-1} - \mathbf x_0\|$ (1 for a straight path in pixel
+#   space; larger when the path passes through images that are in neither endpoint).
+
+# %%
+def frame_steps(x):
+    x = x.reshape(n_pairs, n_frames, -1)
+    return (x[:, 1:] - x[:, :-1]).norm(dim=-1)  # (n_pairs, N - 1)
+
+
+stats, steps = [], {}
+for name, x in rows.items():
+    d = frame_steps(x)
+    steps[name] = d
+    ends = (x.reshape(n_pairs, n_frames, -1)[:, -1] - x.reshape(n_pairs, n_frames, -1)[:, 0]).norm(dim=-1)
+    jump = d.max(1).values / d.mean(1).clamp_min(1e-12)
+    detour = d.sum(1) / ends.clamp_min(1e-12)
+    stats.append({"sampler": name, "mean step (L2)": float(d.mean()), "jump ratio": float(jump.mean()),
+                  "jump ratio (worst pair)": float(jump.max()), "detour": float(detour.mean()),
+                  "endpoint distance": float(ends.mean()), "seconds": round(timings[name], 2)})
+
+fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.1))
+mid = np.arange(n_frames - 1) + 0.5
+for r, (name, d) in enumerate(steps.items()):
+    x = rows[name].reshape(n_pairs, n_frames, -1)
+    even = ((x[:, -1] - x[:, 0]).norm(dim=-1) / (n_frames - 1)).clamp_min(1e-12)[:, None]
+    for ax, dd in zip(axes, (d, d / even)):
+        for dp in dd:
+            ax.plot(mid, dp, color=f"C{r}", lw=0.6, alpha=0.3)
+        ax.plot(mid, dd.mean(0), "o-", color=f"C{r}", ms=4, label=name)
+axes[0].set_ylabel(r"$d_i = \|\mathbf{x}_{i+1} - \mathbf{x}_i\|_2$")
+axes[0].set_title("Step between consecutive frames")
+axes[1].axhline(1, color="0.5", lw=0.8, ls=":")
+axes[1].set_ylabel(r"$d_i \,/\, (\|\mathbf{x}_{N-1} - \mathbf{x}_0\|_2 / (N-1))$")
+axes[1].set_title("Relative to an evenly spaced straight path (= 1)")
+for ax in axes:
+    ax.set_xticks(np.arange(n_frames))
+    ax.set_xlim(-0.2, n_frames - 0.8)
+    ax.set_ylim(0, None)
+    ax.set_xlabel(r"frame index (step $i \to i+1$ plotted at $i + \frac{1}{2}$)")
+axes[0].legend(fontsize=7)
+savefig(fig, "fig07b_smoothness", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=B,
+        caption="L2 distance between consecutive interpolation frames (thick: mean over the "
+                f"{n_pairs} endpoint pairs, thin: each pair) for IHDM, DDPM ancestral sampling and DDIM; right: the "
+                f"same relative to an evenly spaced straight path between the endpoints. {P.caption}")
+plt.show()
+display(Markdown(save_table(stats, "tab07b_smoothness", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=B,
+                            caption="Smoothness of the interpolations: mean L2 step between consecutive frames, "
+                                    "jump ratio max/mean (1 = even), detour path length / endpoint distance "
+                                    f"(1 = straight). {P.caption}")))
+
+# %%
+by_jump = sorted(stats, key=lambda r: r["jump ratio"])
+by_detour = sorted(stats, key=lambda r: r["detour"])
+print("smoothest by jump ratio: " + " < ".join(f"{r['sampler']} ({r['jump ratio']:.2f})" for r in by_jump))
+print("straightest by detour:   " + " < ".join(f"{r['sampler']} ({r['detour']:.2f})" for r in by_detour))
+
+# %% [markdown]
+# **Reading the result.** The paper's claim is qualitative (Fig. 7b and App. D.2 on FFHQ, AFHQ and
+# LSUN): IHDM's frames change steadily, while DDPM's ancestral interpolations jump between
+# unrelated images. In these measures that would be a jump ratio and detour near 1 for IHDM and
+# clearly larger values for DDPM ancestral sampling; DDIM, deterministic given $\mathbf x_K$, is the
+# usual remedy for diffusion models. The two lines above rank the three samplers in this run.
+# Why IHDM should behave this way: its latents are ordered by scale. $\mathbf u_K$ is nearly flat
+# (it mostly sets the mean intensity), the noise added at large $k$ survives the later reverse steps
+# only through its coarse components, and noise added at small $k$ only moves fine detail, so a
+# slow rotation of the noise moves the image slowly. In DDPM every step's noise acts on all
+# frequencies at once, and the sampler can switch to a different mode of the data distribution
+# when the latents cross a boundary between basins.
+#
+# Two things to keep in mind when reading the numbers. First, the measures are in pixel space: a
+# path through blurry averages of two digits is "straight" there even if it is not a sequence of
+# plausible digits, and a perfectly smooth morph of one stroke into another is not straight there
+# (its detour is well above 1), so the jump ratio is the better smoothness measure and the figure
+# matters as much as the table. Second, *small scale*: the quick
+# profile's digits are 28 x 28 and its models train for minutes on a CPU, so both models produce
+# imperfect digits and the contrast can be weaker than, or different from, the paper's FFHQ faces;
+# with the smoke models (CI) the figures only show that the code runs. The latents, the frames and
+# the metrics are computed the same way at every scale: the paper profile runs the same comparison
+# with the paper's MNIST models (IHDM with K = 100, a 1000-step DDPM).
