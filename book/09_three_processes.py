@@ -83,7 +83,7 @@ for i, (name, run) in enumerate(runs.items()):
         show_images(axes[i, j], u.clamp(0, 1), title=f"k = {k}" if i == 0 else None)
     axes[i, 0].text(-0.15, 0.5, name, transform=axes[i, 0].transAxes, rotation=90, ha="right", va="center",
                     fontsize=8)
-savefig(fig, "fig09a_forward_processes", profile=P.name, runs=list(runs.values()), seed=P.seed,
+savefig(fig, "ch09_forward_processes", profile=P.name, runs=list(runs.values()), seed=P.seed,
         caption="The forward marginals of IHDM (blur), DDPM (noise) and Blurring Diffusion (both) for one "
                 "held-out digit at evenly spaced levels.")
 plt.show()
@@ -116,7 +116,7 @@ display(Markdown(md))
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.7))
 for ax, (name, imgs), row in zip(axes, grids.items(), rows):
     show_images(ax, imgs, title=f"{name}\nrecognisability {row['recognisability']:.2f} · FID {row['FID']:.1f}")
-savefig(fig, "fig09b_samples", profile=P.name, runs=list(runs.values()), seed=P.seed, n=P.n_grid,
+savefig(fig, "ch09_samples", profile=P.name, runs=list(runs.values()), seed=P.seed, n=P.n_grid,
         caption="Uncurated samples of the three processes at equal training budget. " + P.caption)
 plt.show()
 
