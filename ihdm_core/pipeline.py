@@ -130,7 +130,21 @@ def execute_chapter(name: str, profile: str, out: Path, figures: Path, timeout: 
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    _hide_default_parameters(dest)
     return {"chapter": name, "seconds": round(time.perf_counter() - t0, 2), "status": "ok", "notebook": str(dest)}
+
+
+def _hide_default_parameters(path: Path) -> None:
+    """Keep the book pages to the profile actually used: papermill's injected cell shows it, the
+    source's default (``profile = "quick"``) is tagged ``remove-cell`` for Jupyter Book."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, path)
 
 
 def _write_stats(out: Path, stats: dict) -> None:
@@ -147,6 +161,23 @@ def _jupyter_book() -> list[str]:
     if found:
         return [found]
     raise FileNotFoundError("jupyter-book (1.x) is not installed: `pip install 'jupyter-book>=1,<2'`")
+
+
+def _copy_mathjax(dest: Path) -> None:
+    """Put MathJax (2.7, from the ``jupyter-server-mathjax`` wheel) beside the pages.
+
+    ``_config.yml`` points Sphinx at ``<html>/_mathjax`` (copied after the build: inside the
+    book's ``_static`` Jupyter Book would load every one of its scripts), so the book renders
+    its equations with no network; Jupyter Book's default loads MathJax from a CDN.
+    """
+    try:
+        import jupyter_server_mathjax
+    except ImportError as err:
+        raise RuntimeError("the book renders math with the MathJax of 'jupyter-server-mathjax' "
+                           "(pip install jupyter-server-mathjax); it is in the project's book extra") from err
+    src = Path(jupyter_server_mathjax.__file__).parent / "static"
+    if not (dest / "MathJax.js").exists():
+        shutil.copytree(src, dest, dirs_exist_ok=True)
 
 
 def build_html(out: Path, root: Path = ROOT) -> Path:
@@ -176,6 +207,7 @@ def build_html(out: Path, root: Path = ROOT) -> Path:
     html = site / "_build" / "html"
     if not (html / "index.html").exists():
         raise RuntimeError(f"jupyter-book wrote no {html / 'index.html'}; log: {out / 'jupyter-book.log'}")
+    _copy_mathjax(html / "_mathjax")
     return html
 
 

@@ -120,13 +120,17 @@ def test_chapter_renders_its_figures_in_chromium(built, tmp_path):
            "--no-first-run", "--disable-features=MediaRouter,OptimizationHints,Translate",
            # Networking off: every request that is not a local file goes to a closed port.
            "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000"]
+    proc = subprocess.run(cmd + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180)
     m = re.search(r'data-probe="images=(\d+) broken=(\d+)"', proc.stdout)
     assert m, f"no probe result; chromium said:\n{proc.stderr[-2000:]}"
     n_images, broken = int(m.group(1)), int(m.group(2))
     assert n_images >= 4 and broken == 0, m.group(0)
+    # Equations are typeset by the MathJax shipped with the book (no CDN is reachable here).
+    dom = subprocess.run(cmd + ["--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=180).stdout
+    assert dom.count('class="MathJax"') >= 5, "equations were not typeset"
     shot = tmp_path / "chapter1.png"
-    subprocess.run(cmd[:-2] + [f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
+    subprocess.run(cmd + [f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
                    capture_output=True, timeout=180)
     assert shot.exists() and shot.stat().st_size > 10_000
