@@ -130,5 +130,7 @@ plt.show()
 # $\alpha_{t|s} = \alpha_t / \alpha_s$ per frequency; with few levels the blur removes most of
 # a high frequency within one step, $\alpha_{t|s}$ of those frequencies gets tiny, and errors of
 # the $\epsilon$-prediction there are amplified by up to $\sigma^2_{t|s} / (\alpha_{t|s}\sigma_t)$.
-# Samples that end as high-frequency texture are that failure. At small $K$ its row is a
-# limitation of this comparison, not a verdict on the method.
+# The high-frequency texture of many of its samples is consistent with that amplification
+# (a check with more sampling levels, or with $\hat{\mathbf x}$ clipped to the data range, is
+# still to be done). At small $K$ its row is a limitation of this comparison, not a verdict
+# on the method.
