@@ -7,7 +7,8 @@ same code at every scale:
 
 * ``smoke``  seconds per chapter; exercises every code path and learns nothing (CI).
 * ``quick``  the default main job: the 5,000 offline MNIST digits on 2 CPU cores, the whole
-  book in about half an hour; honest small-scale results, captioned as such.
+  book in about an hour the first time (training four models and the FID reference statistics,
+  both cached afterwards); honest small-scale results, captioned as such.
 * ``paper``  Tables 1-2 of the paper on a GPU with the real data sets. Trained checkpoints can
   be dropped in: put them where ``ihdm_core.train.run_dir_for(cfg)`` points and they are used.
 """
