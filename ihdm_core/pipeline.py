@@ -61,8 +61,6 @@ def _toc_files(toc: dict) -> list[str]:
             if "file" in e:
                 files.append(e["file"])
             walk(e.get("sections"))
-            for part in e.get("parts", []) if isinstance(e, dict) else []:
-                walk(part.get("chapters"))
 
     for part in toc.get("parts", []):
         walk(part.get("chapters"))
