@@ -50,20 +50,25 @@ def test_every_chapter_executed_without_errors(built):
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]
         assert not errors, f"{name}: {errors[0]['ename']}: {errors[0]['evalue']}"
-        images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                  if "image/png" in o.get("data", {})]
-        assert images, f"{name} shows no figure"
+        # Every chapter shows a result: a figure, or a table (chapter 10 is all tables).
+        shown = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                 if {"image/png", "text/markdown"} & set(o.get("data", {}))]
+        assert shown, f"{name} shows no figure and no table"
 
 
 def test_every_chapter_page_was_built(built):
     html = built["html"]
     assert (html / "index.html").exists()
+    with_tables = {e["chapter"] for e in read_index(built["figures"]).values() if e["kind"] == "table"}
+    assert "10_reproduction_status" in with_tables
     for name in pipeline.chapters():
+        if name in with_tables:  # rendered as HTML tables, not as pipes in a paragraph
+            assert "<table" in (html / "book" / f"{name}.html").read_text(), f"{name}: its table did not render"
         page = html / "book" / f"{name}.html"
         assert page.exists(), f"no page for {name}"
         text = page.read_text()
         assert "Traceback" not in text, f"{name}: a traceback is on the page"
-        assert "<img" in text, f"{name}: no image on the page"
+        assert "<img" in text or "<table" in text, f"{name}: neither an image nor a table on the page"
 
 
 def test_figure_index_lists_written_files(built):
