@@ -57,7 +57,7 @@ from ihdm_core.evaluate import REFERENCE_SETS, draw_samples, score
 from ihdm_core.figures import save_table, savefig, show_images
 from ihdm_core.metrics import digit_classifier, fid_from_features, inception_features, recognisability, reference_stats
 from ihdm_core.profiles import start
-from ihdm_core.train import ensure_trained, read_metrics
+from ihdm_core.train import ensure_trained, read_metrics, training_seconds
 
 P = start(profile)
 cfg = P.config("ihdm")
@@ -136,7 +136,7 @@ call_s = time.perf_counter() - t0
 log = read_metrics(run.run_dir)
 steps = np.concatenate([np.arange(r["step"] - len(r["losses"]) + 1, r["step"] + 1) for r in log])
 losses = np.concatenate([r["losses"] for r in log])
-train_s = sum(len(r["losses"]) / r["steps_per_s"] for r in log)
+train_s = training_seconds(run.run_dir)
 assert run.step == cfg.train.steps and steps[-1] == run.step and np.all(np.diff(steps) > 0)
 assert np.isfinite(losses).all()
 print(f"run {run.run_dir.name}: {run.step} steps; this call took {call_s:.1f} s "

@@ -46,7 +46,7 @@ from ihdm_core.figures import save_table, savefig, show_images
 from ihdm_core.likelihood import bin_centres, bits_per_dim, dequantize, elbo_terms, prior_kl_bound
 from ihdm_core.metrics import digit_classifier, recognisability
 from ihdm_core.profiles import start
-from ihdm_core.train import ensure_trained, read_metrics
+from ihdm_core.train import ensure_trained, read_metrics, training_seconds
 
 P = start(profile)
 cfg = P.config("ihdm")
@@ -380,7 +380,7 @@ t0 = time.perf_counter()
 run0 = ensure_trained(cfg0, device=P.device, progress=False)
 call_s = time.perf_counter() - t0
 log0, log1 = read_metrics(run0.run_dir), read_metrics(run.run_dir)
-train0_s = sum(len(r["losses"]) / r["steps_per_s"] for r in log0)
+train0_s = training_seconds(run0.run_dir)
 print(f"sigma = 0 model {run0.run_dir.name}: {run0.step} training steps (main model: {run.step}"
       f"{'; shorter budget in this profile' if run0.step < run.step else ''}); training took {train0_s / 60:.1f} min "
       f"({'now' if call_s > 0.5 * train0_s else 'cached'})")

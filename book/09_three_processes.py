@@ -41,7 +41,7 @@ from ihdm_core.data import load_dataset, to_float
 from ihdm_core.evaluate import draw_samples, score
 from ihdm_core.figures import save_table, savefig, show_images
 from ihdm_core.profiles import start
-from ihdm_core.train import ensure_trained, read_metrics
+from ihdm_core.train import ensure_trained, training_seconds
 
 P = start(profile)
 roles = {"IHDM": "ihdm", "DDPM": "ddpm", "Blurring Diffusion": "blurring"}
@@ -102,8 +102,7 @@ for name, run in runs.items():
     rec = score(run, "recognisability", n=P.n_eval, seed=P.seed)
     fid = score(run, "fid", n=P.n_eval, seed=P.seed, ref_n=P.fid_ref_n)
     grids[name] = draw_samples(run, P.n_eval, seed=P.seed)[:P.n_grid]
-    log = read_metrics(run.run_dir)
-    train_s = sum(len(r["losses"]) / r["steps_per_s"] for r in log if r.get("steps_per_s"))
+    train_s = training_seconds(run.run_dir)
     rows.append({"process": name, "config": run.cfg.name, "identity": run.cfg.identity(), "steps": run.step,
                  "train time (s)": round(train_s, 1), "network evals / sample": run.process.K,
                  "recognisability": rec["value"], "FID": fid["value"], "samples": P.n_eval,

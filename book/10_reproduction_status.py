@@ -32,7 +32,7 @@ from ihdm_core.config import get_preset
 from ihdm_core.evaluate import read_scores, score
 from ihdm_core.figures import figures_dir, read_index, save_table
 from ihdm_core.profiles import start
-from ihdm_core.train import CHECKPOINT, load_run, read_metrics, run_dir_for
+from ihdm_core.train import CHECKPOINT, load_run, read_metrics, run_dir_for, training_seconds
 
 P = start(profile)
 
@@ -128,7 +128,7 @@ for role in ("ihdm", "ddpm", "blurring", "sigma0", "colour"):
     log = read_metrics(run_dir_for(cfg))
     if not log:
         continue
-    seconds = sum(len(r["losses"]) / r["steps_per_s"] for r in log if r.get("steps_per_s"))
+    seconds = training_seconds(run_dir_for(cfg))
     train_rows.append({"model": role, "config": f"{cfg.name} [{cfg.identity()}]", "steps": log[-1]["step"],
                        "final loss": log[-1]["loss"], "train time (s)": round(seconds, 1),
                        "steps/s": round(log[-1]["step"] / seconds, 2) if seconds else None})

@@ -13,6 +13,7 @@ checkpoint) and the time taken.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -167,9 +168,13 @@ def evaluate_recognisability(run, n: int = 1000, *, delta: float | None = None, 
             "time_s": {"total": time.perf_counter() - t0, "sampling": clock.seconds}, "details": res}
 
 
+def _scores_path(run) -> Path:
+    return Path(run.run_dir) / "scores.jsonl"
+
+
 def record_score(run, record: dict) -> Path:
     """Append a score record to ``<run dir>/scores.jsonl``."""
-    path = Path(run.run_dir) / "scores.jsonl"
+    path = _scores_path(run)
     with open(path, "a") as fh:
         fh.write(json.dumps(dict(record, recorded=record.get("recorded") or time.strftime("%Y-%m-%dT%H:%M:%S")),
                             default=str) + "\n")
@@ -177,7 +182,7 @@ def record_score(run, record: dict) -> Path:
 
 
 def read_scores(run) -> list[dict]:
-    path = Path(run.run_dir) / "scores.jsonl"
+    path = _scores_path(run)
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -197,16 +202,16 @@ def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:
     if metric not in _EVALUATORS:
         raise ValueError(f"metric must be one of {sorted(_EVALUATORS)}, got {metric!r}")
     fn = globals()[_EVALUATORS[metric]]
-    import inspect
-
     params = inspect.signature(fn).parameters
     unknown = set(kwargs) - set(params)
     if unknown:
         raise TypeError(f"{_EVALUATORS[metric]} takes no {sorted(unknown)}")
+    if run.process.delta is None:
+        kwargs.pop("delta", None)  # a diffusion: its step noise is fixed by the schedule
     key = {name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty
            and name not in ("progress", "device")}
     key.update({k: v for k, v in kwargs.items() if k not in ("progress", "device")})
-    if "delta" in params and getattr(run.process, "name", "ihdm") == "ihdm":
+    if "delta" in params:
         key["delta"] = _delta(run, key.get("delta"))
     ident = run_identity(run)
     if not recompute:
@@ -214,10 +219,7 @@ def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:
             if (rec.get("metric") == metric and rec.get("key") == key and rec["run"].get("identity") == ident["identity"]
                     and rec["run"].get("step") == ident["step"]):
                 return rec
-    call = dict(kwargs)
-    if "delta" in call and getattr(run.process, "name", "ihdm") != "ihdm":
-        call.pop("delta")  # the diffusions' step noise is fixed by their schedule
-    rec = fn(run, **call)
+    rec = fn(run, **kwargs)
     rec["key"] = key
     rec["recorded"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     record_score(run, rec)

@@ -64,12 +64,16 @@ def read_index(directory: str | Path | None = None) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _record(directory: Path, name: str, entry: dict) -> None:
+def _record(directory: Path, name: str, kind: str, files: list[str], caption: str, chapter: str | None,
+            prov: dict) -> dict:
+    entry = {"kind": kind, "files": files, "caption": caption, "chapter": chapter or os.environ.get("IHDM_CHAPTER"),
+             "provenance": prov, "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
     index = read_index(directory)
     index[name] = entry
     tmp = directory / f"{INDEX}.tmp{os.getpid()}"
     tmp.write_text(json.dumps(index, indent=2, sort_keys=True, default=str))
     os.replace(tmp, directory / INDEX)
+    return entry
 
 
 def _check_name(name: str) -> None:
@@ -94,10 +98,7 @@ def savefig(fig, name: str, *, caption: str, profile: str, runs=(), seed: int | 
         path = directory / f"{name}.{ext}"
         fig.savefig(path, dpi=150, bbox_inches="tight")
         files.append(path.name)
-    entry = {"kind": "figure", "files": files, "caption": caption, "chapter": chapter or os.environ.get("IHDM_CHAPTER"),
-             "provenance": prov, "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _record(directory, name, entry)
-    return entry
+    return _record(directory, name, "figure", files, caption, chapter, prov)
 
 
 def save_table(rows: list[dict], name: str, *, caption: str, profile: str, runs=(), seed: int | None = None,
@@ -126,10 +127,7 @@ def save_table(rows: list[dict], name: str, *, caption: str, profile: str, runs=
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     md = "\n".join(lines) + f"\n\n*{caption}* <small>({_stamp(prov)})</small>\n"
     (directory / f"{name}.md").write_text(md)
-    entry = {"kind": "table", "files": [f"{name}.csv", f"{name}.md"], "caption": caption,
-             "chapter": chapter or os.environ.get("IHDM_CHAPTER"), "provenance": prov,
-             "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _record(directory, name, entry)
+    _record(directory, name, "table", [f"{name}.csv", f"{name}.md"], caption, chapter, prov)
     return md
 
 

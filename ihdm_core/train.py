@@ -33,7 +33,7 @@ from .losses import denoising_loss
 from .processes import build_model, build_process
 from .unet import Autocast
 
-__all__ = ["train", "TrainResult", "load_run", "Run", "ensure_trained", "read_metrics", "run_dir_for",
+__all__ = ["train", "TrainResult", "load_run", "Run", "ensure_trained", "read_metrics", "training_seconds", "run_dir_for",
            "IndexStream"]
 
 CHECKPOINT = "checkpoint.pt"
@@ -167,6 +167,11 @@ def read_metrics(run_dir) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def training_seconds(run_dir) -> float:
+    """Wall time the logged training steps took (each log record covers ``len(losses)`` steps)."""
+    return sum(len(r["losses"]) / r["steps_per_s"] for r in read_metrics(run_dir) if r.get("steps_per_s"))
 
 
 def learning_rate(tc, step: int) -> float:
