@@ -53,9 +53,10 @@ class ProcessConfig:
     * ``blurring``: K, sigma_max (its sigma_B_max; 0 gives DDPM with the cosine schedule),
       d_min, logsnr_min, logsnr_max.
 
-    ``delta`` is the sampling noise: it changes samples and the ELBO but not training, so
-    it is not part of the run identity. The DDPM/blurring fields were added later and enter
-    the identity only when set away from their defaults (see ``_added``).
+    ``delta`` (IHDM's sampling noise) and ``clip_denoised`` (the diffusions' x_hat clipping)
+    change samples but not training, so they are not part of the run identity. The
+    DDPM/blurring fields were added later and enter the identity only when set away from
+    their defaults (see ``_added``).
     """
 
     kind: str = "ihdm"
@@ -70,6 +71,9 @@ class ProcessConfig:
     logsnr_min: float = _added(-10.0)
     logsnr_max: float = _added(10.0)
     d_min: float = _added(0.001)
+    # Whether the diffusion samplers clip x_hat to the data range (sampling only); None: the
+    # process's default (DDPM clips, Blurring Diffusion does not; see ihdm_core.diffusion).
+    clip_denoised: bool | None = _how(None)
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ class GaussianDiffusion:
     delta = None  # no IHDM-style sampling-noise knob; kept so code that prints it works
 
     def __init__(self, image_size, channels: int, a: Tensor, sigma: Tensor, tau: Tensor | None = None,
-                 d_min: float = 0.0, device=None):
+                 d_min: float = 0.0, clip_denoised: bool = True, device=None):
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         a, sigma = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(sigma, dtype=torch.float64)
         if a.dim() != 1 or a.shape != sigma.shape or len(a) < 2:
@@ -130,6 +130,7 @@ class GaussianDiffusion:
         self.a, self.sigma = a.to(self.device), sigma.to(self.device)
         self.tau = None if tau is None else torch.as_tensor(tau, dtype=torch.float64).to(self.device)
         self.d_min = float(d_min)
+        self.clip_denoised = bool(clip_denoised)
         self.lam = laplacian_eigenvalues(h, w, self.device, torch.float64)
 
     def to(self, device) -> "GaussianDiffusion":
@@ -272,20 +273,35 @@ class GaussianDiffusion:
         return c_z.expand_as(std), c_eps, std
 
     def _step(self, net, z: Tensor, t: int, s: int, coefs, noise: Tensor | None) -> Tensor:
+        """z_s = c_z z_t + c_eps eps_hat (+ std noise); with ``clip_denoised`` the same mean is
+        formed from x_hat = (z_t - sigma_t eps_hat) / alpha_t clipped to the data range [-1, 1].
+
+        Why clip: near the prior alpha_t is tiny (DDPM quick, K = 50: alpha_K = 0.003), so x_hat
+        is the eps error times sigma_t / alpha_t, far outside the data range, and a deterministic
+        DDIM chain carries it to the end. Ho et al.'s and Song et al.'s samplers clip x_hat; with
+        an exact eps it changes nothing, since x_hat is then the data point. Measured on the quick
+        DDPM (200 samples): DDIM recognisability 0.22 -> 0.27, ancestral 0.46 -> 0.47, and no DDIM
+        sample left as noise. Blurring Diffusion does not clip by default (see its class).
+        """
         kk = torch.full((z.shape[0],), t, device=z.device, dtype=torch.long)
         eps = self.predict(net, z, kk)
-        c_z, c_eps, std = (c.to(z.device)[None] for c in coefs)
+        c_z, c_eps, std = coefs
         with torch.autocast(z.device.type, enabled=False):
             z, eps = z.float(), eps.float()
-            if self.frequency_space:
-                out = c_z.float() * dct2(z) + c_eps.float() * dct2(eps)
-                if noise is not None and s > 0:
-                    out = out + std.float() * dct2(noise.float().to(z.device))
-                out = idct2(out)
+            fs = self.frequency_space
+            to_freq = dct2 if fs else (lambda v: v)
+            if self.clip_denoised:
+                # z_s = A z_t + B x_hat, the same affine map written in x_hat (float64 coefficients).
+                al_t, sig_t = self.alphas(t)[0], self.sigma[t]
+                A, B = c_z + c_eps / sig_t, -c_eps * al_t / sig_t
+                x_hat = self._scale(z - sig_t.float() * eps, (1 / al_t)[None]).clamp(-1, 1)
+                out = _f(A, z) * to_freq(z) + _f(B, z) * to_freq(x_hat)
             else:
-                out = c_z.float() * z + c_eps.float() * eps
-                if noise is not None and s > 0:
-                    out = out + std.float() * noise.float().to(z.device)
+                out = _f(c_z, z) * to_freq(z) + _f(c_eps, z) * to_freq(eps)
+            if noise is not None and s > 0:
+                out = out + _f(std, z) * to_freq(noise.float().to(z.device))
+            if fs:
+                out = idct2(out)
         return self.to_data(out) if s == 0 else out
 
     def __repr__(self) -> str:
@@ -304,7 +320,7 @@ class DDPM(GaussianDiffusion):
 
     def __init__(self, image_size, channels: int, K: int = 1000, schedule: str = "linear",
                  beta_start: float = 1e-4, beta_end: float = 0.02, logsnr_min: float = -10.0,
-                 logsnr_max: float = 10.0, device=None):
+                 logsnr_max: float = 10.0, clip_denoised: bool = True, device=None):
         K = _check_K(K)
         if schedule == "linear":
             abar = linear_alpha_bars(K, beta_start, beta_end)
@@ -314,7 +330,7 @@ class DDPM(GaussianDiffusion):
         else:
             raise ValueError(f"beta_schedule must be 'linear' or 'cosine', got {schedule!r}")
         self.schedule = schedule
-        super().__init__(image_size, channels, a, sigma, tau=None, device=device)
+        super().__init__(image_size, channels, a, sigma, tau=None, clip_denoised=clip_denoised, device=device)
 
     def __repr__(self) -> str:
         return f"DDPM(image_size={self.image_size}, channels={self.channels}, K={self.K}, schedule={self.schedule!r})"
@@ -322,21 +338,36 @@ class DDPM(GaussianDiffusion):
 
 class BlurringDiffusion(GaussianDiffusion):
     """Blurring Diffusion (Hoogeboom & Salimans 2023) with its published schedules on t = k / K:
-    cosine log-SNR noise, blur sigma_B(t) = sigma_B_max sin(pi t / 2)^2, floor d_min."""
+    cosine log-SNR noise, blur sigma_B(t) = sigma_B_max sin(pi t / 2)^2, floor d_min.
+
+    ``clip_denoised`` is off by default, unlike DDPM: x_hat = (z_t - sigma_t eps_hat) / alpha_t
+    divides the high frequencies by alpha_t ~ a_t d_min, so while the blur is on, x_hat holds
+    the eps error of those frequencies times up to 1 / d_min. Clipping happens in pixel space,
+    where that garbage spreads over every frequency, and the clipped x_hat then drags the
+    low frequencies with it (measured on the quick MNIST model: no recognisable sample of 200
+    with clipping, 11 of 200 without).
+    """
 
     name = "blurring"
 
     def __init__(self, image_size, channels: int, K: int = 1000, sigma_B_max: float = 20.0,
-                 d_min: float = 0.001, logsnr_min: float = -10.0, logsnr_max: float = 10.0, device=None):
+                 d_min: float = 0.001, logsnr_min: float = -10.0, logsnr_max: float = 10.0,
+                 clip_denoised: bool = False, device=None):
         K = _check_K(K)
         a, sigma = _logsnr_levels(K, logsnr_min, logsnr_max)
         tau = blur_heat_times(torch.arange(K + 1, dtype=torch.float64) / K, sigma_B_max)
         self.sigma_B_max = float(sigma_B_max)
-        super().__init__(image_size, channels, a, sigma, tau=tau, d_min=d_min, device=device)
+        super().__init__(image_size, channels, a, sigma, tau=tau, d_min=d_min, clip_denoised=clip_denoised,
+                         device=device)
 
     def __repr__(self) -> str:
         return (f"BlurringDiffusion(image_size={self.image_size}, channels={self.channels}, K={self.K}, "
                 f"sigma_B_max={self.sigma_B_max}, d_min={self.d_min})")
+
+
+def _f(coef: Tensor, like: Tensor) -> Tensor:
+    """A float64 schedule coefficient, (H, W) or (1, 1), as float32 on ``like``'s device."""
+    return coef.to(device=like.device, dtype=torch.float32)[None]
 
 
 def _no_delta(delta) -> None:

@@ -74,6 +74,12 @@ def run_identity(run) -> dict:
             "run_dir": str(run.run_dir), "checkpoint": str(ckpt) if ckpt.exists() else None}
 
 
+def _sampler(run) -> dict:
+    """Sampler settings that change samples without changing the trained run (diffusions: x_hat clipping)."""
+    clip = getattr(run.process, "clip_denoised", None)
+    return {} if clip is None else {"clip_denoised": bool(clip)}
+
+
 def _delta(run, delta):
     d = run.process.delta if delta is None else delta
     return None if d is None else float(d)  # None: a diffusion, whose step noise is its schedule's
@@ -88,7 +94,8 @@ _memo: dict = {}
 def draw_samples(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
                  clock: _Clock | None = None) -> torch.Tensor:
     """``n`` samples in [0, 1] from :func:`sample_stream` (same seed, same samples), memoised."""
-    key = (str(run.run_dir), run.step, run.cfg.identity(), n, _delta(run, delta), seed, batch_size)
+    key = (str(run.run_dir), run.step, run.cfg.identity(), n, _delta(run, delta), seed, batch_size,
+           tuple(_sampler(run).items()))
     if _memo.get("key") == key:
         return _memo["x"]
     x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)))
@@ -213,6 +220,8 @@ def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:
     key.update({k: v for k, v in kwargs.items() if k not in ("progress", "device")})
     if "delta" in params:
         key["delta"] = _delta(run, key.get("delta"))
+    if metric != "nll" and _sampler(run):
+        key["sampler"] = _sampler(run)  # samples of an unclipped diffusion are another measurement
     ident = run_identity(run)
     if not recompute:
         for rec in reversed(read_scores(run)):

@@ -35,13 +35,17 @@ def _ihdm(cfg: Config, device):
 def _ddpm(cfg: Config, device):
     p = cfg.process
     return DDPM(cfg.data.image_size, cfg.data.channels, K=p.K, schedule=p.beta_schedule, beta_start=p.beta_start,
-                beta_end=p.beta_end, logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device)
+                beta_end=p.beta_end, logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device, **_clip(p))
 
 
 def _blurring(cfg: Config, device):
     p = cfg.process
     return BlurringDiffusion(cfg.data.image_size, cfg.data.channels, K=p.K, sigma_B_max=p.sigma_max,
-                             d_min=p.d_min, logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device)
+                             d_min=p.d_min, logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device, **_clip(p))
+
+
+def _clip(p) -> dict:
+    return {} if p.clip_denoised is None else {"clip_denoised": bool(p.clip_denoised)}
 
 
 PROCESS_KINDS = {"ihdm": _ihdm, "ddpm": _ddpm, "blurring": _blurring}

@@ -112,9 +112,14 @@ def test_blurring_with_zero_blur_is_cosine_ddpm():
             assert torch.allclose(x, y.expand_as(x), rtol=1e-12, atol=1e-15)
     # And the whole ancestral chain, draw for draw. (A wrong eps model lets the chain grow up to
     # 1 / alpha_K ~ 150-fold, hence the relative tolerance.)
+    # Both with and without clipping x_hat (the defaults differ: DDPM clips, BD does not).
     net, zK = RandomNet(), torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(5))
     noise = draw_noise(40, zK.shape, generator=torch.Generator().manual_seed(6))
-    assert torch.allclose(sample(net, bd, zK, noise=noise), sample(net, ddpm, zK, noise=noise), rtol=1e-5, atol=1e-3)
+    for clip in (False, True):
+        bd.clip_denoised = ddpm.clip_denoised = clip
+        a, b = sample(net, bd, zK, noise=noise), sample(net, ddpm, zK, noise=noise)
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-3), clip
+        assert (float(a.min()) > -1e-5 and float(a.max()) < 1 + 1e-5) == clip  # clipped x_hat: in the data range
 
 
 def test_blur_factors_are_the_heat_decay():
@@ -176,6 +181,64 @@ def test_blurring_posterior_matches_the_note():
         assert np.allclose(c_z * u_t + c_eps * eps, mu, rtol=1e-9, atol=1e-12)
         assert np.allclose(std, np.sqrt(sigma2_den), rtol=1e-9)
         assert np.all(sigma2_ts > 0)  # per-frequency SNR decreases: the process is well defined
+
+
+def test_clipped_ddpm_steps_match_ho_et_al_and_ddim_with_clipped_x0():
+    """With clip_denoised, the ancestral mean is Ho et al.'s Eq. 7 posterior mean at the clipped
+    x0 estimate, and the DDIM step is Song et al.'s Eq. 12 with eps re-derived from that x0;
+    without it, both steps are the unclipped formulas. A bounded wrong eps model makes x_hat leave
+    [-1, 1], so the clip matters here."""
+    K = 50
+    betas = np.linspace(1e-4, 0.02, K) * 1000 / K
+    abar = np.concatenate([[1.0], np.cumprod(1 - betas)])
+    net = RandomNet()
+    z = 1.5 * torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for clip in (True, False):
+        p = DDPM(28, 1, K=K, clip_denoised=clip)
+        for t, s in ((K, K - 1), (30, 29), (2, 1), (1, 0), (40, 12)):
+            eps = p.predict(net, z.float(), torch.full((4,), t)).double()
+            x0 = (z - math.sqrt(1 - abar[t]) * eps) / math.sqrt(abar[t])
+            if t == K:
+                assert float(x0.abs().max()) > 2  # the clip is exercised
+            if clip:
+                x0 = x0.clamp(-1, 1)
+            zf = z.float()
+            if s == t - 1:
+                mu = (math.sqrt(abar[s]) * betas[t - 1] / (1 - abar[t])) * x0 \
+                    + (math.sqrt(1 - betas[t - 1]) * (1 - abar[s]) / (1 - abar[t])) * z
+                ref = (mu + 1) / 2 if s == 0 else mu
+                got = p.reverse_step(net, zf, t, None)
+                assert torch.allclose(got.double(), ref, atol=2e-5), (clip, t)
+            e = (z - math.sqrt(abar[t]) * x0) / math.sqrt(1 - abar[t]) if clip else eps
+            ddim = math.sqrt(abar[s]) * x0 + math.sqrt(1 - abar[s]) * e
+            ref = (ddim + 1) / 2 if s == 0 else ddim
+            assert torch.allclose(p.ddim_step(net, zf, t, s).double(), ref, atol=2e-5), (clip, t, s)
+
+
+def test_clipped_blurring_step_matches_the_note_with_a_clipped_x0():
+    """Blurring Diffusion clips in pixel space, where the data range is: the note's mu with
+    (u_t - sigma_t eps_hat) replaced by alpha_t DCT(clip(x_hat)), in numpy/scipy."""
+    K = 20
+    p = BlurringDiffusion(16, 1, K=K, sigma_B_max=8.0, clip_denoised=True)
+    net = RandomNet()
+    z = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(5))
+    dct = lambda v: scipy.fft.dctn(v, axes=(-2, -1), norm="ortho")  # noqa: E731
+    idct = lambda v: scipy.fft.idctn(v, axes=(-2, -1), norm="ortho")  # noqa: E731
+    for t in (K, 9, 3):
+        eps = p.predict(net, z, torch.full((2,), t)).double().numpy()
+        al_t, al_s = p.alphas(t)[0].numpy(), p.alphas(t - 1)[0].numpy()
+        sig_t, sig_s = float(p.sigma[t]), float(p.sigma[t - 1])
+        u_t = dct(z.double().numpy())
+        x_hat = np.clip(idct((u_t - sig_t * dct(eps)) / al_t), -1, 1)
+        alpha_ts = al_t / al_s
+        sigma2_ts = sig_t ** 2 - alpha_ts ** 2 * sig_s ** 2
+        sigma2_den = 1 / (1 / sig_s ** 2 + alpha_ts ** 2 / sigma2_ts)
+        mu = (alpha_ts * sigma2_den / sigma2_ts) * u_t + (sigma2_den / (alpha_ts * sig_s ** 2)) * al_t * dct(x_hat)
+        got = p.reverse_step(net, z, t, None).double().numpy()
+        assert np.abs(got - idct(mu)).max() < 1e-4, t
+    # The last step returns the clipped estimate itself: samples lie in the data range.
+    last = p.reverse_step(net, z, 1, None)
+    assert float(last.min()) > -1e-5 and float(last.max()) < 1 + 1e-5
 
 
 # --- samplers -------------------------------------------------------------------------------------
@@ -330,6 +393,12 @@ def test_presets_and_identity():
     ids = {cfg.identity(), cfg.replace(process={"beta_schedule": "cosine"}).identity(),
            cfg.replace(process={"beta_end": 0.01}).identity(), cfg.replace(process={"kind": "blurring"}).identity()}
     assert len(ids) == 4
+    # Clipping x_hat changes sampling only: the trained run (identity) is the same, the process is not.
+    unclipped = cfg.replace(process={"clip_denoised": False})
+    assert unclipped.identity() == cfg.identity()
+    assert build_process(cfg).clip_denoised and not build_process(unclipped).clip_denoised
+    bd = get_preset("mnist-blurring-quick")
+    assert not build_process(bd).clip_denoised and build_process(bd.replace(process={"clip_denoised": True})).clip_denoised
     with pytest.raises(ValueError, match="must lie in"):
         DDPM(28, 1, K=10, schedule="linear")  # beta_end x 1000/K = 2
     with pytest.raises(ValueError, match="beta_schedule"):
