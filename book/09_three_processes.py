@@ -215,9 +215,9 @@ md = save_table(rows_clip, "tab09_clip_ablation", profile=P.name, runs=[runs["DD
 display(Markdown(md))
 fig, axes = plt.subplots(1, 6, figsize=(15, 3.0))
 for ax, ((name, sampler, clip), xs) in zip(axes, clip_grids.items()):
-    show_images(ax, xs[:36], title=f"{name} ({sampler}), clip {'on' if clip else 'off'}")
-savefig(fig, "ch09_clip_ablation", profile=P.name, runs=[runs["DDPM"], bd], seed=P.seed + 3, n=36,
-        caption="The first 36 samples of each row of the clipping table. " + P.caption)
+    show_images(ax, xs, title=f"{name} ({sampler}), clip {'on' if clip else 'off'}")
+savefig(fig, "ch09_clip_ablation", profile=P.name, runs=[runs["DDPM"], bd], seed=P.seed + 3, n=n_clip,
+        caption="The samples of each row of the clipping table. " + P.caption)
 plt.show()
 
 # %% [markdown]

@@ -1,6 +1,6 @@
 """Regenerate the whole book: execute every chapter with papermill, then build the HTML.
 
-    python -m ihdm_core.pipeline --profile quick          # the default main job (2 CPU cores, ~1 h first run)
+    python -m ihdm_core.pipeline --profile quick          # the default main job (2 CPU cores, ~30 min first run)
     python -m ihdm_core.pipeline --profile smoke          # seconds per chapter (CI)
     python -m ihdm_core.pipeline --profile paper          # GPU, real data sets
     python -m ihdm_core.pipeline --profile smoke --chapters 01_heat_equation --no-html
