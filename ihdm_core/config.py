@@ -74,6 +74,15 @@ class ProcessConfig:
     # Whether the diffusion samplers clip x_hat to the data range (sampling only); None: the
     # process's default (DDPM clips, Blurring Diffusion does not; see ihdm_core.diffusion).
     clip_denoised: bool | None = _how(None)
+    # Gaussian diffusions only. time: "discrete" trains and samples on levels 1..K; "continuous"
+    # trains on t ~ U(0, 1] and samples on any number of steps (K is then the default number).
+    # prediction: what the network predicts, "eps", "v" or "x".
+    time: str = _added("discrete")
+    prediction: str = _added("eps")
+    # Sampling only: the time grid ("uniform", or "edge": denser where the high frequencies cross
+    # their blur edge) and whether x_hat is clamped per DCT frequency to the training data's range.
+    grid: str = _how("uniform")
+    clamp_dct: bool = _how(False)
 
 
 @dataclass(frozen=True)
@@ -305,6 +314,16 @@ for _data in ("mnist", "cifar10"):
     # Ho et al.'s linear betas need K >= 20 (beta_end x 1000/K < 1); the smoke K is 10.
     _baseline(f"{_data}-smoke", f"{_data}-ddpm-smoke", {**_DDPM, "beta_schedule": "cosine"}, "Tiny test preset.")
     _baseline(f"{_data}-smoke", f"{_data}-blurring-smoke", _BLURRING, "Tiny test preset.")
+
+# The reference baselines: mnist-ref's network, data and training budget; continuous time (trained
+# on t ~ U(0, 1], sampled on any number of steps; K = 250 is the default number) and v-prediction
+# (x_hat = (a z - sigma v) / (a alpha + sigma^2) never divides by the tiny alpha of blurred-out
+# frequencies, where eps-prediction amplifies its error; chapter 9 measures the options).
+_REF_DIFFUSION = {"time": "continuous", "prediction": "v", "K": 250, "beta_schedule": "cosine"}
+_baseline("mnist-ref", "mnist-ddpm-ref", {**_REF_DIFFUSION, "kind": "ddpm"},
+          "DDPM (cosine schedule, continuous time, v-prediction) at the budget of mnist-ref.")
+_baseline("mnist-ref", "mnist-blurring-ref", {**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0},
+          "Blurring Diffusion (sigma_B_max 20, continuous time, v-prediction) at the budget of mnist-ref.")
 
 
 def preset_names() -> list[str]:

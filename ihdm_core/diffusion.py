@@ -24,6 +24,15 @@ Conventions shared with IHDM, so one training loop and one sampler serve all pro
   an intermediate state for display.
 * The network predicts eps. The U-Net centres its input with ``2 u - 1`` (written for IHDM's
   [0, 1] states), so ``predict`` feeds it ``to_data(z)``: the first layer then sees z exactly.
+* Time: ``discrete`` processes train and sample on the levels k = 1..K and feed the network k;
+  ``continuous`` ones (Kingma et al.'s variational diffusion, and how Blurring Diffusion was
+  published) train on t ~ U(0, 1] and feed the network ``TIME_SCALE * t``, so one trained model
+  samples on any grid 0 = t_0 < t_1 < ... < t_T = 1 (``times``; :func:`time_grid`). At t = k/1000
+  the two coincide for K = 1000.
+* Prediction: the network predicts eps (the published parameterisation), v = a_t eps - sigma_t x
+  (Salimans & Ho) or x itself. Sampling always goes through the estimate x_hat of the data
+  (:meth:`GaussianDiffusion.denoised`), which can be clipped in pixel space or clamped per
+  frequency to the range of the training data's DCT coefficients (``dct_range``).
 * Schedules are built in float64 and the process arithmetic runs in float32 with autocast off
   even if a caller enables it (the shared loop and samplers already put only the network under
   autocast): in bf16 a DCT keeps under three digits, too few for the low-noise levels.
@@ -91,28 +100,90 @@ def _check_K(K) -> int:
     return int(K)
 
 
-def _logsnr_levels(K: int, logsnr_min: float, logsnr_max: float) -> tuple[Tensor, Tensor]:
-    """(a_k, sigma_k) for k = 0..K on t = k / K; level 0 is the data (a = 1, sigma = 0)."""
-    logsnr = cosine_logsnr(torch.arange(K + 1, dtype=torch.float64) / K, logsnr_min, logsnr_max)
+TIME_SCALE = 1000.0  # continuous t in [0, 1] is fed to the network as 1000 t: level k of K = 1000
+PREDICTIONS = ("eps", "v", "x")
+GRIDS = ("uniform", "edge")
+
+
+def _cosine_a_sigma(t: Tensor, logsnr_min: float, logsnr_max: float) -> tuple[Tensor, Tensor]:
+    """(a_t, sigma_t) of the clipped cosine schedule at times t (float64); t = 0 is the data."""
+    logsnr = cosine_logsnr(t, logsnr_min, logsnr_max)
     a, s = torch.sigmoid(logsnr).sqrt(), torch.sigmoid(-logsnr).sqrt()
-    a[0], s[0] = 1.0, 0.0
-    return a, s
+    data = t == 0
+    return torch.where(data, torch.ones_like(a), a), torch.where(data, torch.zeros_like(s), s)
+
+
+def time_grid(T: int, kind: str = "uniform", *, sigma_B_max: float = 0.0, image_size=28, d_min: float = 0.001,
+              logsnr_min: float = -10.0, logsnr_max: float = 10.0, mix: float = 0.5) -> Tensor:
+    """Sampling times 0 = t_0 < ... < t_T = 1 (float64, length T + 1).
+
+    ``uniform``: t_k = k / T. ``edge``: denser where the per-step change of the process is fastest,
+    which for Blurring Diffusion is where the high frequencies cross their blur edge (their
+    alpha_f(t) falls from ~a_t to a_t d_min within a short stretch of t). The density is
+    ``mix`` uniform plus ``1 - mix`` proportional to max_f |d log alpha_f(t)/dt| + |d logsnr(t)/dt| / 2
+    (the log-SNR term keeps the grid sensible where there is no blur; for DDPM the result is
+    a grid denser at both ends).
+    """
+    T = _check_K(T)
+    if kind not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS}, got {kind!r}")
+    if kind == "uniform":
+        return torch.arange(T + 1, dtype=torch.float64) / T
+    if not 0 <= mix <= 1:
+        raise ValueError(f"mix must lie in [0, 1], got {mix}")
+    fine = torch.linspace(0, 1, 20_001, dtype=torch.float64)
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    lam_max = float(laplacian_eigenvalues(h, w, "cpu", torch.float64).max())
+    tau = blur_heat_times(fine, sigma_B_max)
+    log_d = torch.log((1 - d_min) * torch.exp(-lam_max * tau) + d_min)
+    logsnr = cosine_logsnr(fine.clamp(1e-9, 1), logsnr_min, logsnr_max)
+    rate = log_d.diff().abs() + 0.5 * logsnr.diff().abs()
+    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(rate, 0)])
+    cdf = mix * fine + (1 - mix) * cdf / cdf[-1]
+    # Invert the cumulative density at uniform quantiles (linear interpolation on the fine grid).
+    q = torch.arange(T + 1, dtype=torch.float64) / T
+    idx = torch.searchsorted(cdf, q).clamp(1, len(fine) - 1)
+    lo, hi = cdf[idx - 1], cdf[idx]
+    frac = ((q - lo) / (hi - lo).clamp_min(1e-300)).clamp(0, 1)
+    t = fine[idx - 1] + frac * (fine[idx] - fine[idx - 1])
+    t[0], t[-1] = 0.0, 1.0
+    if torch.any(t.diff() <= 0):
+        raise ValueError(f"grid {kind!r} with T={T} is not strictly increasing; use fewer steps")
+    return t
+
+
+def dct_range(images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+    """Per-frequency (and channel) min and max of the DCT of ``2 x - 1`` over [0, 1] images (N, C, H, W):
+    the box the data's DCT coefficients span, for :attr:`GaussianDiffusion.dct_range`."""
+    lo = hi = None
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        c = dct2(2 * x - 1)
+        bl, bh = c.amin(0), c.amax(0)
+        lo = bl if lo is None else torch.minimum(lo, bl)
+        hi = bh if hi is None else torch.maximum(hi, bh)
+    if lo is None:
+        raise ValueError("dct_range needs at least one image")
+    return lo, hi
 
 
 # --- the shared process -------------------------------------------------------------------------
 class GaussianDiffusion:
-    """q(z_k | x) = N(alpha_k x, sigma_k^2 I) in DCT space, alpha_k = a_k d_k (see module docstring).
+    """q(z_t | x) = N(alpha_t x, sigma_t^2 I) in DCT space, alpha_t = a_t d_t (see module docstring).
 
-    ``a``, ``sigma``: float64 (K+1,) scalar schedules with a[0] = 1, sigma[0] = 0.
-    ``tau``: float64 (K+1,) heat times of the blur, or None for no blur (DDPM, pixel space).
-    Subclasses only build these schedules; everything else is shared.
+    ``a``, ``sigma``: float64 (K+1,) scalar schedules on the sampling grid ``times`` (t_0 = 0 < ... <
+    t_K; default k / K), with a[0] = 1, sigma[0] = 0. ``tau``: float64 (K+1,) heat times of the
+    blur, or None for no blur (DDPM, pixel space). ``schedule``: t -> (a, sigma, tau) at any float64
+    times, needed for ``continuous`` training. Subclasses only build these; everything else is shared.
     """
 
     name = "gaussian"
     delta = None  # no IHDM-style sampling-noise knob; kept so code that prints it works
 
     def __init__(self, image_size, channels: int, a: Tensor, sigma: Tensor, tau: Tensor | None = None,
-                 d_min: float = 0.0, clip_denoised: bool = True, device=None):
+                 d_min: float = 0.0, clip_denoised: bool = True, device=None, *, times: Tensor | None = None,
+                 schedule=None, continuous: bool = False, prediction: str = "eps", dct_range=None):
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         a, sigma = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(sigma, dtype=torch.float64)
         if a.dim() != 1 or a.shape != sigma.shape or len(a) < 2:
@@ -123,22 +194,38 @@ class GaussianDiffusion:
             raise ValueError("a_k and sigma_k must be positive for k >= 1")
         if not 0 <= d_min < 1:
             raise ValueError(f"d_min must lie in [0, 1), got {d_min}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if continuous and schedule is None:
+            raise ValueError("continuous time needs a schedule defined at every t (the cosine schedule)")
+        K = len(a) - 1
+        times = torch.arange(K + 1, dtype=torch.float64) / K if times is None else \
+            torch.as_tensor(times, dtype=torch.float64)
+        if times.shape != a.shape or times[0] != 0 or torch.any(times.diff() <= 0) or times[-1] > 1:
+            raise ValueError(f"times must increase strictly from 0 to at most 1 with K + 1 = {K + 1} entries")
         self.image_size = (int(h), int(w))
         self.channels = int(channels)
-        self.K = len(a) - 1
+        self.K = K
         self.device = torch.device(device or "cpu")
         self.a, self.sigma = a.to(self.device), sigma.to(self.device)
         self.tau = None if tau is None else torch.as_tensor(tau, dtype=torch.float64).to(self.device)
+        self.times = times.to(self.device)
+        self.schedule = schedule
+        self.continuous = bool(continuous)
+        self.prediction = prediction
         self.d_min = float(d_min)
         self.clip_denoised = bool(clip_denoised)
+        self.dct_range = None if dct_range is None else tuple(r.float().to(self.device) for r in dct_range)
         self.lam = laplacian_eigenvalues(h, w, self.device, torch.float64)
 
     def to(self, device) -> "GaussianDiffusion":
         new = copy.copy(self)
         new.device = torch.device(device)
-        for key in ("a", "sigma", "tau", "lam"):
+        for key in ("a", "sigma", "tau", "lam", "times"):
             value = getattr(self, key)
             setattr(new, key, None if value is None else value.to(new.device))
+        if self.dct_range is not None:
+            new.dct_range = tuple(r.to(new.device) for r in self.dct_range)
         return new
 
     @property
@@ -148,26 +235,48 @@ class GaussianDiffusion:
 
     # -- schedule ----------------------------------------------------------------------------
     def _levels(self, k, n: int) -> Tensor:
-        k = torch.as_tensor(k, device=self.device, dtype=torch.long)
+        k = torch.as_tensor(k, device=self.device)
         if k.dim() == 0:
             k = k.expand(n)
         if k.dim() != 1 or len(k) != n:
             raise ValueError(f"levels must be an int or a 1-D tensor of length {n}")
-        return check_levels(k, self.K)
+        if k.is_floating_point():
+            if not self.continuous:
+                raise ValueError("continuous times t were given to a discrete-time process; pass integer levels")
+            return k
+        return check_levels(k.long(), self.K)
+
+    def _blur(self, tau: Tensor) -> Tensor:
+        heat = torch.exp(-self.lam[None] * tau[:, None, None])
+        return (1 - self.d_min) * heat + self.d_min
 
     def blur_factors(self, k) -> Tensor:
         """d_k = (1 - d_min) exp(-lambda tau_k) + d_min: (n, H, W) for levels k (n,), float64."""
         k = torch.as_tensor(k, device=self.device, dtype=torch.long).reshape(-1)
         if self.tau is None:
             return torch.ones(len(k), *self.image_size, dtype=torch.float64, device=self.device)
-        heat = torch.exp(-self.lam[None] * self.tau[k][:, None, None])
-        return (1 - self.d_min) * heat + self.d_min
+        return self._blur(self.tau[k])
 
     def alphas(self, k) -> Tensor:
         """alpha_k = a_k d_k, float64: (n, H, W) with a blur, (n, 1, 1) without."""
         k = torch.as_tensor(k, device=self.device, dtype=torch.long).reshape(-1)
         a = self.a[k][:, None, None]
         return a * self.blur_factors(k) if self.frequency_space else a
+
+    def _coefficients(self, k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(alpha (n, H, W) or (n, 1, 1), a (n,), sigma (n,)) in float64 at checked levels or times."""
+        if k.is_floating_point():
+            a, sigma, tau = self.schedule(k.double())
+            alpha = a[:, None, None] * self._blur(tau) if self.frequency_space else a[:, None, None]
+            return alpha, a, sigma
+        return self.alphas(k), self.a[k], self.sigma[k]
+
+    def network_time(self, k: Tensor) -> Tensor:
+        """What the network is conditioned on: the level k (discrete) or TIME_SCALE * t (continuous)."""
+        if not self.continuous:
+            return k
+        t = k.double() if k.is_floating_point() else self.times[k]
+        return (TIME_SCALE * t).float()
 
     # -- data <-> model space ------------------------------------------------------------------
     @staticmethod
@@ -194,28 +303,48 @@ class GaussianDiffusion:
     # -- forward process -------------------------------------------------------------------------
     def marginal(self, x0: Tensor, k, generator: torch.Generator | None = None,
                  eps: Tensor | None = None) -> Tensor:
-        """z_k = IDCT(alpha_k DCT(2 x0 - 1)) + sigma_k eps, a draw from q(z_k | x0); x0 in [0, 1]."""
+        """z = IDCT(alpha DCT(2 x0 - 1)) + sigma eps, a draw from q(z | x0); x0 in [0, 1]. ``k``: integer
+        levels of the grid, or (continuous processes) float times t in (0, 1]."""
         self._check_size(x0)
         k = self._levels(k, x0.shape[0])
         if eps is None:
             eps = _randn(x0.shape, generator, x0.device)
+        alpha, _, sigma = self._coefficients(k)
         with torch.autocast(x0.device.type, enabled=False):
-            mean = self._scale(self.from_data(x0.float()), self.alphas(k))
-            return mean + self.sigma[k].float()[:, None, None, None] * eps.float()
+            mean = self._scale(self.from_data(x0.float()), alpha)
+            return mean + sigma.float()[:, None, None, None] * eps.float()
 
     # -- interface shared with IHDM (see ihdm_core.processes) ------------------------------------
     def sample_levels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """k ~ U{1..K}."""
+        """Discrete: k ~ U{1..K}. Continuous: t ~ U(0, 1] (float), the variational-diffusion objective."""
+        if self.continuous:
+            return 1 - torch.rand(n, device=self.device, generator=generator, dtype=torch.float64)
         return torch.randint(1, self.K + 1, (n,), device=self.device, generator=generator)
 
     def training_pair(self, x0: Tensor, k: Tensor, generator: torch.Generator | None = None):
-        """(network input z_k, target eps): the eps-prediction loss of DDPM / Blurring Diffusion."""
+        """(network input z, regression target): eps, v = a eps - sigma x, or x (model space)."""
         eps = _randn(x0.shape, generator, x0.device)
-        return self.marginal(x0, k, eps=eps), eps
+        z = self.marginal(x0, k, eps=eps)
+        if self.prediction == "eps":
+            return z, eps
+        x = self.from_data(x0.float())
+        if self.prediction == "x":
+            return z, x
+        _, a, sigma = self._coefficients(self._levels(k, x0.shape[0]))
+        return z, a.float()[:, None, None, None] * eps.float() - sigma.float()[:, None, None, None] * x
 
     def predict(self, net, z: Tensor, k: Tensor) -> Tensor:
-        """eps_theta(z, k). The U-Net maps its input u to 2u - 1, so it is given (z + 1) / 2."""
-        return net(self.to_data(z), k)
+        """The network's output at (z, k). The U-Net maps its input u to 2u - 1, so it is given (z + 1) / 2."""
+        return net(self.to_data(z), self.network_time(torch.as_tensor(k, device=z.device)))
+
+    def denoised(self, net, z: Tensor, k: int) -> Tensor:
+        """The estimate x_hat of the data from the state z at grid level k, in [0, 1] data space, with
+        the sampler's clip / DCT clamp applied (what the reverse step moves towards)."""
+        k = int(k)
+        kk = torch.full((z.shape[0],), k, device=z.device, dtype=torch.long)
+        with torch.autocast(z.device.type, enabled=False):
+            x = self._x_hat(z.float(), self.predict(net, z, kk).float(), k)
+            return self.to_data(idct2(x) if self.frequency_space else x)
 
     def prior_sample(self, n: int, images=None, *, generator: torch.Generator | None = None,
                      delta: float | None = None) -> Tensor:
@@ -225,7 +354,7 @@ class GaussianDiffusion:
         return _randn(shape, generator, generator.device if generator is not None else self.device).to(self.device)
 
     def reverse_step(self, net, z: Tensor, k: int, noise: Tensor | None, delta: float | None = None) -> Tensor:
-        """z_{k-1} ~ q(z_{k-1} | z_k, x = x_hat(z_k, eps_theta)), elementwise over frequencies.
+        """z_{k-1} ~ q(z_{k-1} | z_k, x = x_hat(z_k)), elementwise over frequencies.
 
         ``noise`` is pixel-space N(0, I) (its DCT is N(0, I) too); None gives the posterior mean.
         The step to level 0 is noise-free and returns the estimate of x in [0, 1].
@@ -272,9 +401,34 @@ class GaussianDiffusion:
         c_eps = -sig_t / a_ts + (sig_s ** 2 - std ** 2).clamp_min(0).sqrt()
         return c_z.expand_as(std), c_eps, std
 
+    def _x_hat(self, z: Tensor, out: Tensor, t: int) -> Tensor:
+        """x_hat at grid level t from the state z and the network output, in the step's working space
+        (DCT with a blur, pixels without), float32, with the clip and the DCT clamp applied.
+
+        eps: x = (z - sigma eps) / alpha. v = a eps - sigma x with the scalar signal scale a: from
+        z = alpha x + sigma eps per frequency, x = (a z - sigma v) / (a alpha + sigma^2), which is
+        a z - sigma v for DDPM (alpha = a, a^2 + sigma^2 = 1) and never divides by the tiny
+        alpha of blurred-out frequencies. x: the output itself.
+        """
+        fs = self.frequency_space
+        Z, O = (dct2(z), dct2(out)) if fs else (z, out)
+        al, a, sg = _f(self.alphas(t)[0], z), float(self.a[t]), float(self.sigma[t])
+        if self.prediction == "eps":
+            X = (Z - sg * O) / al
+        elif self.prediction == "v":
+            X = (a * Z - sg * O) / (a * al + sg ** 2)
+        else:
+            X = O
+        if self.clip_denoised:
+            X = dct2(idct2(X).clamp(-1, 1)) if fs else X.clamp(-1, 1)
+        if self.dct_range is not None:
+            lo, hi = self.dct_range
+            X = torch.minimum(torch.maximum(X, lo), hi) if fs else idct2(torch.minimum(torch.maximum(dct2(X), lo), hi))
+        return X
+
     def _step(self, net, z: Tensor, t: int, s: int, coefs, noise: Tensor | None) -> Tensor:
-        """z_s = c_z z_t + c_eps eps_hat (+ std noise); with ``clip_denoised`` the same mean is
-        formed from x_hat = (z_t - sigma_t eps_hat) / alpha_t clipped to the data range [-1, 1].
+        """z_s = c_z z_t + c_eps eps_hat (+ std noise), or the same affine map written in x_hat,
+        z_s = A z_t + B x_hat, when x_hat is clipped, clamped or predicted (v, x).
 
         Why clip: near the prior alpha_t is tiny (DDPM quick, K = 50: alpha_K = 0.003), so x_hat
         is the eps error times sigma_t / alpha_t, far outside the data range, and a deterministic
@@ -284,85 +438,121 @@ class GaussianDiffusion:
         sample left as noise. Blurring Diffusion does not clip by default (see its class).
         """
         kk = torch.full((z.shape[0],), t, device=z.device, dtype=torch.long)
-        eps = self.predict(net, z, kk)
+        out = self.predict(net, z, kk)
         c_z, c_eps, std = coefs
         with torch.autocast(z.device.type, enabled=False):
-            z, eps = z.float(), eps.float()
+            z, out = z.float(), out.float()
             fs = self.frequency_space
             to_freq = dct2 if fs else (lambda v: v)
-            if self.clip_denoised:
-                # z_s = A z_t + B x_hat, the same affine map written in x_hat (float64 coefficients).
-                al_t, sig_t = self.alphas(t)[0], self.sigma[t]
-                A, B = c_z + c_eps / sig_t, -c_eps * al_t / sig_t
-                x_hat = self._scale(z - sig_t.float() * eps, (1 / al_t)[None]).clamp(-1, 1)
-                out = _f(A, z) * to_freq(z) + _f(B, z) * to_freq(x_hat)
+            if self.prediction == "eps" and not self.clip_denoised and self.dct_range is None:
+                res = _f(c_z, z) * to_freq(z) + _f(c_eps, z) * to_freq(out)
             else:
-                out = _f(c_z, z) * to_freq(z) + _f(c_eps, z) * to_freq(eps)
+                al_t, sig_t = self.alphas(t)[0], self.sigma[t]
+                A, B = c_z + c_eps / sig_t, -c_eps * al_t / sig_t  # float64 coefficients
+                res = _f(A, z) * to_freq(z) + _f(B, z) * self._x_hat(z, out, t)
             if noise is not None and s > 0:
-                out = out + _f(std, z) * to_freq(noise.float().to(z.device))
+                res = res + _f(std, z) * to_freq(noise.float().to(z.device))
             if fs:
-                out = idct2(out)
-        return self.to_data(out) if s == 0 else out
+                res = idct2(res)
+        return self.to_data(res) if s == 0 else res
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(image_size={self.image_size}, channels={self.channels}, K={self.K})"
+        time = "continuous" if self.continuous else "discrete"
+        return f"{type(self).__name__}(image_size={self.image_size}, channels={self.channels}, K={self.K}, {time})"
+
+
+def _grid_schedule(K: int, times, continuous: bool, schedule) -> Tensor:
+    """The sampling grid: t_k = k / K unless ``times`` is given (continuous-time processes only)."""
+    if times is None:
+        return torch.arange(K + 1, dtype=torch.float64) / K
+    if not continuous:
+        raise ValueError("a discrete-time process samples on its training levels t = k / K; "
+                         "only continuous-time processes take another grid of times")
+    times = torch.as_tensor(times, dtype=torch.float64)
+    if len(times) != K + 1:
+        raise ValueError(f"times must have K + 1 = {K + 1} entries, got {len(times)}")
+    return times
 
 
 class DDPM(GaussianDiffusion):
-    """DDPM (Ho et al. 2020): eps prediction, linear or cosine noise schedule, no blur.
+    """DDPM (Ho et al. 2020): linear or cosine noise schedule, no blur.
 
-    ``schedule="linear"``: Ho et al.'s betas 1e-4..0.02 for 1000 steps, scaled by 1000 / K.
-    ``schedule="cosine"``: the clipped log-SNR cosine schedule of :func:`cosine_logsnr`, the
-    same as Blurring Diffusion's, so ``BlurringDiffusion(sigma_B_max=0)`` equals this process.
+    ``schedule="linear"``: Ho et al.'s betas 1e-4..0.02 for 1000 steps, scaled by 1000 / K
+    (discrete time only). ``schedule="cosine"``: the clipped log-SNR cosine schedule of
+    :func:`cosine_logsnr`, the same as Blurring Diffusion's, so ``BlurringDiffusion(sigma_B_max=0)``
+    equals this process, in discrete and in continuous time.
     """
 
     name = "ddpm"
 
     def __init__(self, image_size, channels: int, K: int = 1000, schedule: str = "linear",
                  beta_start: float = 1e-4, beta_end: float = 0.02, logsnr_min: float = -10.0,
-                 logsnr_max: float = 10.0, clip_denoised: bool = True, device=None):
+                 logsnr_max: float = 10.0, clip_denoised: bool = True, device=None, *, continuous: bool = False,
+                 times=None, prediction: str = "eps", dct_range=None):
         K = _check_K(K)
+        fn = None
         if schedule == "linear":
+            if continuous or times is not None:
+                raise ValueError("the linear beta schedule is defined on discrete levels only; "
+                                 "use beta_schedule='cosine' for continuous time")
             abar = linear_alpha_bars(K, beta_start, beta_end)
             a, sigma = abar.sqrt(), (1 - abar).sqrt()
+            times = None
         elif schedule == "cosine":
-            a, sigma = _logsnr_levels(K, logsnr_min, logsnr_max)
+            def fn(t):
+                return (*_cosine_a_sigma(t, logsnr_min, logsnr_max), None)
+            times = _grid_schedule(K, times, continuous, fn)
+            a, sigma, _ = fn(times)
         else:
             raise ValueError(f"beta_schedule must be 'linear' or 'cosine', got {schedule!r}")
-        self.schedule = schedule
-        super().__init__(image_size, channels, a, sigma, tau=None, clip_denoised=clip_denoised, device=device)
+        self.schedule_name = schedule
+        super().__init__(image_size, channels, a, sigma, tau=None, clip_denoised=clip_denoised, device=device,
+                         times=times, schedule=fn, continuous=continuous, prediction=prediction,
+                         dct_range=dct_range)
 
     def __repr__(self) -> str:
-        return f"DDPM(image_size={self.image_size}, channels={self.channels}, K={self.K}, schedule={self.schedule!r})"
+        time = "continuous" if self.continuous else "discrete"
+        return (f"DDPM(image_size={self.image_size}, channels={self.channels}, K={self.K}, "
+                f"schedule={self.schedule_name!r}, {time}, prediction={self.prediction!r})")
 
 
 class BlurringDiffusion(GaussianDiffusion):
-    """Blurring Diffusion (Hoogeboom & Salimans 2023) with its published schedules on t = k / K:
-    cosine log-SNR noise, blur sigma_B(t) = sigma_B_max sin(pi t / 2)^2, floor d_min.
+    """Blurring Diffusion (Hoogeboom & Salimans 2023) with its published schedules: cosine log-SNR
+    noise, blur sigma_B(t) = sigma_B_max sin(pi t / 2)^2, floor d_min; on t = k / K (discrete) or
+    any t in [0, 1] (continuous, as published).
 
     ``clip_denoised`` is off by default, unlike DDPM: x_hat = (z_t - sigma_t eps_hat) / alpha_t
     divides the high frequencies by alpha_t ~ a_t d_min, so while the blur is on, x_hat holds
     the eps error of those frequencies times up to 1 / d_min. Clipping happens in pixel space,
     where that garbage spreads over every frequency, and the clipped x_hat then drags the
     low frequencies with it (measured on the quick MNIST model: no recognisable sample of 200
-    with clipping, 11 of 200 without).
+    with clipping, 11 of 200 without). The per-frequency clamp (``dct_range``) acts where the
+    error lives instead.
     """
 
     name = "blurring"
 
     def __init__(self, image_size, channels: int, K: int = 1000, sigma_B_max: float = 20.0,
                  d_min: float = 0.001, logsnr_min: float = -10.0, logsnr_max: float = 10.0,
-                 clip_denoised: bool = False, device=None):
+                 clip_denoised: bool = False, device=None, *, continuous: bool = False, times=None,
+                 prediction: str = "eps", dct_range=None):
         K = _check_K(K)
-        a, sigma = _logsnr_levels(K, logsnr_min, logsnr_max)
-        tau = blur_heat_times(torch.arange(K + 1, dtype=torch.float64) / K, sigma_B_max)
+        if sigma_B_max < 0:
+            raise ValueError(f"sigma_B_max must be >= 0, got {sigma_B_max}")
+
+        def fn(t):
+            return (*_cosine_a_sigma(t, logsnr_min, logsnr_max), blur_heat_times(t, sigma_B_max))
+        times = _grid_schedule(K, times, continuous, fn)
+        a, sigma, tau = fn(times)
         self.sigma_B_max = float(sigma_B_max)
         super().__init__(image_size, channels, a, sigma, tau=tau, d_min=d_min, clip_denoised=clip_denoised,
-                         device=device)
+                         device=device, times=times, schedule=fn, continuous=continuous, prediction=prediction,
+                         dct_range=dct_range)
 
     def __repr__(self) -> str:
+        time = "continuous" if self.continuous else "discrete"
         return (f"BlurringDiffusion(image_size={self.image_size}, channels={self.channels}, K={self.K}, "
-                f"sigma_B_max={self.sigma_B_max}, d_min={self.d_min})")
+                f"sigma_B_max={self.sigma_B_max}, d_min={self.d_min}, {time}, prediction={self.prediction!r})")
 
 
 def _f(coef: Tensor, like: Tensor) -> Tensor:

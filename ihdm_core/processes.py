@@ -4,7 +4,8 @@ Every process implements the same small interface, used by the one training loop
 (:func:`ihdm_core.losses.denoising_loss`) and the one sampler (:func:`ihdm_core.samplers.sample`):
 
 * ``K``                                   number of reverse steps
-* ``sample_levels(n, generator)``         training levels, uniform on 1..K
+* ``sample_levels(n, generator)``         training levels, uniform on 1..K (continuous
+                                          diffusions: times t ~ U(0, 1])
 * ``training_pair(x0, k, generator)``     (network input at level k, regression target)
 * ``predict(net, x, k)``                  the network's prediction of that target
 * ``reverse_step(net, x, k, noise, delta)`` one ancestral step from level k to k-1
@@ -13,49 +14,73 @@ Every process implements the same small interface, used by the one training loop
 
 Kinds: ``ihdm`` (:class:`~ihdm_core.heat.HeatDissipation`), ``ddpm`` and ``blurring``
 (:mod:`ihdm_core.diffusion`). The U-Net is the same for all; what its output means (an
-update for IHDM, eps for the diffusions) is each process's ``predict``.
+update for IHDM, eps / v / x for the diffusions) is each process's ``predict``.
 """
 
 from __future__ import annotations
 
 from .config import Config
-from .diffusion import DDPM, BlurringDiffusion
+from .diffusion import DDPM, BlurringDiffusion, time_grid
 from .heat import HeatDissipation
 from .unet import UNet
 
 __all__ = ["build_process", "build_model", "PROCESS_KINDS"]
 
 
-def _ihdm(cfg: Config, device):
+def _ihdm(cfg: Config, device, steps, dct_range):
     p = cfg.process
     return HeatDissipation(cfg.data.image_size, K=p.K, sigma_max=p.sigma_max, sigma_min=p.sigma_min,
                            sigma=p.sigma, delta=p.delta, device=device)
 
 
-def _ddpm(cfg: Config, device):
+def _diffusion_options(cfg: Config, steps, dct_range, sigma_B_max: float, d_min: float) -> dict:
+    """K, time grid, prediction, clip and DCT clamp shared by DDPM and Blurring Diffusion."""
     p = cfg.process
-    return DDPM(cfg.data.image_size, cfg.data.channels, K=p.K, schedule=p.beta_schedule, beta_start=p.beta_start,
-                beta_end=p.beta_end, logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device, **_clip(p))
+    continuous = p.time == "continuous"
+    K = p.K if steps is None else int(steps)
+    out = {"K": K, "continuous": continuous, "prediction": p.prediction}
+    if continuous and p.grid != "uniform":
+        out["times"] = time_grid(K, p.grid, sigma_B_max=sigma_B_max, image_size=cfg.data.image_size, d_min=d_min,
+                                 logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max)
+    if p.clip_denoised is not None:
+        out["clip_denoised"] = bool(p.clip_denoised)
+    if p.clamp_dct:
+        if dct_range is None:
+            raise ValueError("process.clamp_dct needs the training data's DCT range: build the process with "
+                             "dct_range=ihdm_core.diffusion.dct_range(images) (ihdm_core.train.load_run does)")
+        out["dct_range"] = dct_range
+    return out
 
 
-def _blurring(cfg: Config, device):
+def _ddpm(cfg: Config, device, steps, dct_range):
     p = cfg.process
-    return BlurringDiffusion(cfg.data.image_size, cfg.data.channels, K=p.K, sigma_B_max=p.sigma_max,
-                             d_min=p.d_min, logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device, **_clip(p))
+    return DDPM(cfg.data.image_size, cfg.data.channels, schedule=p.beta_schedule, beta_start=p.beta_start,
+                beta_end=p.beta_end, logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device,
+                **_diffusion_options(cfg, steps, dct_range, 0.0, 0.0))
 
 
-def _clip(p) -> dict:
-    return {} if p.clip_denoised is None else {"clip_denoised": bool(p.clip_denoised)}
+def _blurring(cfg: Config, device, steps, dct_range):
+    p = cfg.process
+    return BlurringDiffusion(cfg.data.image_size, cfg.data.channels, sigma_B_max=p.sigma_max, d_min=p.d_min,
+                             logsnr_min=p.logsnr_min, logsnr_max=p.logsnr_max, device=device,
+                             **_diffusion_options(cfg, steps, dct_range, p.sigma_max, p.d_min))
 
 
 PROCESS_KINDS = {"ihdm": _ihdm, "ddpm": _ddpm, "blurring": _blurring}
 
 
-def build_process(cfg: Config, device=None):
+def build_process(cfg: Config, device=None, *, steps: int | None = None, dct_range=None):
+    """The forward process of ``cfg``. ``steps``: sample a continuous-time diffusion on this many
+    steps instead of ``cfg.process.K`` (discrete processes only take their own K)."""
     kind = cfg.process.kind
     if kind not in PROCESS_KINDS:
         raise ValueError(f"unknown process kind {kind!r}; known: {', '.join(sorted(PROCESS_KINDS))}")
-    return PROCESS_KINDS[kind](cfg, device)
+    if steps is not None and int(steps) != cfg.process.K and not (
+            kind != "ihdm" and cfg.process.time == "continuous"):
+        raise ValueError(f"{cfg.name} was trained on {cfg.process.K} discrete levels and samples with exactly "
+                         f"those; only continuous-time diffusions (process.time='continuous') take another "
+                         f"number of steps (got steps={steps})")
+    return PROCESS_KINDS[kind](cfg, device, steps, dct_range)
 
 
 def build_model(cfg: Config) -> UNet:
