@@ -117,12 +117,12 @@ def time_grid(T: int, kind: str = "uniform", *, sigma_B_max: float = 0.0, image_
               logsnr_min: float = -10.0, logsnr_max: float = 10.0, mix: float = 0.5) -> Tensor:
     """Sampling times 0 = t_0 < ... < t_T = 1 (float64, length T + 1).
 
-    ``uniform``: t_k = k / T. ``edge``: denser where the per-step change of the process is fastest,
-    which for Blurring Diffusion is where the high frequencies cross their blur edge (their
-    alpha_f(t) falls from ~a_t to a_t d_min within a short stretch of t). The density is
-    ``mix`` uniform plus ``1 - mix`` proportional to max_f |d log alpha_f(t)/dt| + |d logsnr(t)/dt| / 2
-    (the log-SNR term keeps the grid sensible where there is no blur; for DDPM the result is
-    a grid denser at both ends).
+    ``uniform``: t_k = k / T. ``edge``: denser where some frequency's alpha_f(t) = a_t d_f(t) falls
+    fastest, i.e. where a band of frequencies crosses its blur edge (alpha_f drops from ~a_t to
+    a_t d_min within a short stretch of t). The density is ``mix`` uniform plus ``1 - mix``
+    proportional to max_f |d log alpha_f(t) / dt|, which evens out the smallest per-step ratio
+    alpha_{t|s} = alpha_t / alpha_s over the steps: that ratio divides eps-prediction's error
+    at every step. Without blur (DDPM) it is denser where a_t falls fastest, near t = 1.
     """
     T = _check_K(T)
     if kind not in GRIDS:
@@ -131,13 +131,13 @@ def time_grid(T: int, kind: str = "uniform", *, sigma_B_max: float = 0.0, image_
         return torch.arange(T + 1, dtype=torch.float64) / T
     if not 0 <= mix <= 1:
         raise ValueError(f"mix must lie in [0, 1], got {mix}")
-    fine = torch.linspace(0, 1, 20_001, dtype=torch.float64)
+    fine = torch.linspace(0, 1, 4001, dtype=torch.float64)
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    lam_max = float(laplacian_eigenvalues(h, w, "cpu", torch.float64).max())
+    lam = torch.unique(laplacian_eigenvalues(h, w, "cpu", torch.float64))
+    a, _ = _cosine_a_sigma(fine, logsnr_min, logsnr_max)
     tau = blur_heat_times(fine, sigma_B_max)
-    log_d = torch.log((1 - d_min) * torch.exp(-lam_max * tau) + d_min)
-    logsnr = cosine_logsnr(fine.clamp(1e-9, 1), logsnr_min, logsnr_max)
-    rate = log_d.diff().abs() + 0.5 * logsnr.diff().abs()
+    log_alpha = a.log()[:, None] + torch.log((1 - d_min) * torch.exp(-lam[None] * tau[:, None]) + d_min)
+    rate = log_alpha.diff(dim=0).abs().amax(1)
     cdf = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(rate, 0)])
     cdf = mix * fine + (1 - mix) * cdf / cdf[-1]
     # Invert the cumulative density at uniform quantiles (linear interpolation on the fine grid).
