@@ -249,7 +249,7 @@ _register(Config(
                       attn_resolutions=(7,), dropout=0.0),
     process=ProcessConfig(K=50, sigma_min=0.5, sigma_max=20.0, sigma=0.01, delta=0.0125),
     data=DataConfig(dataset="mnist5k", image_size=28, channels=1),
-    train=TrainConfig(steps=6000, batch_size=32, lr=1e-3, warmup=200, lr_schedule="cosine", ema=0.999,
+    train=TrainConfig(steps=4000, batch_size=32, lr=1e-3, warmup=200, lr_schedule="cosine", ema=0.999,
                       log_every=50, ckpt_every=500, num_workers=0, channels_last=False),
     notes="Reference model shipped with the book: 5,000 real MNIST digits, trained on CPU; not the paper's "
           "setting.",
