@@ -71,13 +71,24 @@ def sample_stream(run, n: int, *, delta: float | None = None, seed: int = 0, bat
 def run_identity(run) -> dict:
     ckpt = Path(run.run_dir) / "checkpoint.pt"
     return {"config": run.cfg.name, "identity": run.cfg.identity(), "step": run.step,
-            "run_dir": str(run.run_dir), "checkpoint": str(ckpt) if ckpt.exists() else None}
+            "run_dir": str(run.run_dir), "checkpoint": str(ckpt) if ckpt.exists() else None,
+            "source": getattr(run, "source", "trained")}
 
 
 def _sampler(run) -> dict:
-    """Sampler settings that change samples without changing the trained run (diffusions: x_hat clipping)."""
-    clip = getattr(run.process, "clip_denoised", None)
-    return {} if clip is None else {"clip_denoised": bool(clip)}
+    """Sampler settings that change samples without changing the trained run: for the diffusions,
+    x_hat clipping, and for continuous-time ones the number of steps, the time grid and the DCT clamp."""
+    proc = run.process
+    clip = getattr(proc, "clip_denoised", None)
+    out = {} if clip is None else {"clip_denoised": bool(clip)}
+    if getattr(proc, "continuous", False):
+        uniform = torch.allclose(proc.times.cpu(), torch.arange(proc.K + 1, dtype=torch.float64) / proc.K)
+        out["steps"] = int(proc.K)
+        if not uniform:  # a grid is named by its times (rounded: a checksum that survives float noise)
+            out["grid"] = [round(float(t), 6) for t in proc.times[1:6].cpu()]
+    if getattr(proc, "dct_range", None) is not None:
+        out["clamp_dct"] = True
+    return out
 
 
 def _delta(run, delta):

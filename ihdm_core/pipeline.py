@@ -210,8 +210,13 @@ def build_html(out: Path, root: Path = ROOT) -> Path:
 
 
 def run_pipeline(profile: str, out: Path | None = None, figures: Path | None = None, only: list[str] | None = None,
-                 html: bool = True, timeout: int | None = None, log=print) -> dict:
-    """Execute the chapters (all, or ``only``) and build the HTML book. Returns the stats record."""
+                 html: bool = True, timeout: int | None = None, log=print, retrain: bool = False) -> dict:
+    """Execute the chapters (all, or ``only``) and build the HTML book. Returns the stats record.
+
+    ``retrain``: ignore the shipped reference models (``models/``) and train every model the
+    chapters use from scratch into runs/ (sets ``IHDM_RETRAIN=1`` for the chapters' kernels)."""
+    if retrain:
+        os.environ["IHDM_RETRAIN"] = "1"
     if profile not in profile_names():
         raise ValueError(f"unknown profile {profile!r}; known: {', '.join(profile_names())}")
     out = Path(out or ROOT / "_build" / profile).resolve()
@@ -233,7 +238,8 @@ def run_pipeline(profile: str, out: Path | None = None, figures: Path | None = N
                           "machine": platform.machine(), "processor": platform.processor() or None,
                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                           "torch": torch.__version__, "python": platform.python_version()},
-             "figures_dir": str(figures), "out": str(out)}
+             "figures_dir": str(figures), "out": str(out),
+             "retrain": os.environ.get("IHDM_RETRAIN", "") not in ("", "0")}
     # Chapters after the ones executed now read the earlier records (chapter 10 reports them).
     old = out / STATS
     if old.exists() and only:
@@ -268,11 +274,13 @@ def main(argv=None) -> int:
     ap.add_argument("--chapters", nargs="*", default=None, help="execute only these chapters (toc names)")
     ap.add_argument("--no-html", action="store_true", help="execute the chapters but do not build the HTML")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell time limit in seconds")
+    ap.add_argument("--retrain", action="store_true",
+                    help="ignore the shipped reference models in models/ and train every model from scratch")
     args = ap.parse_args(argv)
     try:
         stats = run_pipeline(args.profile, Path(args.out) if args.out else None,
                              Path(args.figures) if args.figures else None, args.chapters, not args.no_html,
-                             args.timeout)
+                             args.timeout, retrain=args.retrain)
     except ChapterFailed as err:
         print(f"[pipeline] {err}", file=sys.stderr)
         return 1

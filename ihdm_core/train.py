@@ -33,8 +33,8 @@ from .losses import denoising_loss
 from .processes import build_model, build_process
 from .unet import Autocast
 
-__all__ = ["train", "TrainResult", "load_run", "Run", "ensure_trained", "read_metrics", "training_seconds", "run_dir_for",
-           "IndexStream"]
+__all__ = ["train", "TrainResult", "load_run", "Run", "ensure_trained", "is_available", "sampling_process",
+           "read_metrics", "training_seconds", "run_dir_for", "IndexStream"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -359,13 +359,82 @@ class Run:
     process: object
     cfg: Config
     step: int
-    run_dir: Path
+    run_dir: Path            # the run's folder; for a shipped model, its score cache under runs/shipped/
+    source: str = "trained"  # "trained" (runs/) or "shipped" (models/, see ihdm_core.shipped)
+
+    @property
+    def provenance(self) -> str:
+        """One caption phrase: which weights these are, with steps and hardware."""
+        if self.source == "shipped":
+            from .shipped import shipped_dir
+
+            info_path = shipped_dir(self.cfg) / "card.json"
+            info = json.loads(info_path.read_text()) if info_path.exists() else {}
+            hw = info.get("hardware", "hardware not recorded")
+            return f"shipped reference model {self.cfg.name} ({self.step:,} steps on {hw})"
+        return f"{self.cfg.name} trained in this run ({self.step:,} steps on {_hardware()})"
 
 
-def load_run(cfg_or_dir: Config | str | Path, device=None, use_ema: bool = True) -> Run:
-    """Load a trained run: a Config (looked up by identity), a preset name or a run folder."""
+def _hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{os.cpu_count()} CPU cores"
+
+
+def sampling_process(cfg: Config, device=None, steps: int | None = None):
+    """The process to sample ``cfg`` with: its own, on another number of steps for continuous-time
+    diffusions, with the training data's DCT range when ``process.clamp_dct`` asks for it."""
+    rng = None
+    if cfg.process.clamp_dct:
+        from .diffusion import dct_range
+
+        rng = dct_range(load_dataset(cfg.data))
+        rng = tuple(r.to(_resolve_device(device)) for r in rng)
+    return build_process(cfg, _resolve_device(device), steps=steps, dct_range=rng)
+
+
+def _load_shipped(cfg: Config, device) -> Run:
+    from .shipped import load_shipped_state, shipped_cache_dir, shipped_dir
+
+    state, meta = load_shipped_state(cfg)
+    net = build_model(cfg)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise RuntimeError(f"{shipped_dir(cfg)}: the shipped weights do not fit the network of "
+                           f"{cfg.name}: {str(err).splitlines()[0]}") from None
+    net.to(device).eval().requires_grad_(False)
+    cache = shipped_cache_dir(cfg)
+    cache.mkdir(parents=True, exist_ok=True)
+    log = shipped_dir(cfg) / METRICS
+    if log.exists():  # chapters read the training log next to the scores
+        (cache / METRICS).write_bytes(log.read_bytes())
+    return Run(net, sampling_process(cfg, device), cfg, int(meta.get("step", cfg.train.steps)), cache, "shipped")
+
+
+def is_available(cfg: Config, retrain: bool | None = None) -> bool:
+    """Whether ``load_run(cfg)`` finds weights: shipped ones, or a finished run in runs/."""
+    from .shipped import retrain_requested, shipped_dir
+
+    if not retrain_requested(retrain) and shipped_dir(cfg) is not None:
+        return True
+    path = run_dir_for(cfg) / CHECKPOINT
+    return path.exists() and torch.load(path, map_location="cpu", weights_only=False)["step"] >= cfg.train.steps
+
+
+def load_run(cfg_or_dir: Config | str | Path, device=None, use_ema: bool = True, retrain: bool | None = None) -> Run:
+    """Load a trained run: a Config (looked up by identity), a preset name or a run folder.
+
+    A config whose identity ships under ``models/`` loads the shipped EMA weights (verified by
+    SHA-256), unless a retrain is asked for (``retrain=True`` or ``IHDM_RETRAIN=1``): then only
+    runs trained here count."""
+    from .shipped import retrain_requested, shipped_dir
+
     if isinstance(cfg_or_dir, str) and not Path(cfg_or_dir).exists():
         cfg_or_dir = get_preset(cfg_or_dir)
+    if (isinstance(cfg_or_dir, Config) and use_ema and not retrain_requested(retrain)
+            and shipped_dir(cfg_or_dir) is not None):
+        return _load_shipped(cfg_or_dir, _resolve_device(device))
     run_dir = run_dir_for(cfg_or_dir) if isinstance(cfg_or_dir, Config) else Path(cfg_or_dir)
     path = run_dir / CHECKPOINT
     if not path.exists():
@@ -378,13 +447,19 @@ def load_run(cfg_or_dir: Config | str | Path, device=None, use_ema: bool = True)
     net = build_model(cfg)
     net.load_state_dict(ckpt["ema" if use_ema else "model"])  # strict: a mismatch is an error
     net.to(device).eval().requires_grad_(False)
-    return Run(net, build_process(cfg, device), cfg, ckpt["step"], run_dir)
+    return Run(net, sampling_process(cfg, device), cfg, ckpt["step"], run_dir)
 
 
-def ensure_trained(cfg: Config, device=None, progress: bool = True, **kw) -> Run:
-    """Train if needed (resuming partial runs), then load the EMA weights."""
+def ensure_trained(cfg: Config, device=None, progress: bool = True, retrain: bool | None = None, **kw) -> Run:
+    """The EMA weights of ``cfg``: the shipped model of its identity if one ships (see
+    :mod:`ihdm_core.shipped`), else trained here (resuming a partial run, reusing a finished one).
+    ``retrain=True`` (or ``IHDM_RETRAIN=1``) ignores shipped weights and trains into runs/."""
+    from .shipped import retrain_requested, shipped_dir
+
+    if not retrain_requested(retrain) and "run_dir" not in kw and shipped_dir(cfg) is not None:
+        return _load_shipped(cfg, _resolve_device(device))
     train(cfg, device=device, progress=progress, **kw)
-    return load_run(cfg if "run_dir" not in kw else kw["run_dir"], device=device)
+    return load_run(cfg if "run_dir" not in kw else kw["run_dir"], device=device, retrain=True)
 
 
 # --- CLI ---------------------------------------------------------------------------------
