@@ -27,7 +27,7 @@ from .data import load_dataset
 from .samplers import sample
 
 __all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll",
-           "evaluate_recognisability", "record_score", "read_scores", "score", "draw_samples", "main"]
+           "evaluate_recognisability", "evaluate_explosions", "high_frequency_rms", "record_score", "read_scores", "score", "draw_samples", "main"]
 
 # FID reference set per training data set (App. B.3: training set for CIFAR-10 and LSUN, the
 # whole data set for FFHQ and AFHQ, whose folders are used whole; MNIST: its training split).
@@ -44,7 +44,7 @@ class _Clock:
 
 
 def sample_stream(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
-                  images=None, clock: _Clock | None = None):
+                  images=None, clock: _Clock | None = None, clamp: bool = True):
     """Yield exactly ``n`` samples in [0, 1], in batches of at most ``batch_size``.
 
     The prior draws and the sampling noise come from generators seeded with ``seed``, so a
@@ -61,7 +61,8 @@ def sample_stream(run, n: int, *, delta: float | None = None, seed: int = 0, bat
         b = min(batch_size, n - done)
         t0 = time.perf_counter()
         uK = run.process.prior_sample(b, images, generator=prior_gen, delta=delta).to(device)
-        x = sample(run.net, run.process, uK, delta=delta, generator=gen).clamp(0, 1).cpu()
+        x = sample(run.net, run.process, uK, delta=delta, generator=gen).cpu()
+        x = x.clamp(0, 1) if clamp else x
         if clock is not None:
             clock.seconds += time.perf_counter() - t0
         done += b
@@ -103,16 +104,51 @@ _memo: dict = {}
 
 
 def draw_samples(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
-                 clock: _Clock | None = None) -> torch.Tensor:
-    """``n`` samples in [0, 1] from :func:`sample_stream` (same seed, same samples), memoised."""
+                 clock: _Clock | None = None, clamp: bool = True) -> torch.Tensor:
+    """``n`` samples from :func:`sample_stream` (same seed, same samples), memoised; in [0, 1],
+    or as the chains ended (``clamp=False``, to see how far a chain left the data range)."""
     key = (str(run.run_dir), run.step, run.cfg.identity(), n, _delta(run, delta), seed, batch_size,
-           tuple(_sampler(run).items()))
+           json.dumps(_sampler(run)))
     if _memo.get("key") == key:
-        return _memo["x"]
-    x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock)))
-    if x.numel() <= _MEMO_ELEMENTS:
-        _memo.update(key=key, x=x)
-    return x
+        x = _memo["x"]
+    else:
+        x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock,
+                                         clamp=False)))
+        if x.numel() <= _MEMO_ELEMENTS:
+            _memo.update(key=key, x=x)
+    return x.clamp(0, 1) if clamp else x
+
+
+def high_frequency_rms(x: torch.Tensor) -> torch.Tensor:
+    """Per image, the RMS of the highest DCT frequencies (i + j >= H) of ``2 x - 1``: where a
+    Blurring Diffusion chain that leaves the data explodes first, and where data have little energy."""
+    from .heat import dct2
+
+    h, w = x.shape[-2:]
+    i, j = torch.arange(h)[:, None], torch.arange(w)[None]
+    high = ((i + j) >= max(h, w)).to(x.device)
+    c = dct2(2 * x.double() - 1)
+    return c[..., high].pow(2).mean(dim=(-1, -2)).sqrt()
+
+
+def evaluate_explosions(run, n: int = 1000, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
+                        factor: float = 10.0, progress: bool = True) -> dict:
+    """How many of ``n`` sampling chains exploded: final states (unclamped) whose high-frequency RMS
+    exceeds ``factor`` times the training data's mean high-frequency RMS. Same draw as the
+    recognisability and FID of the same (run, n, seed)."""
+    t0 = time.perf_counter()
+    data = load_dataset(run.cfg.data)
+    data = data[:2000] if isinstance(data, torch.Tensor) else torch.stack([data[i] for i in range(min(2000, len(data)))])
+    ref = float(high_frequency_rms(data.float() / 255 if data.dtype == torch.uint8 else data.float()).mean())
+    clock = _Clock()
+    x = draw_samples(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock, clamp=False)
+    rms = high_frequency_rms(x.cpu())
+    count = int((rms > factor * ref).sum())
+    return {"metric": "explosions", "value": count, "n_samples": n, "factor": factor,
+            "reference": f"{run.cfg.data.dataset} high-frequency RMS {ref:.4g} (mean of {len(data)} training images)",
+            "details": {"max_ratio": float(rms.max() / ref), "median_ratio": float(rms.median() / ref)},
+            "seed": seed, "delta": _delta(run, delta), "run": run_identity(run),
+            "time_s": {"total": time.perf_counter() - t0, "sampling": clock.seconds}}
 
 
 def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 0, reference: str | None = None,
@@ -200,13 +236,19 @@ def record_score(run, record: dict) -> Path:
 
 
 def read_scores(run) -> list[dict]:
-    path = _scores_path(run)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Scores recorded for ``run``: for a shipped model, first those measured when its weights were
+    shipped (``models/<run>/scores.jsonl``), then those measured here."""
+    paths = [_scores_path(run)]
+    if getattr(run, "source", "trained") == "shipped":
+        from .shipped import shipped_dir
+
+        paths.insert(0, shipped_dir(run.cfg) / "scores.jsonl")
+    return [json.loads(line) for path in paths if path.exists()
+            for line in path.read_text().splitlines() if line.strip()]
 
 
-_EVALUATORS = {"fid": "evaluate_fid", "nll": "evaluate_nll", "recognisability": "evaluate_recognisability"}
+_EVALUATORS = {"fid": "evaluate_fid", "nll": "evaluate_nll", "recognisability": "evaluate_recognisability",
+               "explosions": "evaluate_explosions"}
 
 
 def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:

@@ -362,6 +362,17 @@ class Run:
     run_dir: Path            # the run's folder; for a shipped model, its score cache under runs/shipped/
     source: str = "trained"  # "trained" (runs/) or "shipped" (models/, see ihdm_core.shipped)
 
+    def sampled_with(self, steps: int | None = None, **process) -> "Run":
+        """The same weights sampled another way: ``steps`` for a continuous-time diffusion, and
+        sampling options of ``process`` (``grid``, ``clamp_dct``, ``clip_denoised``) that are not part
+        of the run's identity."""
+        import dataclasses
+
+        cfg = self.cfg.replace(process=process) if process else self.cfg
+        if cfg.identity() != self.cfg.identity():
+            raise ValueError(f"{sorted(process)} change what was trained; only sampling options may differ")
+        return dataclasses.replace(self, cfg=cfg, process=sampling_process(cfg, self.process.device, steps=steps))
+
     @property
     def provenance(self) -> str:
         """One caption phrase: which weights these are, with steps and hardware."""
