@@ -325,6 +325,11 @@ _baseline("mnist-ref", "mnist-ddpm-ref", {**_REF_DIFFUSION, "kind": "ddpm"},
 _baseline("mnist-ref", "mnist-blurring-ref", {**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0},
           "Blurring Diffusion (sigma_B_max 20, continuous time, v-prediction) at the budget of mnist-ref.")
 
+# The smoke book samples the diffusions as the reference ones are sampled: continuous time, v-prediction.
+_baseline("mnist-smoke", "mnist-ddpm-smoke-ct", {**_REF_DIFFUSION, "kind": "ddpm", "K": 10}, "Tiny test preset.")
+_baseline("mnist-smoke", "mnist-blurring-smoke-ct", {**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0,
+                                                     "K": 10}, "Tiny test preset.")
+
 # The prediction ablation of chapter 9: Blurring Diffusion in continuous time with eps, v and x
 # prediction on mnist-quick's network, trained 2,000 steps with a cosine decay (small enough to
 # ship all three beside the reference models).

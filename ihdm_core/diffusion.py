@@ -263,6 +263,13 @@ class GaussianDiffusion:
         a = self.a[k][:, None, None]
         return a * self.blur_factors(k) if self.frequency_space else a
 
+    def step_ratios(self) -> Tensor:
+        """The smallest per-frequency ratio alpha_{t_k} / alpha_{t_(k-1)} of each sampling step k = 1..K,
+        float64 (K,). An eps-predicting sampler divides the network's error by about this ratio in
+        every step, so where it is far below 1 a chain can explode."""
+        k = torch.arange(1, self.K + 1, device=self.device)
+        return (self.alphas(k) / self.alphas(k - 1)).flatten(1).amin(1)
+
     def _coefficients(self, k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(alpha (n, H, W) or (n, 1, 1), a (n,), sigma (n,)) in float64 at checked levels or times."""
         if k.is_floating_point():

@@ -36,6 +36,14 @@ class Profile:
     colour_overrides: dict = field(default_factory=dict)
     # Training steps of the sigma = 0 failure model (Fig. 13); None keeps the main budget.
     sigma0_steps: int | None = None
+    # Chapter 9: (sampling steps T, samples n) at which the continuous-time diffusions are scored
+    # (discrete-time ones are sampled at their own K), the T of its sample grids, and the samples
+    # per row of its table of sampling options.
+    diffusion_steps: tuple = ((50, 500), (100, 500), (250, 500), (1000, 100))
+    grid_steps: int = 250
+    n_options: int = 200
+    # The prediction ablation of chapter 9 (presets; shown when trained or shipped).
+    prediction_ablation: tuple = ()
     # Experiment sizes.
     n_grid: int = 64               # samples in a figure grid
     n_eval: int = 500              # samples for FID and recognisability
@@ -85,19 +93,21 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", description="tiny models trained for seconds, for CI; the figures show the code runs, not results",
-        ihdm="mnist-smoke", ddpm="mnist-ddpm-smoke", blurring="mnist-blurring-smoke",
-        colour="mnist-smoke", sigma0_steps=None,
+        ihdm="mnist-smoke", ddpm="mnist-ddpm-smoke-ct", blurring="mnist-blurring-smoke-ct",
+        colour="mnist-smoke", sigma0_steps=None, diffusion_steps=((5, 16), (10, 16)), grid_steps=10, n_options=8,
         n_grid=16, n_eval=32, fid_ref_n=64, n_nll=16, deltas=(0.0, 0.01, 0.0125, 0.02), n_delta_eval=16,
         n_interp=5, n_neighbours=3, sigma_B_max_grid=(1.0, 4.0, 20.0), psd_images=2),
     "quick": Profile(
-        name="quick", description="5,000 offline MNIST digits, small U-Nets trained on 2 CPU cores",
-        ihdm="mnist-quick", ddpm="mnist-ddpm-quick", blurring="mnist-blurring-quick",
+        name="quick", description="5,000 offline MNIST digits; reference U-Nets shipped in models/, trained on CPU",
+        ihdm="mnist-ref", ddpm="mnist-ddpm-ref", blurring="mnist-blurring-ref",
         # sigma_B_max = 20 on 28 x 28 digits already averages them to their mean intensity,
         # so the main model serves as the 'whole image' model of Fig. 7a.
-        # FID is the largest cost after training (InceptionV3 at 299 x 299 runs at ~5 images/s on
-        # 2 cores): 1,000 reference digits and 250 samples per score keep it to ~8 min, once.
-        colour="mnist-quick", sigma0_steps=400,
-        n_grid=64, n_eval=250, fid_ref_n=1000, n_nll=200,
+        # FID is the largest cost after sampling (InceptionV3 at 299 x 299 runs at ~5 images/s on
+        # 2 cores): the reference statistics of all 4,500 training digits take ~17 min once, 1,000 ~4.
+        colour="mnist-ref", sigma0_steps=1000,
+        prediction_ablation=("mnist-blurring-eps-ablation", "mnist-blurring-v-ablation",
+                             "mnist-blurring-x-ablation"),
+        n_grid=64, n_eval=500, fid_ref_n=1000, n_nll=200,
         deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.0135, 0.015, 0.02), n_delta_eval=150,
         n_interp=9, n_neighbours=8, psd_images=6),
     "paper": Profile(

@@ -74,3 +74,30 @@ def test_scores_of_different_step_counts_are_kept_apart(bd_run):
     assert a["key"]["sampler"]["steps"] == 3 and b["key"]["sampler"]["steps"] == 5
     again = score(bd_run.sampled_with(steps=3), "explosions", n=4, batch_size=4)
     assert again["recorded"] == a["recorded"] and len(read_scores(bd_run)) == 2
+
+
+def test_step_ratios_match_the_published_equations_in_numpy():
+    """min_f alpha_f(t_k) / alpha_f(t_(k-1)) written out from Hoogeboom & Salimans' equations."""
+    from ihdm_core.train import sampling_process
+
+    cfg = get_preset("mnist-blurring-ref")
+    p = cfg.process
+    T, H = 50, cfg.data.image_size
+    t = np.arange(T + 1) / T
+    b = np.arctan(np.exp(-0.5 * p.logsnr_max))
+    a_ = np.arctan(np.exp(-0.5 * p.logsnr_min)) - b
+    logsnr = -2 * np.log(np.tan(a_ * t + b))
+    a = np.sqrt(1 / (1 + np.exp(-logsnr)))                       # alpha^2 = sigmoid(logsnr)
+    a[0] = 1.0  # level 0 is the data itself, not the clipped log-SNR's a(0) = 0.99998
+    tau = (p.sigma_max * np.sin(np.pi * t / 2) ** 2) ** 2 / 2     # sigma_B(t)^2 / 2
+    i = np.arange(H)
+    lam = np.pi ** 2 * (i[:, None] ** 2 + i[None] ** 2) / H ** 2
+    d = (1 - p.d_min) * np.exp(-lam[None] * tau[:, None, None]) + p.d_min
+    alpha = a[:, None, None] * d
+    want = (alpha[1:] / alpha[:-1]).reshape(T, -1).min(1)
+    got = sampling_process(cfg, steps=T).step_ratios().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert got.min() == pytest.approx(0.0818, abs=1e-3)  # the instability of 50 uniform steps
+    # Without blur (DDPM, cosine): the ratio is the same at every frequency, a_k / a_(k-1).
+    ddpm = sampling_process(get_preset("mnist-ddpm-ref"), steps=T)
+    np.testing.assert_allclose(ddpm.step_ratios().numpy(), a[1:] / a[:-1], rtol=1e-9)
