@@ -38,6 +38,8 @@ def _run_info(run) -> dict:
     info = {"config": cfg.name, "identity": cfg.identity()}
     if hasattr(run, "step"):
         info["step"] = run.step
+    if hasattr(run, "provenance"):  # shipped reference weights or trained in this run, steps, hardware
+        info["weights"] = run.provenance
     return info
 
 
@@ -54,7 +56,8 @@ def provenance(profile: str, runs=(), seed: int | None = None, n: int | None = N
 
 def _stamp(prov: dict) -> str:
     parts = [f"profile {prov['profile']}"]
-    parts += [f"{r['config']} [{r['identity']}]" + (f" step {r['step']}" if "step" in r else "") for r in prov["runs"]]
+    parts += [r["weights"] + f" [{r['identity']}]" if "weights" in r else
+              f"{r['config']} [{r['identity']}]" + (f" step {r['step']}" if "step" in r else "") for r in prov["runs"]]
     parts += [f"{k} {v}" for k, v in prov.items() if k not in ("profile", "runs")]
     return " · ".join(parts)
 
