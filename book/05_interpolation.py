@@ -291,7 +291,7 @@ print("straightest by detour:   " + " < ".join(f"{r['sampler']} ({r['detour']:.2
 # plausible digits, and a perfectly smooth morph of one stroke into another is not straight there
 # (its detour is well above 1), so the jump ratio is the better smoothness measure and the figure
 # matters as much as the table. Second, *small scale*: the quick
-# profile's digits are 28 x 28 and its models train for minutes on a CPU, so both models produce
+# profile's digits are 28 x 28 and its reference models trained for about an hour on two CPU cores, so both models produce
 # imperfect digits and the contrast can be weaker than, or different from, the paper's FFHQ faces;
 # with the smoke models (CI) the figures only show that the code runs. The latents, the frames and
 # the metrics are computed the same way at every scale: the paper profile runs the same comparison

@@ -28,12 +28,13 @@
 #
 # * **IHDM:** the network's mean prediction $\boldsymbol\mu_\theta(\mathbf u_k, k) = \mathbf u_k + f_\theta(\mathbf u_k, k)$
 #   (`process.predict`), the quantity Alg. 2 uses as the next state.
-# * **DDPM:** the predicted clean image $\hat{\mathbf x}_\theta(\mathbf z_k, k) = (\mathbf z_k - \sigma_k \boldsymbol\epsilon_\theta(\mathbf z_k, k))/\alpha_k$.
+# * **DDPM:** the predicted clean image $\hat{\mathbf x}_\theta(\mathbf z_k, k) = (\mathbf z_k - \sigma_k \boldsymbol\epsilon_\theta(\mathbf z_k, k))/\alpha_k$
+#   (for a $\mathbf v$-predicting network, $\hat{\mathbf x}_\theta = \alpha_k \mathbf z_k - \sigma_k \mathbf v_\theta$, the same quantity).
 #   We choose $\hat{\mathbf x}$ over $\boldsymbol\epsilon_\theta$ because, like $\boldsymbol\mu_\theta$, it is
 #   an *image* predicted from an image, in the same units (the map $\mathbf z = 2\mathbf x - 1$ cancels in
 #   the Jacobian) and with the same structure "identity + network correction", so the two Jacobians
-#   can be compared directly. The identity part is a single pixel ($1$ for IHDM, $1/\alpha_k$ for
-#   DDPM); the rest, which we call the *correction*, is the network's own dependence on the input.
+#   can be compared directly. The identity part is a single pixel ($1$ for IHDM, $1/\alpha_k$ for an
+#   $\boldsymbol\epsilon$-predicting DDPM, $\alpha_k$ for a $\mathbf v$-predicting one); the rest, which we call the *correction*, is the network's own dependence on the input.
 #   For DDPM the correction is $-(\sigma_k/\alpha_k)\,\partial\boldsymbol\epsilon_\theta/\partial\mathbf z_k$, so
 #   its shape (everything that is scale-free below) is exactly that of the $\boldsymbol\epsilon$-gradient.
 #
@@ -58,7 +59,7 @@ from ihdm_core.data import load_dataset
 from ihdm_core.figures import save_table, savefig
 from ihdm_core.profiles import start
 from ihdm_core.samplers import sample
-from ihdm_core.train import ensure_trained, load_run, run_dir_for
+from ihdm_core.train import ensure_trained, is_available, load_run
 
 P = start(profile)
 # No new training: the IHDM model comes from chapter 3, the DDPM model from chapter 5 (cached).
@@ -127,17 +128,23 @@ def model_output(run, x, k):
     if run.cfg.process.kind == "ihdm":
         return run.process.predict(run.net, x, k)
     proc = run.process
-    eps = proc.predict(run.net, x, k)
+    out = proc.predict(run.net, x, k)
     a = proc.a[k].float().view(-1, 1, 1, 1)
     s = proc.sigma[k].float().view(-1, 1, 1, 1)
-    return (x - s * eps) / a
+    # x_hat without the sampler's clip (a clip has no gradient), for the network's parametrisation.
+    if proc.prediction == "eps":
+        return (x - s * out) / a
+    if proc.prediction == "v":
+        return a * x - s * out  # z = a x + sigma eps with a^2 + sigma^2 = 1
+    return out
 
 
 def identity_weight(run, k):
     """The coefficient of the identity (skip) part of the output at level(s) k."""
     if run.cfg.process.kind == "ihdm":
         return torch.ones(len(k))
-    return 1.0 / run.process.a[k.to(run.process.device)].float().cpu()
+    a = run.process.a[k.to(run.process.device)].float().cpu()
+    return {"eps": 1.0 / a, "v": a, "x": torch.zeros_like(a)}[run.process.prediction]
 
 
 def jacobian_rows(run, x, k, pix, chunk=64):
@@ -500,14 +507,9 @@ for name in models:
 
 # %%
 cfg0 = P.config("sigma0")
-ckpt0 = run_dir_for(cfg0) / "checkpoint.pt"
 sign_rows = [{"model": r["model"], "correction at pixel": r["correction at pixel"],
               "correction, 4 neighbours": r["correction, 4 neighbours"]} for r in loc_rows if r["model"] != "DDPM"]
-run0 = None
-if ckpt0.exists():
-    run0 = load_run(cfg0, device=P.device)
-    if run0.step < cfg0.train.steps:
-        run0 = None
+run0 = load_run(cfg0, device=P.device) if is_available(cfg0) else None
 if run0 is not None:
     ke = k_end["IHDM"]
     x = states["IHDM"][ke].repeat_interleave(n_pix, 0)   # the regular model's states, as in Fig. 13b's comparison
@@ -553,8 +555,9 @@ for r in sign_rows:
 # tail of the radial profiles and inflates the mass-based $r_{90}$; the energy-based $r_{90}$ and the
 # symlog maps separate the local core from that floor.
 #
-# *Small-scale caveats.* The quick models are small U-Nets trained for minutes on a CPU. The quick
-# DDPM has $K = 50$ steps with Ho et al.'s linear schedule rescaled to $K$, so at $k/K = 0.1$ its
-# state is still quite noisy ($\sigma_k \approx 0.3$). The gradients are those of the EMA networks in
+# *Small-scale caveats.* The quick models are the shipped reference U-Nets (1 M parameters, trained
+# for about an hour on two CPU cores), far smaller than the paper's. The quick DDPM is a
+# continuous-time cosine-schedule model sampled on $K = 250$ steps, so at $k/K = 0.1$ its state is
+# still somewhat noisy ($\sigma_k \approx 0.16$). The gradients are those of the EMA networks in
 # eval mode, exactly what sampling uses. With the smoke profile's untrained models the figures only
 # show that the code runs.

@@ -32,7 +32,7 @@ from ihdm_core.config import get_preset
 from ihdm_core.evaluate import read_scores, score
 from ihdm_core.figures import figures_dir, read_index, save_table
 from ihdm_core.profiles import start
-from ihdm_core.train import CHECKPOINT, load_run, read_metrics, run_dir_for, training_seconds
+from ihdm_core.train import CHECKPOINT, is_available, load_run, read_metrics, run_dir_for, training_seconds
 
 P = start(profile)
 
@@ -80,17 +80,19 @@ display(Markdown(md))
 
 # %%
 records = []
-for role in ("ihdm", "ddpm", "blurring", "sigma0"):
+for role in ("ihdm", "ddpm", "blurring", "sigma0", "colour"):
     cfg = P.config(role)
-    if not (run_dir_for(cfg) / CHECKPOINT).exists():
+    if not is_available(cfg):
         continue
     run = load_run(cfg, device="cpu")
     for rec in read_scores(run):
         if rec["run"].get("identity") != cfg.identity() or rec["run"].get("step") != run.step:
             continue  # a score of an earlier, different checkpoint
-        records.append({"model": role, "config": f"{cfg.name} [{cfg.identity()}]", "step": run.step,
-                        "metric": rec["metric"], "value": rec["value"], "n": rec.get("n_samples"),
-                        "delta": rec.get("delta"), "seed": rec.get("seed"), "reference": rec.get("reference"),
+        steps = (rec.get("key") or {}).get("sampler", {}).get("steps")
+        records.append({"model": role, "config": f"{cfg.name} [{cfg.identity()}]", "weights": run.source,
+                        "step": run.step, "metric": rec["metric"], "value": rec["value"], "n": rec.get("n_samples"),
+                        "sampling steps": steps, "delta": rec.get("delta"), "seed": rec.get("seed"),
+                        "reference": rec.get("reference"),
                         "time (s)": round(rec.get("time_s", {}).get("total", float("nan")), 1)})
 records.sort(key=lambda r: (r["model"], r["metric"], r["delta"] if r["delta"] is not None else -1))
 if records:
@@ -125,16 +127,21 @@ else:
 train_rows = []
 for role in ("ihdm", "ddpm", "blurring", "sigma0", "colour"):
     cfg = P.config(role)
-    log = read_metrics(run_dir_for(cfg))
+    if not is_available(cfg):
+        continue
+    run = load_run(cfg, device="cpu")  # shipped weights carry their training log
+    log = read_metrics(run.run_dir)
     if not log:
         continue
-    seconds = training_seconds(run_dir_for(cfg))
-    train_rows.append({"model": role, "config": f"{cfg.name} [{cfg.identity()}]", "steps": log[-1]["step"],
+    seconds = training_seconds(run.run_dir)
+    train_rows.append({"model": role, "config": f"{cfg.name} [{cfg.identity()}]", "weights": run.provenance,
+                       "steps": log[-1]["step"],
                        "final loss": log[-1]["loss"], "train time (s)": round(seconds, 1),
                        "steps/s": round(log[-1]["step"] / seconds, 2) if seconds else None})
 if train_rows:
     display(Markdown(save_table(train_rows, "tab10d_training", profile=P.name,
-                                caption="Training cost of this profile's models on the hardware above.")))
+                                caption="Training cost of this profile's models: shipped ones on the hardware their model "
+                                        "card names, the others on the hardware above.")))
 
 # %%
 index = read_index(figures_dir(P.name))
