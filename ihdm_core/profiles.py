@@ -45,6 +45,8 @@ class Profile:
     n_delta_eval: int = 200        # samples per delta for recognisability / FID
     n_interp: int = 9              # interpolation frames
     n_neighbours: int = 8          # samples whose nearest training images are shown
+    n_colour_priors: int = 8       # Fig. 7a grid: rows, one prior state u_K each
+    n_colour_noises: int = 8       # Fig. 7a grid: columns, one set of sampling noises each
     sigma_B_max_grid: tuple = (1.0, 2.0, 4.0, 8.0, 14.0, 20.0, 28.0)
     psd_images: int = 6            # natural photographs for the power spectra
     seed: int = 0
@@ -86,7 +88,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", description="tiny models trained for seconds, for CI; the figures show the code runs, not results",
         ihdm="mnist-smoke", ddpm="mnist-ddpm-smoke", blurring="mnist-blurring-smoke",
-        colour="mnist-smoke", sigma0_steps=None,
+        colour="mnist-colour-smoke", sigma0_steps=None, n_colour_priors=3, n_colour_noises=4,
         n_grid=16, n_eval=32, fid_ref_n=64, n_nll=16, deltas=(0.0, 0.01, 0.0125, 0.02), n_delta_eval=16,
         n_interp=5, n_neighbours=3, sigma_B_max_grid=(1.0, 4.0, 20.0), psd_images=2),
     "quick": Profile(

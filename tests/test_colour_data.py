@@ -143,3 +143,14 @@ def test_colour_ref_preset_and_its_prior_is_the_mean_colour():
     assert float((uK - mean).abs().max()) < p.sigma
     # while a smaller blur (sigma_B = 5) leaves the digit visible: the test can tell the difference
     assert float((proc.blur(x, p.K // 2) - mean).abs().max()) > 10 * p.sigma
+
+
+def test_smoke_profile_trains_its_colour_model_on_the_colour_digits():
+    from ihdm_core.profiles import get_profile
+
+    prof = get_profile("smoke")
+    cfg = prof.config("colour")
+    assert (cfg.data.dataset, cfg.data.channels) == ("mnist5k-colour", 3)
+    # the prior must be (nearly) flat for the grid of chapter 6 to separate colour from shape
+    assert cfg.process.sigma_max >= 0.7 * cfg.data.image_size
+    assert prof.n_colour_priors >= 2 and prof.n_colour_noises >= 2
