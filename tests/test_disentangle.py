@@ -1,0 +1,181 @@
+"""Colour/shape measures and the shared-noise grid, against numpy written out."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from ihdm_core import disentangle as Dis
+from ihdm_core.heat import HeatDissipation
+
+
+def _two_colour(masks: np.ndarray, fg: np.ndarray, bg: np.ndarray, noise: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """masks (B, H, W) bool, fg/bg (B, C) -> (B, C, H, W) images bg (1 - m) + fg m (+ noise)."""
+    m = masks[:, None].astype(np.float64)
+    x = bg[:, :, None, None] * (1 - m) + fg[:, :, None, None] * m
+    x = x + noise * np.random.default_rng(seed).standard_normal(x.shape)
+    return torch.from_numpy(x)
+
+
+def _random_masks(b: int, h: int = 12, w: int = 12, frac: float = 0.25, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((b, h, w)) < frac
+
+
+def _otsu_numpy(v: np.ndarray) -> float:
+    """Brute force: every cut between consecutive distinct values, between-class variance."""
+    u = np.unique(v)
+    if len(u) == 1:
+        return float(u[0])
+    best, t_best = -1.0, None
+    for lo, hi in zip(u[:-1], u[1:]):
+        t = 0.5 * (lo + hi)
+        c0, c1 = v[v <= t], v[v > t]
+        w0, w1 = len(c0) / len(v), len(c1) / len(v)
+        between = w0 * w1 * (c0.mean() - c1.mean()) ** 2
+        if between > best:
+            best, t_best = between, t
+    return float(t_best)
+
+
+def test_otsu_threshold_matches_brute_force():
+    rng = np.random.default_rng(1)
+    rows = [rng.normal(size=50), rng.integers(0, 5, size=40).astype(float),      # ties
+            np.concatenate([rng.normal(0, 0.1, 30), rng.normal(3, 0.1, 10)]), np.full(20, 0.7)]
+    for v in rows:
+        got = float(Dis.otsu_threshold(torch.from_numpy(v)[None])[0])
+        assert got == pytest.approx(_otsu_numpy(v), abs=1e-12)
+    # batched rows are independent of each other
+    batch = np.stack([rng.normal(size=30) for _ in range(4)])
+    got = Dis.otsu_threshold(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(got, [_otsu_numpy(r) for r in batch], atol=1e-12)
+
+
+def test_principal_projection_matches_numpy_svd():
+    rng = np.random.default_rng(2)
+    x = rng.random((3, 3, 6, 5))
+    got = Dis.principal_projection(torch.from_numpy(x)).numpy()
+    for b in range(3):
+        pix = x[b].reshape(3, -1).T
+        pix = pix - pix.mean(0)
+        axis = np.linalg.svd(pix, full_matrices=False)[2][0]
+        ref = pix @ axis
+        sign = np.sign(ref @ got[b])
+        np.testing.assert_allclose(got[b], sign * ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_split_colours_recovers_mask_and_colours(channels):
+    rng = np.random.default_rng(3)
+    masks = _random_masks(6, seed=3)
+    fg, bg = rng.random((6, channels)), rng.random((6, channels))
+    # keep the two colours apart (the data set's minimum distance) so the split is well defined
+    bg = np.where(np.linalg.norm(fg - bg, axis=1, keepdims=True) < 0.4, 1 - fg, bg)
+    x = _two_colour(masks, fg, bg, noise=0.01)
+    f, b, m = Dis.split_colours(x)
+    assert np.array_equal(m.numpy(), masks)  # the smaller side is the foreground
+    np.testing.assert_allclose(f.numpy(), fg, atol=0.01)
+    np.testing.assert_allclose(b.numpy(), bg, atol=0.01)
+
+
+def test_shape_correlation_is_the_mask_correlation_and_ignores_colour():
+    rng = np.random.default_rng(4)
+    masks = _random_masks(4, seed=4)
+    masks = np.concatenate([masks, masks])                 # images 4..7 repeat the shapes of 0..3
+    fg = rng.random((8, 3))
+    bg = np.clip(1 - fg + 0.1 * rng.standard_normal((8, 3)), 0, 1)
+    x = _two_colour(masks, fg, bg)
+    rho = Dis.shape_correlation(x).numpy()
+    ref = np.corrcoef(masks.reshape(8, -1).astype(float))  # two-colour image = affine in its mask
+    np.testing.assert_allclose(rho, ref, atol=1e-10)
+    assert np.allclose(np.diag(rho[:4, 4:]), 1.0)          # recoloured, same shape
+    iou = Dis.mask_iou(x).numpy()
+    m = masks.reshape(8, -1)
+    ref_iou = np.array([[(a & b).sum() / (a | b).sum() for b in m] for a in m])
+    np.testing.assert_allclose(iou, ref_iou, atol=1e-12)
+
+
+def test_colour_error_and_distance():
+    rng = np.random.default_rng(5)
+    x, p = rng.random((4, 3, 5, 5)), rng.random((4, 3, 5, 5))
+    ref = np.linalg.norm(x.mean((2, 3)) - p.mean((2, 3)), axis=1)
+    np.testing.assert_allclose(Dis.colour_error(torch.from_numpy(x), torch.from_numpy(p)).numpy(), ref, atol=1e-12)
+    c = rng.random((5, 3))
+    d = np.sqrt(((c[:, None] - c[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(Dis.colour_distance(torch.from_numpy(c)).numpy(), d, atol=1e-12)
+
+
+def test_pair_kinds_and_grouped_means_match_loops():
+    P, N = 3, 4
+    kinds = Dis.pair_kinds(P, N)
+    rng = np.random.default_rng(6)
+    mat = rng.random((P * N, P * N))
+    mat = mat + mat.T
+    sums = {k: [] for k in Dis.PAIR_KINDS}
+    for (p1, n1), (p2, n2) in itertools.combinations(itertools.product(range(P), range(N)), 2):
+        kind = "same noise" if n1 == n2 else "same prior" if p1 == p2 else "neither"
+        sums[kind].append(mat[p1 * N + n1, p2 * N + n2])
+        assert bool(kinds[kind][p1 * N + n1, p2 * N + n2])
+    assert {k: int(v.sum()) for k, v in kinds.items()} == {k: len(v) for k, v in sums.items()}
+    got = Dis.grouped_means(torch.from_numpy(mat), P, N)
+    for k in Dis.PAIR_KINDS:
+        assert got[k][0] == pytest.approx(np.mean(sums[k])) and got[k][1] == len(sums[k])
+    with pytest.raises(ValueError, match="at least one prior"):
+        Dis.pair_kinds(0, 3)
+
+
+def test_shared_noise_grid_shares_noise_down_columns():
+    centres = torch.rand(3, 2, 6, 6)
+    g = torch.Generator().manual_seed(0)
+    u, z = Dis.shared_noise_grid(centres, K=5, n_noises=4, delta=0.1, generator=g)
+    assert u.shape == (12, 2, 6, 6) and z.shape == (5, 12, 2, 6, 6)
+    u, z = u.reshape(3, 4, 2, 6, 6), z.reshape(5, 3, 4, 2, 6, 6)
+    nu = (u - centres[:, None]) / 0.1                       # the prior noise of each cell
+    assert torch.allclose(nu[0], nu[1], atol=1e-5) and torch.allclose(nu[0], nu[2], atol=1e-5)
+    assert torch.equal(z[:, 0], z[:, 1]) and torch.equal(z[:, 0], z[:, 2])
+    assert not torch.allclose(z[:, :, 0], z[:, :, 1])       # columns differ
+    u2, z2 = Dis.shared_noise_grid(centres, K=5, n_noises=4, delta=0.1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(u2.reshape(3, 4, 2, 6, 6), u) and torch.equal(z2.reshape(5, 3, 4, 2, 6, 6), z)
+
+
+class _ZeroNet(torch.nn.Module):
+    """f = 0: every reverse step is mu = u, so a sample is u_K plus the sum of its step noises."""
+
+    def forward(self, u, k):
+        return torch.zeros_like(u)
+
+
+def test_sample_grid_runs_the_sampler_with_the_shared_noise():
+    proc = HeatDissipation(8, K=4, sigma_max=8.0, delta=0.01)
+    centres = torch.stack([torch.full((3, 8, 8), v) for v in (0.3, 0.5, 0.7)])
+    out, u_K = Dis.sample_grid(_ZeroNet(), proc, centres, 2, generator=torch.Generator().manual_seed(1))
+    assert out.shape == u_K.shape == (3, 2, 3, 8, 8)
+    # same column: the samples differ by exactly the difference of their (flat) prior centres
+    assert torch.allclose(out[1] - out[0], torch.full_like(out[0], 0.2), atol=1e-5)
+    # and by construction x = u_K + delta (z_4 + z_3 + z_2): the last step adds no noise
+    _, z = Dis.shared_noise_grid(centres, 4, 2, 0.01, generator=torch.Generator().manual_seed(1))
+    expect = u_K.reshape(6, 3, 8, 8) + 0.01 * z[1:].sum(0)
+    assert torch.allclose(out.reshape(6, 3, 8, 8), expect, atol=1e-6)
+
+
+def test_grid_scores_on_a_perfectly_disentangled_grid():
+    """Rows: colours (fg, bg) of prior p; columns: mask n. Same noise -> same shape exactly;
+    same prior -> same colours exactly."""
+    P, N = 3, 4
+    rng = np.random.default_rng(7)
+    masks = _random_masks(N, seed=7)
+    fg, bg = rng.random((P, 3)) * 0.4, 0.6 + rng.random((P, 3)) * 0.4
+    x = np.stack([_two_colour(masks, np.repeat(fg[p:p + 1], N, 0), np.repeat(bg[p:p + 1], N, 0)).numpy()
+                  for p in range(P)])                      # (P, N, 3, H, W)
+    centres = torch.from_numpy(np.broadcast_to(x.mean((1, 3, 4))[:, :, None, None], (P, 3, 12, 12)).copy())
+    s = Dis.grid_scores(torch.from_numpy(x), centres)
+    assert s["shape correlation"]["same noise"][0] == pytest.approx(1.0)
+    assert s["mask IoU"]["same noise"][0] == pytest.approx(1.0)
+    assert s["shape correlation"]["same prior"][0] < 0.5
+    for name in ("foreground-colour distance", "background-colour distance"):
+        assert s[name]["same prior"][0] == pytest.approx(0.0, abs=1e-12)
+        assert s[name]["same noise"][0] > 0.05
+    own = np.linalg.norm(x.mean((3, 4)) - x.mean((1, 3, 4))[:, None], axis=2)
+    assert s["colour error"]["own prior"] == (pytest.approx(own.mean()), P * N)
+    assert s["colour error"]["other priors"][1] == P * N * (P - 1)
+    assert s["colour error"]["other priors"][0] > s["colour error"]["own prior"][0]
