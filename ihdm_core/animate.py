@@ -1,6 +1,6 @@
 """Animated GIFs of sampling trajectories and interpolations, for the book.
 
-    rec = Recorder(frame_levels(process.K))             # a sampler callback: keeps chosen levels
+    rec = Recorder(frame_levels(process.K))             # a sampler callback: keeps <= 40 levels
     sample(net, process, u_K, callback=rec)
     path = save_animation(rec.frames(), "anim05_generation", profile=P.name, caption=...,
                           labels=[f"k = {k}" for k in rec.levels()], runs=[run], seed=0)
@@ -28,7 +28,7 @@ from .figures import _check_name, _record, figures_dir, image_grid, provenance
 __all__ = ["Recorder", "frame_levels", "frame_order", "save_animation", "show_animation", "gif_info"]
 
 
-def frame_levels(K: int, max_frames: int = 48) -> list[int]:
+def frame_levels(K: int, max_frames: int = 40) -> list[int]:
     """Levels K, ..., 0 to show: all of them if K + 1 <= max_frames, else ``max_frames`` evenly spaced.
 
     Both ends are always included: u_K (the prior draw) first, u_0 (the sample) last.
@@ -104,7 +104,8 @@ def _as_frames(x):
     if x.dim() == 4:
         x = x[:, :, None]
     if x.dim() != 5:
-        raise ValueError(f"a trajectory is (T, B, C, H, W) or a list of T (B, C, H, W) batches, got shape {tuple(x.shape)}")
+        raise ValueError(f"a trajectory is (T, B, C, H, W) or a list of T (B, C, H, W) batches, "
+                         f"got shape {tuple(x.shape)}")
     return x
 
 
