@@ -52,6 +52,7 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import build_model, get_preset, kde_prior_sample, sample
+from ihdm_core.animate import Recorder, frame_levels, save_animation, show_animation
 from ihdm_core.data import load_dataset, to_float
 from ihdm_core.evaluate import REFERENCE_SETS, draw_samples, score
 from ihdm_core.figures import save_table, savefig, show_images
@@ -360,6 +361,27 @@ savefig(fig, "fig05a_generation_sequences", profile=P.name, runs=[run], seed=P.s
 plt.show()
 
 # %% [markdown]
+# The same, animated: a grid of samples, one frame per level (every level up to 40 of them,
+# otherwise 40 evenly spaced ones), from the prior draw $\mathbf u_K$ to the sample $\mathbf u_0$.
+# `ihdm_core.animate.Recorder` is the sampler's callback; it keeps the states it is asked for.
+
+# %%
+n_anim = min(P.n_grid, 16)
+rec = Recorder(frame_levels(K))
+u_K, _ = kde_prior_sample(run.process, train_images, n_anim, generator=torch.Generator().manual_seed(P.seed + 4))
+x_anim = sample(run.net, run.process, u_K, generator=torch.Generator(device=P.device).manual_seed(P.seed + 4),
+                callback=rec)
+anim_traj = rec.frames()  # (levels, n_anim, C, H, W), u_K first
+assert torch.equal(anim_traj[0], u_K.clamp(0, 1).cpu()) and torch.equal(anim_traj[-1], x_anim.clamp(0, 1).cpu())
+
+# %% tags=["hide-input"]
+gif = save_animation(anim_traj, "anim05a_generation", profile=P.name, runs=[run], seed=P.seed + 4, n=n_anim,
+                     labels=[f"k = {k}, σ_B = {sB[k]:.2g}" if k else "k = 0: the samples" for k in rec.levels()],
+                     levels=rec.levels(), caption=f"Generation u_K -> u_0 for {n_anim} samples, one frame per "
+                     f"level shown (delta = {delta}). {P.caption}")
+display(show_animation(gif))
+
+# %% [markdown]
 # ## Figure 5b: stochastic branching
 #
 # The process is stochastic: at every step the noise $\boldsymbol\varepsilon_k$ can push the
@@ -475,6 +497,29 @@ savefig(fig, "fig15_shared_initial_states", profile=P.name, runs=[run], seed=P.s
         caption=f"Figs. 15/17: samples with shared initial states u_K: each row starts from the prior draw in its first "
                 f"column ({n_cols} samples per row, delta = {delta}). {P.caption}")
 plt.show()
+
+# %% [markdown]
+# Animated, for the first rows (up to four, with up to four samples each): every sample of a row
+# starts from the row's $\mathbf u_K$, so each row begins as one image repeated and splits
+# into different digits as the sampling noise accumulates.
+
+# %%
+rows_a, cols_a = min(n_rows, 4), min(n_cols, 4)
+rec = Recorder(frame_levels(K))
+u_shared = u_rows[:rows_a].repeat_interleave(cols_a, 0)
+sample(run.net, run.process, u_shared, generator=torch.Generator(device=P.device).manual_seed(P.seed + 5),
+       callback=rec)
+shared_traj = rec.frames()
+start_rows = shared_traj[0].view(rows_a, cols_a, *shared_traj.shape[2:])
+assert torch.equal(start_rows, start_rows[:, :1].expand_as(start_rows))  # one start per row
+
+# %% tags=["hide-input"]
+gif = save_animation(shared_traj, "anim15_shared_initial_state", profile=P.name, runs=[run], seed=P.seed + 5,
+                     n=rows_a * cols_a, nrow=cols_a, levels=rec.levels(),
+                     labels=[f"k = {k}" if k else "k = 0: the samples" for k in rec.levels()],
+                     caption=f"Sampling from shared initial states: each row of {cols_a} starts from one prior "
+                             f"draw u_K; only the sampling noise differs (delta = {delta}). {P.caption}")
+display(show_animation(gif))
 
 # %% [markdown]
 # **What to take away.** Two short algorithms train and sample a working generative model:

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
+from ihdm_core.animate import save_animation, show_animation
 from ihdm_core.data import load_dataset
 from ihdm_core.figures import save_table, savefig, show_images
 from ihdm_core.prior import kde_prior_sample
@@ -207,6 +208,24 @@ savefig(fig, "fig07b_interpolation", profile=P.name, runs=[ihdm, ddpm], seed=P.s
                 "spherical in the sampling noises; DDPM ancestral: spherical in x_K and the noises; DDPM DDIM "
                 f"(eta = 0): spherical in x_K. {P.caption}")
 plt.show()
+
+# %% [markdown]
+# The same interpolations animated, the three samplers side by side, one grid tile per endpoint
+# pair: frame $i$ shows every pair at $\alpha_i$, and the loop runs to the second endpoint and back.
+# A smooth interpolation looks like a morph; a jumpy one flips between images.
+
+# %% tags=["hide-input"]
+def per_frame(x):
+    """(n_pairs * N, C, H, W), pair-major -> (N, n_pairs, C, H, W): frame i holds every pair at alpha_i."""
+    return x.view(n_pairs, n_frames, C, H, W).transpose(0, 1)
+
+
+gif = save_animation({name: per_frame(x) for name, x in rows.items()}, "anim07b_interpolation", profile=P.name,
+                     runs=[ihdm, ddpm], seed=P.seed, n=B, bounce=True, hold=4, fps=6, scale=3,
+                     labels=[f"alpha = {a:.2f}" for a in alpha.tolist()],
+                     caption=f"Fig. 7b animated: {n_frames} interpolation frames of {n_pairs} endpoint pairs, "
+                             f"IHDM, DDPM ancestral and DDPM DDIM side by side. {P.caption}")
+display(show_animation(gif))
 
 # %% [markdown]
 # ## How smooth? Distances between consecutive frames

@@ -161,21 +161,48 @@ def _jupyter_book() -> list[str]:
     raise FileNotFoundError("jupyter-book (1.x) is not installed: `pip install 'jupyter-book>=1,<2'`")
 
 
+MATHJAX_SCRIPT = "tex-svg-full.js"
+# What the contextual menu of MathJax loads on demand (accessibility, speech), so that it works
+# offline too; the rest of the wheel's 24 MB (other input/output combinations) is not needed.
+_MATHJAX_PARTS = (MATHJAX_SCRIPT, "a11y", "ui", "sre")
+
+
+def _mathjax_source() -> Path:
+    """The ``es5`` folder of MathJax 3 in the ``django-static-mathjax`` wheel.
+
+    The wheel installs a namespace folder ``mathjax`` with no module to import, so the folder is
+    found through the distribution's metadata.
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("django-static-mathjax")
+    except metadata.PackageNotFoundError as err:
+        raise RuntimeError("the book typesets math with MathJax 3 from the 'django-static-mathjax' wheel "
+                           "(pip install django-static-mathjax==3.2.2); it is in the project's book extra") from err
+    src = Path(dist.locate_file("mathjax/static/mathjax/es5"))
+    if not (src / MATHJAX_SCRIPT).is_file():
+        raise RuntimeError(f"django-static-mathjax {dist.version} has no es5/{MATHJAX_SCRIPT} under {src}")
+    return src
+
+
 def _copy_mathjax(dest: Path) -> None:
-    """Put MathJax (2.7, from the ``jupyter-server-mathjax`` wheel) beside the pages.
+    """Put MathJax 3 (``tex-svg-full.js``, the TeX input with every extension and the SVG output
+    in one file, from the ``django-static-mathjax`` wheel) beside the pages.
 
     ``_config.yml`` points Sphinx at ``<html>/_mathjax`` (copied after the build: inside the
     book's ``_static`` Jupyter Book would load every one of its scripts), so the book renders
-    its equations with no network; Jupyter Book's default loads MathJax from a CDN.
+    its equations with no network; Jupyter Book's default loads MathJax from a CDN. SVG output
+    draws each glyph as a path, so no web font has to be found either.
     """
-    try:
-        import jupyter_server_mathjax
-    except ImportError as err:
-        raise RuntimeError("the book renders math with the MathJax of 'jupyter-server-mathjax' "
-                           "(pip install jupyter-server-mathjax); it is in the project's book extra") from err
-    src = Path(jupyter_server_mathjax.__file__).parent / "static"
-    if not (dest / "MathJax.js").exists():
-        shutil.copytree(src, dest, dirs_exist_ok=True)
+    src = _mathjax_source()
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in _MATHJAX_PARTS:
+        if (src / part).is_dir():
+            shutil.copytree(src / part, dest / part, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src / part, dest / part)
+    shutil.copy2(src.parent / "LICENSE", dest / "LICENSE")  # Apache-2.0 asks for it to travel along
 
 
 def build_html(out: Path, root: Path = ROOT) -> Path:

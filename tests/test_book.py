@@ -4,6 +4,7 @@ One module-scoped run of ``python -m ihdm_core.pipeline --profile smoke`` (a few
 2 cores) feeds every test here.
 """
 
+import html
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from ihdm_core import pipeline
@@ -111,31 +113,129 @@ def _chromium():
     return None
 
 
-@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (CI installs Debian's)")
-def test_chapter_renders_its_figures_in_chromium(built, tmp_path):
-    page = built["html"] / "book" / "01_heat_equation.html"
-    probe = page.with_name("_probe_01.html")
-    # After load, the page reports how many images decoded; --dump-dom prints the final DOM.
-    script = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-              "const bad = imgs.filter(i => !(i.complete && i.naturalWidth > 0));"
-              "document.body.setAttribute('data-probe', `images=${imgs.length} broken=${bad.length}`); });</script>")
-    probe.write_text(page.read_text().replace("</body>", script + "</body>"))
+# Injected before </body>: once MathJax has typeset the page (its startup promise), write what
+# the page holds into <pre id="probe"> as JSON, for --dump-dom to print. With ISOLATE set, the
+# paragraph containing that text then becomes the only content of the page, for a screenshot.
+_PROBE = """<script>
+window.addEventListener('load', () => {
+  const mj = window.MathJax && window.MathJax.startup && window.MathJax.startup.promise;
+  (mj || Promise.resolve()).then(() => {
+    const ok = i => i.complete && i.naturalWidth > 0;
+    const imgs = [...document.images];
+    const gifs = imgs.filter(i => /\\.gif$/i.test(i.getAttribute('src') || ''));
+    const mjx = [...document.querySelectorAll('mjx-container')];
+    const probe = {
+      mathjax: mj ? window.MathJax.version : null, images: imgs.length, broken: imgs.filter(i => !ok(i)).length,
+      gifs: gifs.length, gif_widths: gifs.map(i => i.naturalWidth), gifs_broken: gifs.filter(i => !ok(i)).length,
+      mjx: mjx.length, svg: mjx.filter(c => c.querySelector(':scope > svg path, :scope > svg use')).length,
+      untypeset: [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length,
+      errors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
+      remote: performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('file:')),
+    };
+    const pre = document.createElement('pre');
+    pre.id = 'probe';
+    pre.textContent = JSON.stringify(probe);
+    if (window.ISOLATE) {
+      const para = [...document.querySelectorAll('p')].find(p => p.textContent.includes(window.ISOLATE));
+      const box = document.createElement('div');
+      box.style.cssText = 'padding: 12px 16px; max-width: 820px; background: white;';
+      if (para) box.appendChild(para);
+      const cache = document.getElementById('MJX-SVG-global-cache');
+      document.body.className = '';
+      pre.style.display = 'none';
+      document.body.replaceChildren(...[box, cache, pre].filter(Boolean));
+    } else {
+      document.body.appendChild(pre);
+    }
+  });
+});
+</script>"""
+
+
+def _browse(page: Path, tmp_path: Path, screenshot: Path | None = None, isolate: str | None = None,
+            size=(1200, 2000), zoom: int = 1) -> dict:
+    """Open ``page`` in headless Chromium with the network closed; return the probe's record."""
+    probe = page.with_name(f"_probe_{page.stem}.html")
+    setting = f"<script>window.ISOLATE = {json.dumps(isolate)};</script>" if isolate else ""
+    probe.write_text(page.read_text().replace("</body>", setting + _PROBE + "</body>"))
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--no-first-run", "--disable-features=MediaRouter,OptimizationHints,Translate",
            # Networking off: every request that is not a local file goes to a closed port.
            "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000"]
-    proc = subprocess.run(cmd + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180)
-    m = re.search(r'data-probe="images=(\d+) broken=(\d+)"', proc.stdout)
-    assert m, f"no probe result; chromium said:\n{proc.stderr[-2000:]}"
-    n_images, broken = int(m.group(1)), int(m.group(2))
-    assert n_images >= 4 and broken == 0, m.group(0)
-    # Equations are typeset by the MathJax shipped with the book (no CDN is reachable here).
-    dom = subprocess.run(cmd + ["--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=180).stdout
-    assert dom.count('class="MathJax"') >= 5, "equations were not typeset"
-    shot = tmp_path / "chapter1.png"
-    subprocess.run(cmd + [f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
-                   capture_output=True, timeout=180)
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000",
+           "--hide-scrollbars", f"--window-size={size[0]},{size[1]}", f"--force-device-scale-factor={zoom}"]
+    proc = subprocess.run(cmd + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=240)
+    m = re.search(r'<pre id="probe"[^>]*>(.*?)</pre>', proc.stdout, re.S)  # the theme adds attributes
+    assert m, f"no probe result for {page.name}; chromium said:\n{proc.stderr[-2000:]}"
+    if screenshot is not None:
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(cmd + [f"--screenshot={screenshot}", probe.as_uri()], capture_output=True, timeout=240)
+    return json.loads(html.unescape(m.group(1)))
+
+
+def _typeset_as_svg(rec: dict, name: str, at_least: int) -> None:
+    """Every equation of the page typeset by the shipped MathJax 3 as SVG, nothing fetched remotely."""
+    assert rec["mathjax"] and rec["mathjax"].startswith("3."), f"{name}: MathJax 3 did not start: {rec}"
+    assert rec["mjx"] >= at_least and rec["svg"] == rec["mjx"], f"{name}: equations not all SVG: {rec}"
+    assert rec["untypeset"] == 0 and rec["errors"] == 0, f"{name}: {rec}"
+    assert rec["remote"] == [], f"{name} requested {rec['remote']}"
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (CI installs Debian's)")
+def test_chapter_renders_its_figures_in_chromium(built, tmp_path):
+    rec = _browse(built["html"] / "book" / "01_heat_equation.html", tmp_path,
+                  screenshot=built["out"] / "screenshots" / "chapter1.png")
+    assert rec["images"] >= 4 and rec["broken"] == 0, rec
+    _typeset_as_svg(rec, "chapter 1", 5)
+    shot = built["out"] / "screenshots" / "chapter1.png"
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (CI installs Debian's)")
+def test_math_is_mathjax3_svg_and_animations_play_offline(built, tmp_path):
+    pages = built["html"] / "book"
+    ch3 = _browse(pages / "03_training.html", tmp_path)
+    _typeset_as_svg(ch3, "chapter 3", 20)
+    assert ch3["broken"] == 0 and ch3["gifs"] == 2 and ch3["gifs_broken"] == 0, ch3
+    ch5 = _browse(pages / "05_interpolation.html", tmp_path)
+    _typeset_as_svg(ch5, "chapter 5", 10)
+    assert ch5["broken"] == 0 and ch5["gifs"] == 1 and ch5["gifs_broken"] == 0, ch5
+    # Algorithm 1's paragraph alone, as typeset (hats on u-hat, glyphs): kept with the build for a look.
+    shot = built["out"] / "screenshots" / "chapter3_algorithm1.png"
+    alg = _browse(pages / "03_training.html", tmp_path, screenshot=shot, isolate="Algorithm 1 (the loss)",
+                  size=(860, 200), zoom=2)
+    _typeset_as_svg(alg, "chapter 3 (Algorithm 1)", 20)
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        gray = np.asarray(im.convert("L"))
+    # Text and equations on white: a paragraph, not a blank or a page frame.
+    dark = (gray < 128).mean()
+    assert gray.shape == (400, 1720) and 0.01 < dark < 0.3, (gray.shape, dark)
+
+
+def test_every_animation_has_its_frames(built):
+    """Each GIF of the figure index exists, is not empty, and has one frame per state (2T - 2 when
+    played forwards and back), the states being the levels or interpolation frames the chapter used."""
+    from ihdm_core.animate import gif_info
+    from ihdm_core.profiles import get_profile
+
+    prof = get_profile("smoke")
+    K = prof.config("ihdm").process.K
+    anims = {n: e for n, e in read_index(built["figures"]).items() if e["kind"] == "animation"}
+    assert set(anims) == {"anim05a_generation", "anim15_shared_initial_state", "anim07b_interpolation"}
+    expected_states = {"anim05a_generation": min(K + 1, 40), "anim15_shared_initial_state": min(K + 1, 40),
+                       "anim07b_interpolation": prof.n_interp}
+    for name, entry in anims.items():
+        path = built["figures"] / entry["files"][0]
+        info = gif_info(path)
+        prov = entry["provenance"]
+        T = expected_states[name]
+        assert info["bytes"] > 0 and info["bytes"] < 2_000_000, (name, info["bytes"])
+        assert prov["states"] == T, (name, prov["states"], T)
+        assert info["frames"] == (2 * T - 2 if prov["bounce"] else T), (name, info["frames"], T)
+        if "levels" in prov:
+            assert prov["levels"][0] == K and prov["levels"][-1] == 0 and len(prov["levels"]) == T
+        # The same GIF, byte for byte, is what the HTML page shows.
+        assert any(f.read_bytes() == path.read_bytes() for f in built["html"].rglob("*.gif")), name
