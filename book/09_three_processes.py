@@ -45,7 +45,7 @@ from IPython.display import Markdown, display
 
 from ihdm_core.config import get_preset
 from ihdm_core.data import load_dataset, to_float
-from ihdm_core.evaluate import draw_samples, score
+from ihdm_core.evaluate import draw_samples, step_sweep
 from ihdm_core.figures import save_table, savefig, show_images
 from ihdm_core.profiles import start
 from ihdm_core.train import ensure_trained, is_available, training_seconds
@@ -106,25 +106,16 @@ plt.show()
 # $K$. The column *network evals / sample* is the sampling cost.
 
 # %%
-def sampling_steps(run):
-    """(T, n) pairs: the profile's sweep for continuous-time diffusions, the trained K otherwise."""
-    if run.process.delta is None and run.cfg.process.time == "continuous":
-        return list(P.diffusion_steps)
-    return [(run.process.K, P.n_eval)]
-
-
 rows, scored = [], {}
 for name, run in runs.items():
-    for T, n in sampling_steps(run):
-        r = run if T == run.process.K else run.sampled_with(steps=T)
-        rec = score(r, "recognisability", n=n, seed=P.seed)
-        fid = score(r, "fid", n=n, seed=P.seed, ref_n=P.fid_ref_n)
-        boom = score(r, "explosions", n=n, seed=P.seed)
-        scored[(name, T)] = r
+    for rec in step_sweep(run, P.diffusion_steps, n_default=P.n_eval, seed=P.seed, fid_ref_n=P.fid_ref_n):
+        scored[(name, rec["steps"])] = rec["run"]
+        fid = rec["fid"]
         rows.append({"process": name, "config": run.cfg.name, "training steps": run.step,
                      "train time (min)": round(training_seconds(run.run_dir) / 60, 1),
-                     "network evals / sample": T, "samples": n, "recognisability": rec["value"],
-                     "FID": fid["value"], "exploded chains": f"{boom['value']} of {n}"})
+                     "network evals / sample": rec["steps"], "samples": rec["samples"],
+                     "recognisability": rec["recognisability"]["value"], "FID": fid["value"],
+                     "exploded chains": f"{rec['explosions']['value']} of {rec['samples']}"})
 md = save_table(rows, "tab09_three_processes", profile=P.name, runs=list(runs.values()), seed=P.seed, n=P.n_eval,
                 caption="IHDM, DDPM and Blurring Diffusion on the same U-Net, trainer and budget; the diffusions "
                         "sampled on T steps from one continuous-time model. FID against "
@@ -132,7 +123,7 @@ md = save_table(rows, "tab09_three_processes", profile=P.name, runs=list(runs.va
 display(Markdown(md))
 
 # %% tags=["hide-input"]
-show = {name: min(sampling_steps(run), key=lambda tn: abs(tn[0] - P.grid_steps))[0] for name, run in runs.items()}
+show = {name: min((T for (n_, T) in scored if n_ == name), key=lambda T: abs(T - P.grid_steps)) for name in runs}
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.7))
 for ax, (name, T) in zip(axes, show.items()):
     row = next(r for r in rows if r["process"] == name and r["network evals / sample"] == T)
@@ -204,14 +195,16 @@ plt.show()
 # where a coarse grid hurts most.
 
 # %%
-T_opt = min(T for T, _ in P.diffusion_steps) if bd.cfg.process.time == "continuous" else bd.process.K
+T_opt = min(T for (name, T) in scored if name == "Blurring Diffusion")
+sweep = [(T_opt, P.n_options)]
 opt_rows = []
 for label, options in (("uniform grid (default)", {}), ("edge grid", {"grid": "edge"}),
                        ("DCT clamp", {"clamp_dct": True}), ("edge grid + DCT clamp", {"grid": "edge", "clamp_dct": True})):
-    r = bd.sampled_with(steps=T_opt, **options)
-    opt_rows.append({"model": bd.cfg.name, "option": label, "steps": T_opt, "samples": P.n_options,
-                     "recognisability": score(r, "recognisability", n=P.n_options, seed=P.seed)["value"],
-                     "exploded chains": score(r, "explosions", n=P.n_options, seed=P.seed)["value"]})
+    for rec in step_sweep(bd, sweep, n_default=P.n_options, seed=P.seed, metrics=("recognisability", "explosions"),
+                          **options):
+        opt_rows.append({"model": bd.cfg.name, "option": label, "steps": rec["steps"], "samples": rec["samples"],
+                         "recognisability": rec["recognisability"]["value"],
+                         "exploded chains": rec["explosions"]["value"]})
 missing = []
 for preset in P.prediction_ablation:
     cfg = get_preset(preset)
@@ -219,12 +212,11 @@ for preset in P.prediction_ablation:
         missing.append(preset)
         continue
     run = ensure_trained(cfg, device=P.device, progress=False)
-    for T in sorted({T_opt, P.grid_steps}):
-        r = run.sampled_with(steps=T)
-        opt_rows.append({"model": cfg.name, "option": f"{cfg.process.prediction}-prediction", "steps": T,
-                         "samples": P.n_options,
-                         "recognisability": score(r, "recognisability", n=P.n_options, seed=P.seed)["value"],
-                         "exploded chains": score(r, "explosions", n=P.n_options, seed=P.seed)["value"]})
+    for rec in step_sweep(run, sorted({(T_opt, P.n_options), (P.grid_steps, P.n_options)}), n_default=P.n_options,
+                          seed=P.seed, metrics=("recognisability", "explosions")):
+        opt_rows.append({"model": cfg.name, "option": f"{cfg.process.prediction}-prediction", "steps": rec["steps"],
+                         "samples": rec["samples"], "recognisability": rec["recognisability"]["value"],
+                         "exploded chains": rec["explosions"]["value"]})
 md = save_table(opt_rows, "tab09_options", profile=P.name, runs=[bd], seed=P.seed, n=P.n_options,
                 caption="Blurring Diffusion sampling and training options, same prior draws and noise per row. "
                         + P.caption)
@@ -277,16 +269,17 @@ def _row(name, T):
     return next(r for r in rows if r["process"] == name and r["network evals / sample"] == T)
 
 
-b, d = _row("Blurring Diffusion", T_opt), _row("DDPM", min(T for T, _ in sampling_steps(ddpm)))
+bd_steps = sorted(T for (name, T) in scored if name == "Blurring Diffusion")
+b, d = _row("Blurring Diffusion", T_opt), _row("DDPM", min(T for (name, T) in scored if name == "DDPM"))
 lines = [f"- At {T_opt} steps Blurring Diffusion reaches recognisability {b['recognisability']:.2f} with "
          f"{b['exploded chains']} chains exploded; DDPM at its smallest T reaches {d['recognisability']:.2f}."]
-for T, _ in sampling_steps(bd):
+for T in bd_steps:
     b = _row("Blurring Diffusion", T)
     d = next((r for r in rows if r["process"] == "DDPM" and r["network evals / sample"] == T), None)
     if d is not None and T != T_opt:
         lines.append(f"- At {T} steps: Blurring Diffusion {b['recognisability']:.2f} (FID {b['FID']:.1f}, "
-                         f"{b['exploded chains']} exploded) against DDPM {d['recognisability']:.2f} "
-                         f"(FID {d['FID']:.1f}, {d['exploded chains']} exploded).")
+                     f"{b['exploded chains']} exploded) against DDPM {d['recognisability']:.2f} "
+                     f"(FID {d['FID']:.1f}, {d['exploded chains']} exploded).")
 smallest = {r["T"]: r["Blurring Diffusion, uniform grid"] for r in ratio_rows}
 lines.append(f"- The smallest step ratio of Blurring Diffusion is {smallest[min(smallest)]:.3f} at "
              f"{min(smallest)} steps and {smallest[max(smallest)]:.3f} at {max(smallest)}.")

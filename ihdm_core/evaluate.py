@@ -27,7 +27,7 @@ from .data import load_dataset
 from .samplers import sample
 
 __all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll",
-           "evaluate_recognisability", "evaluate_explosions", "high_frequency_rms", "record_score", "read_scores", "score", "draw_samples", "main"]
+           "evaluate_recognisability", "evaluate_explosions", "sampling_steps", "step_sweep", "high_frequency_rms", "record_score", "read_scores", "score", "draw_samples", "main"]
 
 # FID reference set per training data set (App. B.3: training set for CIFAR-10 and LSUN, the
 # whole data set for FFHQ and AFHQ, whose folders are used whole; MNIST: its training split).
@@ -286,6 +286,31 @@ def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:
     rec["recorded"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     record_score(run, rec)
     return rec
+
+
+def sampling_steps(run, sweep, n_default: int) -> list[tuple[int, int]]:
+    """(T, n) pairs to score ``run`` at: ``sweep`` for a continuous-time diffusion, which samples on
+    any number of steps; its own K (with ``n_default`` samples) for everything else."""
+    if getattr(run.process, "continuous", False):
+        return [(int(T), int(n)) for T, n in sweep]
+    return [(run.process.K, int(n_default))]
+
+
+def step_sweep(run, sweep, *, n_default: int, seed: int = 0, fid_ref_n: int | None = None,
+               metrics=("recognisability", "fid", "explosions"), **options) -> list[dict]:
+    """Score ``run`` at every (T, n) of :func:`sampling_steps` (sampling ``options`` such as
+    ``grid`` or ``clamp_dct`` applied); one record per T with the score records by metric. Scores
+    are cached per run like every :func:`score`, so chapters and scripts share them."""
+    out = []
+    for T, n in sampling_steps(run, sweep, n_default):
+        r = run if (T == run.process.K and not options) else run.sampled_with(
+            steps=T if getattr(run.process, "continuous", False) else None, **options)
+        rec = {"steps": T, "samples": n, "run": r}
+        for metric in metrics:
+            extra = {"ref_n": fid_ref_n} if metric == "fid" else {}
+            rec[metric] = score(r, metric, n=n, seed=seed, **extra)
+        out.append(rec)
+    return out
 
 
 def main(argv=None) -> int:

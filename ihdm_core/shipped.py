@@ -245,7 +245,7 @@ def write_card(cfg: Config, *, hardware: str | None = None, wall_s: float | None
     info["fp16"] = bool(fp16) if fp16 is not None else first.dtype == torch.float16
     info["updated"] = time.strftime("%Y-%m-%d")
     info_path.write_text(json.dumps(info, indent=2) + "\n")
-    scores = _scores([*extra_score_dirs, shipped_cache_dir(cfg)])
+    scores = _scores([*extra_score_dirs, folder, shipped_cache_dir(cfg)])
     text = model_card(cfg, step=int(meta.get("step", cfg.train.steps)), wall_s=info.get("wall_s"),
                       hardware=info.get("hardware", "not recorded"), digest=sha256_file(folder / WEIGHTS),
                       size=(folder / WEIGHTS).stat().st_size, scores=scores, fp16=info["fp16"])

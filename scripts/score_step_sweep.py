@@ -1,0 +1,58 @@
+"""Score a profile's diffusion at chapter 9's sampling steps, outside the book.
+
+The sweep of chapter 9 (several hundred thousand network evaluations per model on CPU) is the
+most expensive part of the quick book. Its scores are cached per run, exactly as the chapter
+asks for them, so this script can fill the cache beforehand, one process per model in parallel:
+
+    OMP_NUM_THREADS=1 python scripts/score_step_sweep.py --profile quick --role blurring &
+    OMP_NUM_THREADS=1 python scripts/score_step_sweep.py --profile quick --role ddpm &
+
+For a shipped model the scores land in runs/shipped/<run>/scores.jsonl; copy them to
+models/<run>/scores.jsonl to ship them with the weights (`--publish`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+
+from ihdm_core.evaluate import step_sweep
+from ihdm_core.profiles import get_profile
+from ihdm_core.shipped import shipped_dir, write_card
+from ihdm_core.train import ensure_trained
+
+OPTIONS = ({}, {"grid": "edge"}, {"clamp_dct": True}, {"grid": "edge", "clamp_dct": True})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--role", choices=["ddpm", "blurring"], required=True)
+    ap.add_argument("--publish", action="store_true", help="copy the scores into the shipped model's folder")
+    args = ap.parse_args(argv)
+    P = get_profile(args.profile)
+    run = ensure_trained(P.config(args.role), device=P.device)
+    t0 = time.perf_counter()
+    rows = step_sweep(run, P.diffusion_steps, n_default=P.n_eval, seed=P.seed, fid_ref_n=P.fid_ref_n)
+    for rec in rows:
+        print(f"T={rec['steps']:5d} n={rec['samples']:4d} recognisability {rec['recognisability']['value']:.3f} "
+              f"FID {rec['fid']['value']:.2f} exploded {rec['explosions']['value']}  "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.role == "blurring":
+        T_opt = min(rec["steps"] for rec in rows)
+        for options in OPTIONS:
+            for rec in step_sweep(run, [(T_opt, P.n_options)], n_default=P.n_options, seed=P.seed,
+                                  metrics=("recognisability", "explosions"), **options):
+                print(f"T={T_opt} {options or 'default'}: recognisability {rec['recognisability']['value']:.3f} "
+                      f"exploded {rec['explosions']['value']} of {rec['samples']}", flush=True)
+    if args.publish and run.source == "shipped":
+        dest = shipped_dir(run.cfg) / "scores.jsonl"
+        shutil.copyfile(run.run_dir / "scores.jsonl", dest)
+        write_card(run.cfg)
+        print(f"published {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
