@@ -132,7 +132,9 @@ def _scores(run_dirs) -> list[dict]:
             if not line.strip():
                 continue
             rec = json.loads(line)
-            key = (rec.get("metric"), rec.get("n_samples") or rec.get("n"), rec.get("delta"), rec.get("steps"))
+            sampler = (rec.get("key") or {}).get("sampler") or {}
+            rec["sampling"] = ", ".join(f"{k} {v}" for k, v in sampler.items() if k != "clip_denoised") or None
+            key = (rec.get("metric"), rec.get("n_samples") or rec.get("n"), rec.get("delta"), rec["sampling"])
             best[key] = rec
     return list(best.values())
 
@@ -167,12 +169,12 @@ def model_card(cfg: Config, *, step: int, wall_s: float | None, hardware: str, d
         "",
     ]
     if scores:
-        lines += ["| metric | value | n | reference | delta / steps |", "|---|---|---|---|---|"]
-        for s in sorted(scores, key=lambda r: (str(r.get("metric")), str(r.get("steps")))):
+        lines += ["| metric | value | n | reference | sampling |", "|---|---|---|---|---|"]
+        for s in sorted(scores, key=lambda r: (str(r.get("metric")), len(r["sampling"] or ""), str(r["sampling"]),
+                                               r.get("delta") or 0)):
             n = s.get("n_samples") or s.get("n")
-            extra = s.get("steps") if s.get("steps") is not None else s.get("delta")
-            lines.append(f"| {s.get('metric')} | {float(s['value']):.4g} | {n} | {s.get('reference', '')} | "
-                         f"{extra} |")
+            how = s["sampling"] or (f"delta {s['delta']}" if s.get("delta") is not None else "default")
+            lines.append(f"| {s.get('metric')} | {float(s['value']):.4g} | {n} | {s.get('reference', '')} | {how} |")
     else:
         lines.append("No scores recorded yet; the book's chapters 3 and 9 measure them.")
     lines += [
