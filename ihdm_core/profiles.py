@@ -111,7 +111,7 @@ PROFILES: dict[str, Profile] = {
         prediction_ablation=("mnist-blurring-eps-ablation", "mnist-blurring-v-ablation",
                              "mnist-blurring-x-ablation"),
         n_grid=64, n_eval=500, fid_ref_n=1000, n_nll=200,
-        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.0135, 0.015, 0.02), n_delta_eval=150,
+        deltas=(0.0, 0.005, 0.01, 0.0125, 0.015, 0.02), n_delta_eval=120,
         n_interp=9, n_neighbours=8, psd_images=6),
     "paper": Profile(
         name="paper", description="the paper's Table 1-2 settings on a GPU with the real data sets",
