@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .config import Config, from_dict, get_preset, runs_root
+from .config import Config, ConfigError, from_dict, get_preset, parse_value, runs_root
 from .data import check_images, load_dataset, to_float
 from .losses import denoising_loss
 from .processes import build_model, build_process
@@ -209,7 +209,8 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
         torch.cuda.set_device(device)
     tc = cfg.train
     if tc.batch_size % world:
-        raise ValueError(f"batch_size {tc.batch_size} is not divisible by the {world} processes")
+        raise ConfigError(f"train.batch_size={tc.batch_size} is not allowed with {world} processes: it must be "
+                          f"divisible by the number of processes")
     if tc.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {tc.lr_schedule!r}")
     if tc.amp not in ("bf16", "fp16", "none"):
@@ -475,18 +476,15 @@ def ensure_trained(cfg: Config, device=None, progress: bool = True, retrain: boo
 
 # --- CLI ---------------------------------------------------------------------------------
 def _parse_overrides(pairs: list[str]) -> dict:
-    """["train.steps=100", "process.K=20"] -> {"train": {"steps": 100}, "process": {"K": 20}}."""
+    """["train.steps=100", "process.K=20"] -> {"train": {"steps": 100}, "process": {"K": 20}}, each value
+    parsed by its field's type (see ``config.parse_value``); a bad key or value is a ConfigError."""
     out: dict = {}
     for pair in pairs:
         if "=" not in pair or "." not in pair.split("=", 1)[0]:
-            raise SystemExit(f"override {pair!r} must look like section.field=value")
+            raise ConfigError(f"override {pair!r} must look like section.field=value, e.g. train.steps=1000")
         key, value = pair.split("=", 1)
-        section, name = key.split(".", 1)
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.setdefault(section, {})[name] = tuple(parsed) if isinstance(parsed, list) else parsed
+        section, name = key.strip().split(".", 1)
+        out.setdefault(section, {})[name] = parse_value(section, name, value)
     return out
 
 
