@@ -150,7 +150,13 @@ def _trim_metrics(path: Path, step: int) -> None:
     """Drop log records past the checkpoint we resume from (they will be logged again)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if line and json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # the half-written last record of a killed process
     path.write_text("".join(line + "\n" for line in keep))
 
 
