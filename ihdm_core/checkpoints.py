@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["CHECKPOINT", "LOCK", "CheckpointError", "RunLocked", "RunLock", "save_checkpoint", "load_checkpoint",
-           "verify_checkpoint", "snapshots", "sha256_file", "sidecar"]
+           "verify_checkpoint", "snapshots", "sha256_file", "sidecar", "remove_temporaries"]
 
 CHECKPOINT = "checkpoint.pt"
 LOCK = "train.lock"
@@ -144,6 +144,16 @@ def save_checkpoint(obj: dict, path: str | Path, prev_step: int | None = None) -
         snap.unlink(missing_ok=True)
         sidecar(snap).unlink(missing_ok=True)
     return path
+
+
+def remove_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete the half-written files a killed save left (``*.tmp<pid>``). Call it holding the lock:
+    then no other process is writing them."""
+    run_dir = Path(run_dir)
+    gone = [p for p in run_dir.glob("*.tmp[0-9]*") if p.is_file()] if run_dir.is_dir() else []
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
 
 
 def verify_checkpoint(path: str | Path) -> bool | None:

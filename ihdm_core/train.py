@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .checkpoints import CHECKPOINT, RunLock, RunLocked, load_checkpoint, save_checkpoint, snapshots
+from .checkpoints import CHECKPOINT, RunLock, RunLocked, load_checkpoint, remove_temporaries, save_checkpoint, snapshots
 from .config import Config, ConfigError, from_dict, get_preset, parse_value, runs_root
 from .data import check_images, load_dataset, to_float
 from .losses import denoising_loss
@@ -241,6 +241,8 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
     cuda = device.type == "cuda"
     ckpt_path = run_dir / CHECKPOINT
     ckpt, saved_step = None, None
+    if rank == 0:
+        remove_temporaries(run_dir)  # a save cut short by a kill; we hold the lock, so nobody writes them
     if ckpt_path.exists() or snapshots(run_dir):
         ckpt, source = load_checkpoint(ckpt_path, quiet=rank != 0)
         # The checkpoint now in place becomes a snapshot on the next save, unless it is damaged.

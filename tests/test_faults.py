@@ -300,7 +300,9 @@ def test_failed_write_leaves_the_previous_checkpoint(finished, tmp_path, monkeyp
     assert ck.read_bytes() == before and verify_checkpoint(ck) is True
     assert load_checkpoint(ck)[0]["step"] == 4
     assert not list(run.glob("*.tmp*")) and not (run / "train.lock").exists()
+    (run / "checkpoint.pt.tmp99999").write_bytes(b"\0" * 10)  # what a save killed mid-write leaves
     train(_cfg(), run_dir=run, progress=False)  # and the run still finishes, exactly
+    assert not list(run.glob("*.tmp*"))
     _assert_same(_weights(ck), _weights(finished / "checkpoint.pt"))
 
 
