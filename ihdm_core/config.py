@@ -14,12 +14,100 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-__all__ = ["ModelConfig", "ProcessConfig", "DataConfig", "TrainConfig", "Config",
-           "PRESETS", "get_preset", "preset_names", "runs_root", "data_root", "from_dict"]
+__all__ = ["ModelConfig", "ProcessConfig", "DataConfig", "TrainConfig", "Config", "ConfigError",
+           "PRESETS", "get_preset", "preset_names", "runs_root", "data_root", "from_dict", "parse_value",
+           "PROCESS_KINDS", "DATASETS"]
+
+
+class ConfigError(ValueError):
+    """A config field holds a value outside what is allowed; the message names field, value and range."""
+
+
+# Names the configs accept. Kept here (not imported from the modules that implement them) so that
+# a config is checked without importing torch; tests/test_faults.py checks they agree.
+PROCESS_KINDS = ("ihdm", "ddpm", "blurring")
+BETA_SCHEDULES = ("linear", "cosine")
+TIMES = ("discrete", "continuous")
+PREDICTIONS = ("eps", "v", "x")
+GRIDS = ("uniform", "edge")
+LR_SCHEDULES = ("constant", "cosine")
+AMP_MODES = ("bf16", "fp16", "none")
+DATASETS = ("mnist5k", "mnist5k-colour", "mnist", "cifar10", "afhq64", "afhq256", "ffhq128", "ffhq256",
+            "lsun_church128")
+FOLDER_PREFIX = "folder:"
+
+
+# --- validation ----------------------------------------------------------------------------------
+def _where(obj, name: str) -> str:
+    return f"{_SECTION.get(type(obj).__name__, type(obj).__name__)}.{name}"
+
+
+def _bad(obj, name: str, value, allowed: str) -> ConfigError:
+    return ConfigError(f"{_where(obj, name)}={value!r} is not allowed: {allowed}")
+
+
+def _int(obj, name: str, lo: int | None = None, optional: bool = False) -> None:
+    v = getattr(obj, name)
+    if v is None and optional:
+        return
+    what = "an integer" + (f" >= {lo}" if lo is not None else "") + (" or None" if optional else "")
+    if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
+        raise _bad(obj, name, v, f"must be {what}")
+
+
+def _float(obj, name: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+           hi_open: bool = False, optional: bool = False) -> None:
+    v = getattr(obj, name)
+    if v is None and optional:
+        return
+    lb = "" if lo is None else f"{'>' if lo_open else '>='} {lo:g}"
+    ub = "" if hi is None else f"{'<' if hi_open else '<='} {hi:g}"
+    what = "a finite number" + (f" {lb}" if lb else "") + (" and" if lb and ub else "") + (f" {ub}" if ub else "")
+    what += " or None" if optional else ""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _bad(obj, name, v, f"must be {what}")
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        raise _bad(obj, name, v, f"must be {what}")
+    if hi is not None and (v > hi or (hi_open and v == hi)):
+        raise _bad(obj, name, v, f"must be {what}")
+
+
+def _bool(obj, name: str, optional: bool = False) -> None:
+    v = getattr(obj, name)
+    if not (isinstance(v, bool) or (optional and v is None)):
+        raise _bad(obj, name, v, "must be true or false" + (" or None" if optional else ""))
+
+
+def _choice(obj, name: str, allowed: tuple) -> None:
+    v = getattr(obj, name)
+    if v not in allowed or not isinstance(v, str):
+        raise _bad(obj, name, v, f"must be one of {', '.join(allowed)}")
+
+
+def _int_tuple(obj, name: str, lo: int, nonempty: bool) -> None:
+    v = getattr(obj, name)
+    if isinstance(v, list):  # JSON round trips and hand-written replace() calls give lists
+        v = tuple(v)
+        object.__setattr__(obj, name, v)
+    if (not isinstance(v, tuple) or (nonempty and not v)
+            or any(isinstance(x, bool) or not isinstance(x, int) or x < lo for x in v)):
+        raise _bad(obj, name, v, f"must be a {'non-empty ' if nonempty else ''}tuple of integers >= {lo}")
+
+
+def _str(obj, name: str) -> None:
+    v = getattr(obj, name)
+    if not isinstance(v, str):
+        raise _bad(obj, name, v, "must be a string")
+
+
+_SECTION = {"ModelConfig": "model", "ProcessConfig": "process", "DataConfig": "data", "TrainConfig": "train",
+            "Config": "config"}
 
 
 def _how(default, **kw):
@@ -41,6 +129,18 @@ class ModelConfig:
     num_res_blocks: int = 2
     attn_resolutions: tuple = (16,)
     dropout: float = 0.1
+
+    def __post_init__(self):
+        _int(self, "base_channels", 1)
+        _int_tuple(self, "channel_mult", 1, nonempty=True)
+        _int(self, "num_res_blocks", 1)
+        _int_tuple(self, "attn_resolutions", 1, nonempty=False)
+        _float(self, "dropout", 0.0, 1.0, hi_open=True)
+
+    @property
+    def downsampling(self) -> int:
+        """How many times the U-Net halves the image: once between consecutive channel_mult levels."""
+        return 2 ** (len(self.channel_mult) - 1)
 
 
 @dataclass(frozen=True)
@@ -84,6 +184,46 @@ class ProcessConfig:
     grid: str = _how("uniform")
     clamp_dct: bool = _how(False)
 
+    def __post_init__(self):
+        _choice(self, "kind", PROCESS_KINDS)
+        _int(self, "K", 1)
+        _float(self, "sigma_min", 0.0)
+        _float(self, "sigma_max", 0.0)
+        _float(self, "sigma", 0.0)
+        _float(self, "delta", 0.0, optional=True)
+        _choice(self, "beta_schedule", BETA_SCHEDULES)
+        _float(self, "beta_start", 0.0, 1.0, lo_open=True, hi_open=True)
+        _float(self, "beta_end", 0.0, 1.0, lo_open=True, hi_open=True)
+        _float(self, "logsnr_min")
+        _float(self, "logsnr_max")
+        _float(self, "d_min", 0.0, 1.0, hi_open=True)
+        _bool(self, "clip_denoised", optional=True)
+        _choice(self, "time", TIMES)
+        _choice(self, "prediction", PREDICTIONS)
+        _choice(self, "grid", GRIDS)
+        _bool(self, "clamp_dct")
+        if self.kind == "ihdm" and self.sigma_min > self.sigma_max:
+            raise ConfigError(f"process.sigma_min={self.sigma_min!r} is not allowed: must be <= process.sigma_max "
+                              f"({self.sigma_max!r})")
+        if self.beta_start > self.beta_end:
+            raise ConfigError(f"process.beta_start={self.beta_start!r} is not allowed: must be <= process.beta_end "
+                              f"({self.beta_end!r})")
+        if self.logsnr_min >= self.logsnr_max:
+            raise ConfigError(f"process.logsnr_min={self.logsnr_min!r} is not allowed: must be < "
+                              f"process.logsnr_max ({self.logsnr_max!r})")
+        if self.kind == "ihdm" and self.time != "discrete":
+            raise ConfigError(f"process.time={self.time!r} is not allowed with process.kind='ihdm': IHDM is "
+                              f"discrete (continuous time is for kind ddpm or blurring)")
+        if self.kind == "ddpm" and self.time == "continuous" and self.beta_schedule != "cosine":
+            raise ConfigError(f"process.beta_schedule={self.beta_schedule!r} is not allowed with "
+                              f"process.time='continuous': continuous time needs beta_schedule='cosine'")
+        if self.kind == "ddpm" and self.beta_schedule == "linear" and self.time == "discrete" \
+                and self.beta_end * 1000.0 / self.K >= 1:
+            # Ho et al.'s betas are given for 1000 steps and scaled by 1000/K (ihdm_core.diffusion).
+            raise ConfigError(f"process.K={self.K!r} is not allowed with linear betas: beta_end x 1000/K = "
+                              f"{self.beta_end * 1000.0 / self.K:g} must be < 1, so K must be > "
+                              f"{self.beta_end * 1000.0:g} (or use beta_schedule='cosine')")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -92,6 +232,19 @@ class DataConfig:
     channels: int = 3
     hflip: bool = False
     limit: int | None = None  # use only the first `limit` training images (tests)
+
+    def __post_init__(self):
+        _str(self, "dataset")
+        if self.dataset.startswith(FOLDER_PREFIX):
+            if not os.path.isabs(self.dataset[len(FOLDER_PREFIX):]):
+                raise _bad(self, "dataset", self.dataset, "a folder data set is 'folder:' and an absolute path")
+        elif self.dataset not in DATASETS:
+            raise _bad(self, "dataset", self.dataset,
+                       f"must be one of {', '.join(DATASETS)}, or 'folder:/absolute/path'")
+        _int(self, "image_size", 1)
+        _int(self, "channels", 1)
+        _bool(self, "hflip")
+        _int(self, "limit", 1, optional=True)
 
 
 @dataclass(frozen=True)
@@ -111,6 +264,22 @@ class TrainConfig:
     compile: bool = _how(False)
     channels_last: bool = _how(True)
 
+    def __post_init__(self):
+        _int(self, "steps", 1)
+        _int(self, "batch_size", 1)
+        _float(self, "lr", 0.0, lo_open=True)
+        _int(self, "warmup", 0)
+        _choice(self, "lr_schedule", LR_SCHEDULES)
+        _float(self, "ema", 0.0, 1.0, hi_open=True)
+        _float(self, "grad_clip", 0.0)
+        _int(self, "seed", 0)
+        _choice(self, "amp", AMP_MODES)
+        _int(self, "log_every", 1)
+        _int(self, "ckpt_every", 1)
+        _int(self, "num_workers", 0)
+        _bool(self, "compile")
+        _bool(self, "channels_last")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -120,6 +289,28 @@ class Config:
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     notes: str = _how("")
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ConfigError(f"config.name={self.name!r} is not allowed: must be a non-empty string without '/'")
+        _str(self, "notes")
+        for key, cls in (("model", ModelConfig), ("process", ProcessConfig), ("data", DataConfig),
+                         ("train", TrainConfig)):
+            if not isinstance(getattr(self, key), cls):
+                raise ConfigError(f"config.{key} must be a {cls.__name__}, got {type(getattr(self, key)).__name__}")
+        m, d = self.model, self.data
+        if d.image_size % m.downsampling:
+            raise ConfigError(
+                f"data.image_size={d.image_size} is not allowed with model.channel_mult={m.channel_mult}: the "
+                f"U-Net halves the image {len(m.channel_mult) - 1} times, so the size must be divisible by "
+                f"{m.downsampling}")
+        have = [d.image_size // 2**i for i in range(len(m.channel_mult))]
+        missing = [r for r in m.attn_resolutions if r not in have]
+        if missing:
+            raise ConfigError(
+                f"model.attn_resolutions={m.attn_resolutions} is not allowed: {', '.join(map(str, missing))} "
+                f"is not a resolution of this network (image {d.image_size}, channel_mult {m.channel_mult}: "
+                f"{', '.join(map(str, have))})")
 
     def identity(self) -> str:
         """Short hash of everything that determines the trained weights."""
@@ -136,9 +327,78 @@ class Config:
         """``cfg.replace(train={"steps": 10}, process={"K": 5})`` -> a new Config."""
         out = {}
         for key, value in sections.items():
+            if key not in _CONFIG_FIELDS:
+                raise ConfigError(f"unknown config section {key!r}; the sections are: {', '.join(_CONFIG_FIELDS)}")
             cur = getattr(self, key)
+            if isinstance(value, dict) and dataclasses.is_dataclass(cur):
+                _check_keys(key, type(cur), value)
             out[key] = replace(cur, **value) if isinstance(value, dict) and dataclasses.is_dataclass(cur) else value
         return replace(self, **out)
+
+
+_CONFIG_FIELDS = tuple(f.name for f in fields(Config))
+SECTIONS = {"model": ModelConfig, "process": ProcessConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _check_keys(section: str, cls, values: dict) -> None:
+    known = [f.name for f in fields(cls)]
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise ConfigError(f"unknown field {section}.{unknown[0]}; the fields of {section} are: {', '.join(known)}")
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def parse_value(section: str, name: str, text: str):
+    """The value of ``section.name`` written as text (``--set``), parsed by the field's declared type:
+    int, float (finite), bool (true/false), tuple of ints ("8,4", "[8, 4]" or "()"), str, and None for
+    Optional fields ("none"). Raises ConfigError naming the field, the text and the type wanted."""
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown config section {section!r} in {section}.{name}; the sections are: "
+                          f"{', '.join(SECTIONS)}")
+    cls = SECTIONS[section]
+    _check_keys(section, cls, {name: None})
+    hint = typing.get_type_hints(cls)[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    raw = text.strip()
+    if optional and raw.lower() in ("none", "null"):
+        return None
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{section}.{name}={text!r} is not allowed: must be {what}"
+                           + (" or none" if optional else ""))
+
+    if base is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise bad("true or false")
+    if base is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise bad("an integer") from None
+    if base is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise bad("a finite number") from None
+        if not math.isfinite(value):
+            raise bad("a finite number")
+        return value
+    if base is tuple:
+        inner = raw.strip("()[] ")
+        try:
+            return tuple(int(x) for x in inner.split(",") if x.strip())
+        except ValueError:
+            raise bad("integers separated by commas, e.g. 8,4 (or () for none)") from None
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        return raw[1:-1]
+    return raw
 
 
 def _identity_dict(obj):
@@ -359,7 +619,8 @@ def preset_names() -> list[str]:
 
 
 def get_preset(name: str, **overrides) -> Config:
-    """A named preset, optionally with section overrides (see ``Config.replace``)."""
+    """A named preset, optionally with section overrides (see ``Config.replace``). An unknown
+    preset is a KeyError; an unknown or invalid field a ConfigError."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
     cfg = PRESETS[name]

@@ -350,4 +350,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run  # one-line errors for usage and data errors
+
+    sys.exit(run(main))

@@ -202,7 +202,9 @@ def export(cfg: Config, *, hardware: str, run_dir: str | Path | None = None, des
     from .train import CHECKPOINT, METRICS, run_dir_for, training_seconds
 
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
-    ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)  # our own run
+    from .checkpoints import load_checkpoint
+
+    ckpt = load_checkpoint(run_dir / CHECKPOINT)[0]  # verified against its checksum when it has one
     if from_dict(ckpt["config"]).identity() != cfg.identity():
         raise ShippedModelError(f"{run_dir} belongs to another config than {cfg.run_name()}")
     if ckpt["step"] < cfg.train.steps:
@@ -294,4 +296,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run  # one-line errors for usage and data errors
+
+    sys.exit(run(main))

@@ -18,7 +18,9 @@ import copy
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .config import Config, from_dict, get_preset, runs_root
+from .checkpoints import CHECKPOINT, RunLock, RunLocked, load_checkpoint, remove_temporaries, save_checkpoint, snapshots
+from .config import Config, ConfigError, from_dict, get_preset, parse_value, runs_root
 from .data import check_images, load_dataset, to_float
 from .losses import denoising_loss
 from .processes import build_model, build_process
@@ -36,7 +39,6 @@ from .unet import Autocast
 __all__ = ["train", "TrainResult", "load_run", "Run", "ensure_trained", "is_available", "sampling_process",
            "read_metrics", "training_seconds", "run_dir_for", "IndexStream"]
 
-CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 
 
@@ -137,15 +139,6 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> Non
         be.copy_(bn)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _rng_state(device: torch.device) -> dict:
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -157,7 +150,13 @@ def _trim_metrics(path: Path, step: int) -> None:
     """Drop log records past the checkpoint we resume from (they will be logged again)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if line and json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # the half-written last record of a killed process
     path.write_text("".join(line + "\n" for line in keep))
 
 
@@ -209,17 +208,45 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
         torch.cuda.set_device(device)
     tc = cfg.train
     if tc.batch_size % world:
-        raise ValueError(f"batch_size {tc.batch_size} is not divisible by the {world} processes")
+        raise ConfigError(f"train.batch_size={tc.batch_size} is not allowed with {world} processes: it must be "
+                          f"divisible by the number of processes")
     if tc.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {tc.lr_schedule!r}")
     if tc.amp not in ("bf16", "fp16", "none"):
         raise ValueError(f"amp must be 'bf16', 'fp16' or 'none', got {tc.amp!r}")
 
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
+    # One trainer per run folder: a second one would interleave checkpoints and logs.
+    try:
+        lock = RunLock(run_dir).acquire() if rank == 0 else None
+    except RunLocked:
+        # Readers of a finished run (chapters run side by side) may meet each other here: only
+        # training needs the folder to itself.
+        ckpt_path = run_dir / CHECKPOINT
+        if ckpt_path.exists():
+            ckpt = load_checkpoint(ckpt_path, quiet=True)[0]
+            if from_dict(ckpt["config"]).identity() == cfg.identity() and ckpt["step"] >= tc.steps:
+                return TrainResult(run_dir, ckpt["step"], reused=True, last_loss=ckpt.get("last_loss"))
+        raise
+    try:
+        return _train_locked(cfg, run_dir, device, data, stop_at, progress, rank, world)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_at: int | None, progress: bool,
+                  rank: int, world: int) -> TrainResult:
+    tc = cfg.train
+    cuda = device.type == "cuda"
     ckpt_path = run_dir / CHECKPOINT
-    ckpt = None
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt, saved_step = None, None
+    if rank == 0:
+        remove_temporaries(run_dir)  # a save cut short by a kill; we hold the lock, so nobody writes them
+    if ckpt_path.exists() or snapshots(run_dir):
+        ckpt, source = load_checkpoint(ckpt_path, quiet=rank != 0)
+        # The checkpoint now in place becomes a snapshot on the next save, unless it is damaged.
+        saved_step = ckpt["step"] if source == ckpt_path else None
         if from_dict(ckpt["config"]).identity() != cfg.identity():
             raise RuntimeError(f"{ckpt_path} belongs to a different config; refusing to mix runs")
         if ckpt["step"] >= tc.steps:
@@ -231,7 +258,6 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
     process = build_process(cfg, device)
     torch.manual_seed(tc.seed)  # same initial weights on every rank and every fresh start
     net = build_model(cfg).to(device)
-    cuda = device.type == "cuda"
     if tc.channels_last:  # faster convolutions on CUDA; on CPU it depends on the net (mnist presets: off)
         net = net.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
@@ -278,16 +304,25 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
         bar = tqdm(total=tc.steps, initial=start, desc=cfg.name, dynamic_ncols=True)
 
     def save(step: int) -> None:
+        nonlocal saved_step
         if rank == 0:
-            _atomic_save({
+            # Plain Python types and tensors only, so that it loads with torch.load(weights_only=True).
+            save_checkpoint({
                 "step": step, "config": cfg.to_dict(), "identity": cfg.identity(),
                 "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "rng": _rng_state(device), "last_loss": last_loss,
-                "torch_version": torch.__version__, "world_size": world,
-            }, ckpt_path)
+                "torch_version": str(torch.__version__), "world_size": world,
+            }, ckpt_path, prev_step=saved_step)
+            saved_step = step
         if world > 1:
             dist.barrier()
 
+    # SIGTERM (a scheduler's pre-emption, `kill`): finish the current step, save it, then exit.
+    terminate = []
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGTERM, lambda *_: terminate.append(True))
+    completed = start
     step = start
     net.train()
     try:
@@ -316,6 +351,7 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
             scaler.step(opt)
             scaler.update()
             _ema_update(ema, net, tc.ema)
+            completed = step + 1
             pending.append(loss.detach())
 
             done = step + 1
@@ -342,11 +378,21 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
                 bar.update(1)
             if done % tc.ckpt_every == 0 or done == tc.steps:
                 save(done)
+            elif terminate:
+                save(done)
+            if terminate:
+                if rank == 0:
+                    print(f"[ihdm] SIGTERM: saved {ckpt_path} at step {done}; resume by running the same command",
+                          file=sys.stderr)
+                raise SystemExit(128 + signal.SIGTERM)
         step = end
     except KeyboardInterrupt:
-        save(step)
+        if completed > start and completed != saved_step:
+            save(completed)  # the last completed step, never a half-done one
         raise
     finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
         if bar is not None:
             bar.close()
     return TrainResult(run_dir, end, reused=False, last_loss=last_loss)
@@ -430,7 +476,7 @@ def is_available(cfg: Config, retrain: bool | None = None) -> bool:
     if not retrain_requested(retrain) and shipped_dir(cfg) is not None:
         return True
     path = run_dir_for(cfg) / CHECKPOINT
-    return path.exists() and torch.load(path, map_location="cpu", weights_only=False)["step"] >= cfg.train.steps
+    return path.exists() and load_checkpoint(path)[0]["step"] >= cfg.train.steps
 
 
 def load_run(cfg_or_dir: Config | str | Path, device=None, use_ema: bool = True, retrain: bool | None = None) -> Run:
@@ -453,7 +499,7 @@ def load_run(cfg_or_dir: Config | str | Path, device=None, use_ema: bool = True,
         raise FileNotFoundError(f"no trained run at {run_dir}; train it first with "
                                 f"`python -m ihdm_core.train --preset {name}` (or ensure_trained(cfg))")
     device = _resolve_device(device)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)[0]
     cfg = from_dict(ckpt["config"])
     net = build_model(cfg)
     net.load_state_dict(ckpt["ema" if use_ema else "model"])  # strict: a mismatch is an error
@@ -475,18 +521,15 @@ def ensure_trained(cfg: Config, device=None, progress: bool = True, retrain: boo
 
 # --- CLI ---------------------------------------------------------------------------------
 def _parse_overrides(pairs: list[str]) -> dict:
-    """["train.steps=100", "process.K=20"] -> {"train": {"steps": 100}, "process": {"K": 20}}."""
+    """["train.steps=100", "process.K=20"] -> {"train": {"steps": 100}, "process": {"K": 20}}, each value
+    parsed by its field's type (see ``config.parse_value``); a bad key or value is a ConfigError."""
     out: dict = {}
     for pair in pairs:
         if "=" not in pair or "." not in pair.split("=", 1)[0]:
-            raise SystemExit(f"override {pair!r} must look like section.field=value")
+            raise ConfigError(f"override {pair!r} must look like section.field=value, e.g. train.steps=1000")
         key, value = pair.split("=", 1)
-        section, name = key.split(".", 1)
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.setdefault(section, {})[name] = tuple(parsed) if isinstance(parsed, list) else parsed
+        section, name = key.strip().split(".", 1)
+        out.setdefault(section, {})[name] = parse_value(section, name, value)
     return out
 
 
@@ -514,4 +557,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run  # one-line errors for usage and data errors
+
+    sys.exit(run(main))
