@@ -50,7 +50,13 @@ def _read_toc(root: Path = ROOT) -> dict:
     path = root / "_toc.yml"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: the pipeline takes the chapter order from it")
-    return yaml.safe_load(path.read_text())
+    try:
+        toc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path} cannot be read as YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(toc, dict) or "root" not in toc:
+        raise ValueError(f"{path} must be a Jupyter Book table of contents with a 'root' entry")
+    return toc
 
 
 def _toc_files(toc: dict) -> list[str]:
@@ -75,6 +81,9 @@ def chapters(root: Path = ROOT) -> list[str]:
         stem = Path(f).with_suffix("")
         if (root / stem).with_suffix(".py").exists():
             out.append(stem.name)
+        elif not any((root / stem).with_suffix(ext).exists() for ext in (".md", ".ipynb")):
+            # A toc entry with no source would only fail later, in the HTML build.
+            raise FileNotFoundError(f"_toc.yml names {f!r}, but {root / stem}.py (or .md) does not exist")
     return out
 
 

@@ -416,3 +416,21 @@ def test_killed_training_resumes_exactly(tmp_path, reference, sig, seed):
     _assert_same(_weights(run / "checkpoint.pt"), reference)
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 17))  # the log too: no lost and no doubled step
+
+
+def test_toc_entry_without_a_source_is_a_clear_error(tmp_path):
+    from ihdm_core.pipeline import chapters
+
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# intro\n")
+    (tmp_path / "book" / "01_a.py").write_text("# %%\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/01_a\n"
+                                       "- file: book/02_missing\n")
+    with pytest.raises(FileNotFoundError, match="02_missing"):
+        chapters(tmp_path)
+    (tmp_path / "_toc.yml").write_text("root: [unclosed\n")
+    with pytest.raises(ValueError, match="cannot be read as YAML"):
+        chapters(tmp_path)
+    (tmp_path / "_toc.yml").unlink()
+    with pytest.raises(FileNotFoundError, match="_toc.yml is missing"):
+        chapters(tmp_path)
