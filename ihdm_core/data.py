@@ -8,6 +8,8 @@
 * ``mnist``, ``cifar10`` - through torchvision, downloaded into the data root when online.
 * ``afhq64``, ``afhq256``, ``ffhq128``, ``ffhq256`` - a folder of images you provide.
 * ``lsun_church128`` - LSUN ``church_outdoor`` lmdb (needs the ``lmdb`` package) or a folder.
+* ``folder:/abs/path`` - any folder of images (searched recursively), centre-cropped and resized
+  to ``image_size``, RGB or grayscale by ``channels``: ``--set data.dataset=folder:/abs/path``.
 
 Small data sets come back as one in-memory uint8 tensor (fast, and trivially moved to the
 GPU); folder data sets as a map-style ``Dataset``.
@@ -28,13 +30,14 @@ from torch.utils.data import Dataset
 
 from .config import DataConfig, data_root
 
-__all__ = ["DatasetUnavailable", "load_dataset", "load_labels", "load_colours", "colour_pairs", "mnist5k_path",
+__all__ = ["DatasetUnavailable", "load_dataset", "FOLDER_PREFIX", "load_labels", "load_colours", "colour_pairs", "mnist5k_path",
            "to_float", "ImageFolderDataset", "KNOWN_DATASETS", "check_images"]
 
 _FOLDER_SETS = {"afhq64": ("afhq", 64), "afhq256": ("afhq", 256), "ffhq128": ("ffhq", 128),
                 "ffhq256": ("ffhq", 256), "lsun_church128": ("lsun_church", 128)}
 KNOWN_DATASETS = ("mnist5k", "mnist5k-colour", "mnist", "cifar10", *_FOLDER_SETS)
 _IMG_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+FOLDER_PREFIX = "folder:"
 
 
 class DatasetUnavailable(RuntimeError):
@@ -177,13 +180,18 @@ def _torchvision(name: str, split: str, root: Path, download: bool):
 class ImageFolderDataset(Dataset):
     """All images below a folder, centre-cropped to a square and resized to ``size``."""
 
-    def __init__(self, root: Path, size: int, channels: int = 3):
+    def __init__(self, root: Path, size: int, channels: int = 3, *, check_readable: bool = False):
         from PIL import Image  # noqa: F401  (fail early if Pillow is missing)
 
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         self.root = Path(root)
         self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in _IMG_EXT)
+        if check_readable:
+            self.files = _readable(self.files)
         if not self.files:
-            raise DatasetUnavailable(f"no images ({', '.join(sorted(_IMG_EXT))}) found below {self.root}")
+            what = "readable images" if check_readable else "images"
+            raise DatasetUnavailable(f"no {what} ({', '.join(sorted(_IMG_EXT))}) found below {self.root}")
         self.size, self.channels = size, channels
 
     def __len__(self) -> int:
@@ -201,6 +209,37 @@ class ImageFolderDataset(Dataset):
         arr = np.asarray(img, dtype=np.uint8)
         arr = arr[:, :, None] if arr.ndim == 2 else arr
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def _readable(files: list[Path]) -> list[Path]:
+    """The files PIL can identify as images. Only headers are read, so even 70k files take
+    seconds; finding a broken file here beats crashing a DataLoader worker hours into training."""
+    from PIL import Image, UnidentifiedImageError
+
+    good = []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img.size  # noqa: B018  (the header parse is the check)
+            good.append(path)
+        except (OSError, UnidentifiedImageError, ValueError):
+            pass
+    if good and len(good) < len(files):
+        import warnings
+
+        warnings.warn(f"skipping {len(files) - len(good)} unreadable image file(s) of {len(files)} below "
+                      f"{files[0].parent}", stacklevel=3)
+    return good
+
+
+def _user_folder(name: str, size: int, channels: int) -> "ImageFolderDataset":
+    """The data set ``folder:/abs/path``; the path is part of the run identity, hence absolute."""
+    path = Path(name[len(FOLDER_PREFIX):]).expanduser()
+    if not str(path) or not path.is_absolute():
+        raise DatasetUnavailable(f"dataset {name!r}: give an absolute path, e.g. folder:/data/my_images")
+    if not path.is_dir():
+        raise DatasetUnavailable(f"dataset {name!r}: {path} is not a folder")
+    return ImageFolderDataset(path, size, channels, check_readable=True)
 
 
 class _LSUNDataset(Dataset):
@@ -250,18 +289,28 @@ def load_dataset(cfg: DataConfig | str, split: str = "train", root: str | Path |
     """Training images as a uint8 tensor (N, C, H, W) or a Dataset of uint8 (C, H, W) tensors.
 
     ``split`` is "train" or "test" (folder data sets have only "train"); mnist5k and
-    mnist5k-colour also have "all".
+    mnist5k-colour also have "all". ``folder:/abs/path`` (in a DataConfig, which gives the size
+    and channels) is every readable image below that folder.
     Use :func:`to_float` to map uint8 to [0, 1].
     """
     name = cfg if isinstance(cfg, str) else cfg.dataset
     limit = None if isinstance(cfg, str) else cfg.limit
-    if name not in KNOWN_DATASETS:
-        raise DatasetUnavailable(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}")
+    user_folder = name.startswith(FOLDER_PREFIX)
+    if not user_folder and name not in KNOWN_DATASETS:
+        raise DatasetUnavailable(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}, "
+                                 f"or {FOLDER_PREFIX}/abs/path for a folder of images")
+    if user_folder and isinstance(cfg, str):
+        raise ValueError(f"dataset {name!r}: a folder needs an image size and channel count; "
+                         f"pass a DataConfig instead of its name")
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
     root = Path(root) if root is not None else data_root()
     download = _default_download() if download is None else download
-    if name == "mnist5k":
+    if user_folder:
+        if split != "train":
+            raise ValueError(f"{name} has only a 'train' split (the whole folder)")
+        data = _user_folder(name, cfg.image_size, cfg.channels)
+    elif name == "mnist5k":
         data = _mnist5k(split)[0]
     elif name == "mnist5k-colour":
         data = _mnist5k_colour(split)

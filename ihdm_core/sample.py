@@ -1,46 +1,261 @@
-"""Sample a trained run to a PNG grid.
+"""Sampling by seed, and export: one PNG per seed, an npz, or a grid.
 
-    python -m ihdm_core.sample --preset mnist-quick --n 64 --out figures/mnist-quick-samples.png
+Seed i owns one CPU ``torch.Generator`` seeded with i, and every random draw of its sample
+comes from it, in a fixed order: the prior draw u_K (for IHDM the training-image index, then
+its delta noise; for the Gaussian diffusions z_K ~ N(0, I)), then one (C, H, W) noise draw per
+level k = K, ..., 1. The network runs on whole batches, but no seed's draws depend on the
+others, so seed i gives the same image whatever the batch size or the number of processes.
+(The draws are identical; the network's kernels may round differently at different batch
+sizes, about 1e-7 here, which can move a pixel across an 8-bit rounding edge only rarely:
+none in 64 smoke-model samples at batch sizes 1, 7 and 64.)
+
+    python -m ihdm_core.sample --preset mnist-quick --outdir samples/ --seeds 0-49999
+    python -m ihdm_core.sample --preset mnist-quick --npz samples.npz --seeds 0-9999
+    torchrun --standalone --nproc_per_node 4 -m ihdm_core.sample --preset cifar10 --outdir s/ --seeds 0-49999
+    python -m ihdm_core.sample --preset mnist-quick --n 64 --out grid.png        # one grid
+
+Modes (those of the 2023 release):
+
+* ``independent``: each seed its own prior draw and its own step noise.
+* ``shared_noise``: each seed its own prior draw; the step noise of seed ``shared_seed`` for all.
+* ``same_init``: the prior draw of seed ``shared_seed`` for all; each seed its own step noise.
+* ``interpolate``: seeds form paths of ``frames`` images: seed i is frame i mod frames of the path
+  from seed a = frames * (i // frames) to seed b = a + frames - 1, so the end frames are exactly
+  the independent samples of a and b. In between, IHDM's prior states are interpolated linearly
+  and all Gaussian draws (the step noise; for the diffusions also z_K) spherically (App. D.2).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Iterable, Iterator
 
+import numpy as np
 import torch
+from torch import Tensor
 
 from .config import preset_names
 from .data import load_dataset
-from .samplers import sample
+from .samplers import sample, slerp
 from .train import load_run
 
-__all__ = ["generate", "save_grid", "main"]
+__all__ = ["MODES", "sample_seeds", "iter_sample_seeds", "parse_seeds", "to_uint8", "png_name", "write_pngs",
+           "write_npz", "generate", "save_grid", "main"]
+
+MODES = ("independent", "shared_noise", "same_init", "interpolate")
 
 
+def parse_seeds(text: str) -> list[int]:
+    """ "0-49999", "3,7,11" or "0-9,100-109" -> the seeds in that order (ranges inclusive)."""
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (None, None)
+                lo, hi = int(lo), int(hi)
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+        except (TypeError, ValueError):
+            raise ValueError(f"bad seed list {text!r}: use e.g. 0-49999, 3,7,11 or 0-9,100-109 "
+                             f"(non-negative integers, ranges inclusive)") from None
+    if any(s < 0 for s in seeds):
+        raise ValueError(f"seeds must be non-negative, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seed list {text!r} repeats a seed")
+    return seeds
+
+
+class _Stream:
+    """One seed's generator, advanced past its prior draw: what its step noise is drawn from."""
+
+    def __init__(self, run, seed: int, images, delta):
+        self.gen = torch.Generator().manual_seed(int(seed))
+        # n = 1: the prior (and for IHDM its blur) of a seed never shares a batch with another.
+        self.prior = run.process.prior_sample(1, images, generator=self.gen, delta=delta)
+        self.shape = tuple(self.prior.shape[1:])
+
+    def noise(self) -> Tensor:
+        return torch.randn(self.shape, generator=self.gen)
+
+
+def _interp_weights(seed: int, frames: int) -> tuple[int, int, float]:
+    a = frames * (seed // frames)
+    return a, a + frames - 1, (seed - a) / (frames - 1)
+
+
+def _batch_draws(run, seeds: list[int], images, delta, mode: str, shared_seed: int, frames: int):
+    """(u_K (B, C, H, W) on the process's device, noise(k) callable) for one batch of seeds."""
+    device = run.process.device
+    gaussian_prior = run.process.delta is None  # diffusions: z_K ~ N(0, I), slerped in interpolation
+    if mode == "interpolate":
+        ends, weights = [], []
+        for s in seeds:
+            a, b, w = _interp_weights(s, frames)
+            # fresh endpoint streams per frame: each frame consumes its endpoints' noise in full
+            ends.append((_Stream(run, a, images, delta), _Stream(run, b, images, delta)))
+            weights.append(w)
+        priors = []
+        for (sa, sb), w in zip(ends, weights):
+            if gaussian_prior:
+                priors.append(slerp(sb.prior, sa.prior, w * math.pi / 2))
+            else:
+                priors.append((1 - w) * sa.prior + w * sb.prior)
+        u_K = torch.cat(priors)
+
+        def noise(k):
+            return torch.stack([slerp(sb.noise(), sa.noise(), w * math.pi / 2)
+                                for (sa, sb), w in zip(ends, weights)]).to(device)
+        return u_K.to(device), noise
+
+    streams = [_Stream(run, s, images, delta) for s in seeds]
+    if mode == "independent":
+        def noise(k):
+            return torch.stack([st.noise() for st in streams]).to(device)
+        return torch.cat([st.prior for st in streams]).to(device), noise
+    shared = _Stream(run, shared_seed, images, delta)  # fresh per batch: every batch sees the same draws
+    if mode == "shared_noise":
+        def noise(k):
+            return shared.noise()[None].expand(len(seeds), *shared.shape).to(device)
+        return torch.cat([st.prior for st in streams]).to(device), noise
+    if mode == "same_init":
+        def noise(k):
+            return torch.stack([st.noise() for st in streams]).to(device)
+        return shared.prior.expand(len(seeds), *shared.shape).contiguous().to(device), noise
+    raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def _prepare(run, seeds, delta, steps, mode, frames):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "interpolate" and (int(frames) != frames or frames < 2):
+        raise ValueError(f"interpolation needs frames >= 2 per path, got {frames}")
+    if steps is not None:
+        if not getattr(run.process, "continuous", False):
+            raise ValueError(f"steps={steps}: {run.cfg.name} ({run.cfg.process.kind}, "
+                             f"{getattr(run.cfg.process, 'time', 'discrete')} time) samples on its own "
+                             f"K = {run.process.K} levels; only continuous-time diffusions take --steps")
+        run = run.sampled_with(steps=int(steps))
+    if delta is not None and run.process.delta is None:
+        raise ValueError(f"delta={delta}: delta is IHDM's sampling noise; {run.cfg.name} is a Gaussian "
+                         f"diffusion ({run.cfg.process.kind}) and has none")
+    seeds = [int(s) for s in seeds]
+    if any(s < 0 for s in seeds):
+        raise ValueError("seeds must be non-negative")
+    return run, seeds
+
+
+def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: float | None = None,
+                      steps: int | None = None, mode: str = "independent", shared_seed: int = 0,
+                      frames: int = 8, images=None, progress: bool = False,
+                      autocast_dtype: torch.dtype | None = None, net=None) -> Iterator[tuple[list[int], Tensor]]:
+    """Yield (seeds, images) per batch of at most ``batch_size`` seeds, in the given order; images
+    (B, C, H, W) in [0, 1] on the CPU. Arguments as :func:`sample_seeds`."""
+    run, seeds = _prepare(run, seeds, delta, steps, mode, frames)
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    images = load_dataset(run.cfg.data) if images is None and run.process.delta is not None else images
+    net = run.net if net is None else net
+    batches = range(0, len(seeds), batch_size)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(seeds), desc="sampling", unit="img")
+    for start in batches:
+        chunk = seeds[start:start + batch_size]
+        u_K, noise = _batch_draws(run, chunk, images, delta, mode, shared_seed, frames)
+        x = sample(net, run.process, u_K, delta=delta, noise=noise, autocast_dtype=autocast_dtype)
+        if bar is not None:
+            bar.update(len(chunk))
+        yield chunk, x.float().clamp(0, 1).cpu()
+    if bar is not None:
+        bar.close()
+
+
+def sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: float | None = None,
+                 steps: int | None = None, mode: str = "independent", shared_seed: int = 0, frames: int = 8,
+                 images=None, progress: bool = False, autocast_dtype: torch.dtype | None = None,
+                 net=None) -> Tensor:
+    """One sample per seed, (len(seeds), C, H, W) in [0, 1] on the CPU, in the order of ``seeds``.
+
+    Seed i's image depends on i (and the run and options) only, not on the batch size or the
+    other seeds (see the module docstring for the draw order).
+    delta:  IHDM's sampling noise (default: the run's); not for the Gaussian diffusions.
+    steps:  sampling steps of a continuous-time diffusion (default: its configured K).
+    mode:   one of :data:`MODES`; ``shared_seed`` is the seed whose noise (``shared_noise``) or
+            prior draw (``same_init``) every sample shares; ``frames`` the interpolation path length.
+    images: the training images the IHDM prior draws from (default: the run's data set).
+    net:    the network to run instead of ``run.net`` (e.g. a compiled one).
+    """
+    seeds = list(seeds)
+    out = [x for _, x in iter_sample_seeds(run, seeds, batch_size=batch_size, delta=delta, steps=steps, mode=mode,
+                                           shared_seed=shared_seed, frames=frames, images=images,
+                                           progress=progress, autocast_dtype=autocast_dtype, net=net)]
+    if not out:
+        c, (h, w) = run.cfg.data.channels, (run.cfg.data.image_size,) * 2
+        return torch.empty(0, c, h, w)
+    return torch.cat(out)
+
+
+# --- files ---------------------------------------------------------------------------------------
+def to_uint8(x: Tensor) -> np.ndarray:
+    """[0, 1] images (B, C, H, W) -> uint8 NHWC, rounded as the FID code rounds (ihdm_core.metrics)."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def png_name(seed: int) -> str:
+    return f"seed{int(seed):06d}.png"
+
+
+def write_pngs(outdir, seeds: list[int], x: Tensor) -> list[Path]:
+    """seedNNNNNN.png per image, grayscale (L) for one channel, RGB for three."""
+    from PIL import Image
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for s, arr in zip(seeds, to_uint8(x)):
+        path = outdir / png_name(s)
+        tmp = path.with_suffix(".tmp.png")
+        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(tmp)
+        os.replace(tmp, path)  # a killed export leaves no truncated PNG under a final name
+        paths.append(path)
+    return paths
+
+
+def write_npz(path, x: np.ndarray, seeds: list[int]) -> Path:
+    """``arr_0``: uint8 NHWC (what the guided-diffusion evaluator and dgm-eval read); ``seeds`` too."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, arr_0=x, seeds=np.asarray(seeds, dtype=np.int64))
+    os.replace(tmp, path)
+    return path
+
+
+# --- the old API ---------------------------------------------------------------------------------
 def generate(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 256,
              images=None, progress: bool = False, autocast_dtype: torch.dtype | None = None,
              compile: bool = False) -> torch.Tensor:
-    """n samples in [0, 1] from a loaded run (prior draws from its training set).
+    """n samples in [0, 1]: those of seeds ``seed, ..., seed + n - 1`` (:func:`sample_seeds`).
 
     On a GPU, ``autocast_dtype=torch.bfloat16`` runs the network in bf16 and ``compile=True``
     compiles it once for all K steps and batches (same shapes throughout).
     """
-    images = load_dataset(run.cfg.data) if images is None else images
-    device = run.process.device
-    net = torch.compile(run.net) if compile else run.net
-    gen = torch.Generator(device=device).manual_seed(seed)
-    prior_gen = torch.Generator().manual_seed(seed)
-    out = []
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
-        uK = run.process.prior_sample(b, images, generator=prior_gen, delta=delta).to(device)
-        out.append(sample(net, run.process, uK, delta=delta, generator=gen, progress=progress,
-                          autocast_dtype=autocast_dtype).cpu())
-    return torch.cat(out).clamp(0, 1)
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    net = torch.compile(run.net) if compile else None
+    return sample_seeds(run, range(seed, seed + n), batch_size=batch_size, delta=delta, images=images,
+                        progress=progress, autocast_dtype=autocast_dtype, net=net)
 
 
 def save_grid(images: torch.Tensor, path, nrow: int | None = None, padding: int = 2) -> Path:
@@ -54,35 +269,119 @@ def save_grid(images: torch.Tensor, path, nrow: int | None = None, padding: int 
     return path
 
 
+# --- CLI -----------------------------------------------------------------------------------------
+def _distributed():
+    """(rank, world, device or None) under torchrun; a process group only when world > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world == 1:
+        return 0, 1, None
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return rank, world, (torch.device("cuda", local) if cuda else torch.device("cpu"))
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ihdm_core.sample", description="Sample a trained IHDM run to a PNG grid.")
+    ap = argparse.ArgumentParser(
+        prog="python -m ihdm_core.sample",
+        description="Sample a trained run: one PNG per seed (--outdir), an npz (--npz), or a PNG grid (--out).")
     ap.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
     ap.add_argument("--run-dir", help="a run folder instead of a preset")
-    ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--delta", type=float, default=None, help="sampling noise (default: the config's)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None, help="PNG path (default: <run-dir>/samples.png)")
+    ap.add_argument("--outdir", help="write seedNNNNNN.png per seed into this folder")
+    ap.add_argument("--npz", help="write all samples to this .npz (arr_0: uint8 NHWC; seeds: the seeds)")
+    ap.add_argument("--seeds", default=None, help="e.g. 0-49999 or 0,5,9 (default: --seed .. --seed + n - 1)")
+    ap.add_argument("--n", type=int, default=64, help="number of samples when --seeds is not given")
+    ap.add_argument("--seed", type=int, default=0, help="first seed when --seeds is not given")
+    ap.add_argument("--out", default=None, help="PNG grid path (default when neither --outdir nor --npz: "
+                                                "<run-dir>/samples.png)")
+    ap.add_argument("--delta", type=float, default=None, help="IHDM sampling noise (default: the config's)")
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps (continuous-time diffusions only)")
+    ap.add_argument("--mode", default="independent", choices=MODES)
+    ap.add_argument("--shared-seed", type=int, default=0, help="the seed shared by shared_noise / same_init")
+    ap.add_argument("--frames", type=int, default=8, help="interpolation: images per path")
     ap.add_argument("--device", default=None)
     ap.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--bf16", action="store_true", help="network in bf16 autocast (GPU)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network")
     args = ap.parse_args(argv)
     if not (args.preset or args.run_dir):
         ap.error("give --preset or --run-dir")
-    run = load_run(args.run_dir or args.preset, device=args.device, use_ema=not args.no_ema)
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else list(range(args.seed, args.seed + args.n))
+    except ValueError as e:
+        ap.error(str(e))
+    rank, world, dist_device = _distributed()
+    if world > 1 and not (args.outdir or args.npz):
+        ap.error("under torchrun give --outdir or --npz (a grid is a single-process output)")
+    run = load_run(args.run_dir or args.preset, device=args.device or dist_device, use_ema=not args.no_ema)
+    try:
+        run, _ = _prepare(run, [], args.delta, args.steps, args.mode, args.frames)
+    except ValueError as e:
+        ap.error(str(e))
+    mine = seeds[rank::world]
     cuda = run.process.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    net = torch.compile(run.net) if args.compile else None
     t0 = time.perf_counter()
-    x = generate(run, args.n, delta=args.delta, seed=args.seed, progress=True, batch_size=args.batch_size,
-                 autocast_dtype=torch.bfloat16 if args.bf16 else None, compile=args.compile)
+    parts, written = [], 0
+    for chunk, x in iter_sample_seeds(run, mine, batch_size=args.batch_size, delta=args.delta, mode=args.mode,
+                                      shared_seed=args.shared_seed, frames=args.frames, progress=rank == 0,
+                                      autocast_dtype=torch.bfloat16 if args.bf16 else None, net=net):
+        if args.outdir:
+            written += len(write_pngs(args.outdir, chunk, x))
+        if args.npz or not args.outdir:
+            parts.append(x)
     seconds = time.perf_counter() - t0
-    out = save_grid(x, args.out or run.run_dir / "samples.png")
-    print(json.dumps({"out": str(out), "n": args.n, "run_dir": str(run.run_dir), "identity": run.cfg.identity(),
-                      "step": run.step, "delta": args.delta if args.delta is not None else run.process.delta,
-                      "seed": args.seed, "seconds": round(seconds, 2), "samples_per_s": round(args.n / seconds, 2),
-                      "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}))
+    info = {"run_dir": str(run.run_dir), "identity": run.cfg.identity(), "step": run.step, "mode": args.mode,
+            "delta": args.delta if args.delta is not None else run.process.delta, "K": run.process.K,
+            "n": len(seeds), "seeds": f"{seeds[0]}..{seeds[-1]}" if seeds else "", "world": world,
+            "seconds": round(seconds, 2), "samples_per_s_per_rank": round(len(mine) / max(seconds, 1e-9), 2),
+            "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
+    if args.outdir:
+        info["outdir"] = str(args.outdir)
+    if args.npz:
+        x = torch.cat(parts) if parts else torch.empty(0, run.cfg.data.channels, *(run.cfg.data.image_size,) * 2)
+        if world == 1:
+            write_npz(args.npz, to_uint8(x), mine)
+        else:
+            # each rank leaves its shard; rank 0 puts them back in seed order
+            part = Path(f"{args.npz}.rank{rank}.npz")
+            write_npz(part, to_uint8(x), mine)
+            _barrier(world)
+            if rank == 0:
+                shards = [np.load(f"{args.npz}.rank{r}.npz") for r in range(world)]
+                pos = {s: i for i, s in enumerate(seeds)}
+                arr = np.concatenate([sh["arr_0"] for sh in shards])
+                got = np.concatenate([sh["seeds"] for sh in shards])
+                order = np.argsort([pos[int(s)] for s in got], kind="stable")
+                write_npz(args.npz, arr[order], got[order].tolist())
+                for r in range(world):
+                    Path(f"{args.npz}.rank{r}.npz").unlink()
+        info["npz"] = str(args.npz)
+    if not (args.outdir or args.npz):
+        info["out"] = str(save_grid(torch.cat(parts), args.out or run.run_dir / "samples.png"))
+    _barrier(world)
+    if rank == 0:
+        print(json.dumps(info))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return 0
 
 

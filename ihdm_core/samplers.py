@@ -1,8 +1,10 @@
 """Samplers: plain functions of (net, process, initial state), in the style of k-diffusion.
 
 ``sample`` runs Alg. 2 for any process that implements ``reverse_step`` (IHDM, DDPM, ...).
-Noise can be fresh per sample, shared across the batch, or passed in whole, which is
-what the interpolation (Fig. 7b) and colour-disentanglement (Fig. 7a) figures need.
+Noise can be fresh per sample, shared across the batch, passed in whole, which is
+what the interpolation (Fig. 7b) and colour-disentanglement (Fig. 7a) figures need, or drawn
+step by step by a callable (per-seed generators in :func:`ihdm_core.sample.sample_seeds`,
+without holding all K steps of noise in memory).
 ``ddim_sample`` is DDIM for the Gaussian diffusions of :mod:`ihdm_core.diffusion` (the
 deterministic DDPM baseline of the interpolation comparison).
 """
@@ -46,14 +48,17 @@ def slerp(z1: Tensor, z2: Tensor, phi: float) -> Tensor:
 
 
 @torch.no_grad()
-def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tensor | str | None = None,
+def sample(net, process, u_K: Tensor, *, delta: float | None = None,
+           noise: Tensor | str | Callable[[int], Tensor] | None = None,
            generator: torch.Generator | None = None, callback: Callable[[int, Tensor], None] | None = None,
            progress: bool = False, autocast_dtype: torch.dtype | None = None) -> Tensor:
     """Run the reverse process from ``u_K`` down to level 0 (Alg. 2).
 
     delta:    sampling noise std (default: the process's); 0 gives the deterministic path.
     noise:    None (fresh N(0, I) each step), "shared" (one draw per step for the whole
-              batch), or a tensor (K, B|1, C, H, W) from :func:`draw_noise`.
+              batch), a tensor (K, B|1, C, H, W) from :func:`draw_noise`, or a callable
+              noise(k) -> (B|1, C, H, W), called once per level k = K, ..., 1 in that order
+              (also at k = 1, whose noise is unused, so a caller's draw streams stay simple).
     callback: called as callback(k, u) with the state at level k, for k = K, K-1, ..., 0.
     autocast_dtype: run the network (only) in this precision, e.g. torch.bfloat16 on GPU.
     The network is put in eval mode for the call (dropout off) and restored afterwards.
@@ -76,6 +81,8 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
         for k in steps:
             if noise is None:
                 z = None if k == 1 else _randn(u, generator)
+            elif callable(noise):
+                z = _check_step_noise(noise(k), u, k).to(u.device)
             else:
                 z = noise[k - 1].to(u.device)
             u = process.reverse_step(step_net, u, k, z, delta=delta)
@@ -87,8 +94,17 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None, noise: Tens
     return u
 
 
+def _check_step_noise(z, u: Tensor, k: int) -> Tensor:
+    if not isinstance(z, Tensor) or z.dim() != u.dim() or z.shape[0] not in (1, u.shape[0]) or z.shape[1:] != u.shape[1:]:
+        got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"noise({k}) must return a tensor (B|1, {', '.join(map(str, u.shape[1:]))}), got {got}")
+    return z
+
+
 def _resolve_noise(noise, steps: int, x: Tensor, generator) -> Tensor | None:
     """The samplers' ``noise`` argument as None or a (steps, B|1, C, H, W) tensor, checked."""
+    if callable(noise):
+        return noise
     if isinstance(noise, str):
         if noise != "shared":
             raise ValueError(f"noise must be None, 'shared' or a tensor, got {noise!r}")
@@ -131,6 +147,8 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
         raise TypeError(f"DDIM needs a Gaussian diffusion (DDPM or Blurring Diffusion), got {type(process).__name__}")
     levels = ddim_levels(process.K, process.K if steps is None else steps)
     n = len(levels) - 1
+    if callable(noise):
+        raise TypeError("ddim_sample takes noise as None, 'shared' or a tensor, not a callable")
     noise = _resolve_noise(noise, n, x_T, generator)
     was_training = getattr(net, "training", False)
     step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
