@@ -24,10 +24,9 @@ import torch
 
 from .config import preset_names
 from .data import load_dataset
-from .samplers import sample
-
-__all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll",
-           "evaluate_recognisability", "evaluate_explosions", "sampling_steps", "step_sweep", "high_frequency_rms", "record_score", "read_scores", "score", "draw_samples", "main"]
+__all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll", "evaluate_recognisability",
+           "evaluate_explosions", "sampling_steps", "step_sweep", "high_frequency_rms", "record_score", "read_scores",
+           "score", "draw_samples", "main"]
 
 # FID reference set per training data set (App. B.3: training set for CIFAR-10 and LSUN, the
 # whole data set for FFHQ and AFHQ, whose folders are used whole; MNIST: its training split).
@@ -45,28 +44,22 @@ class _Clock:
 
 def sample_stream(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
                   images=None, clock: _Clock | None = None, clamp: bool = True):
-    """Yield exactly ``n`` samples in [0, 1], in batches of at most ``batch_size``.
-
-    The prior draws and the sampling noise come from generators seeded with ``seed``, so a
-    stream is reproducible for a given (seed, batch_size).
+    """Yield exactly ``n`` samples in [0, 1] (``clamp=False``: as the chains ended), in batches of
+    at most ``batch_size``: those of the per-image seeds :func:`ihdm_core.sample.seed_range`
+    (seed, n), so a set is the same whatever the batch size, and equal to ``generate(run, n, seed=seed)``.
     """
+    from .sample import iter_sample_seeds, seed_range
+
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
-    images = load_dataset(run.cfg.data) if images is None else images
-    device = run.process.device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    prior_gen = torch.Generator().manual_seed(seed)
-    done = 0
-    while done < n:
-        b = min(batch_size, n - done)
-        t0 = time.perf_counter()
-        uK = run.process.prior_sample(b, images, generator=prior_gen, delta=delta).to(device)
-        x = sample(run.net, run.process, uK, delta=delta, generator=gen).cpu()
-        x = x.clamp(0, 1) if clamp else x
+    images = load_dataset(run.cfg.data) if images is None and run.process.delta is not None else images
+    t0 = time.perf_counter()
+    for _, x in iter_sample_seeds(run, seed_range(seed, n), batch_size=batch_size, delta=delta, images=images,
+                                  clamp=clamp):
         if clock is not None:
             clock.seconds += time.perf_counter() - t0
-        done += b
         yield x
+        t0 = time.perf_counter()
 
 
 def run_identity(run) -> dict:
@@ -82,6 +75,7 @@ def _sampler(run) -> dict:
     proc = run.process
     clip = getattr(proc, "clip_denoised", None)
     out = {} if clip is None else {"clip_denoised": bool(clip)}
+    out["seeding"] = "per-image"  # ihdm_core.sample.seed_range; earlier scores drew one stream per batch
     if getattr(proc, "continuous", False):
         uniform = torch.allclose(proc.times.cpu(), torch.arange(proc.K + 1, dtype=torch.float64) / proc.K)
         out["steps"] = int(proc.K)
@@ -110,13 +104,13 @@ def draw_samples(run, n: int, *, delta: float | None = None, seed: int = 0, batc
     key = (str(run.run_dir), run.step, run.cfg.identity(), n, _delta(run, delta), seed, batch_size,
            json.dumps(_sampler(run)))
     if _memo.get("key") == key:
-        x = _memo["x"]
-    else:
-        x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock,
-                                         clamp=False)))
-        if x.numel() <= _MEMO_ELEMENTS:
-            _memo.update(key=key, x=x)
-    return x.clamp(0, 1) if clamp else x
+        return _memo["x01" if clamp else "x"]
+    x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock,
+                                     clamp=False)))
+    x01 = x.clamp(0, 1)
+    if x.numel() <= _MEMO_ELEMENTS:
+        _memo.update(key=key, x=x, x01=x01)
+    return x01 if clamp else x
 
 
 def high_frequency_rms(x: torch.Tensor) -> torch.Tensor:

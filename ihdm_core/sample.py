@@ -156,9 +156,11 @@ def _prepare(run, seeds, delta, steps, mode, frames):
 def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: float | None = None,
                       steps: int | None = None, mode: str = "independent", shared_seed: int = 0,
                       frames: int = 8, images=None, progress: bool = False,
-                      autocast_dtype: torch.dtype | None = None, net=None) -> Iterator[tuple[list[int], Tensor]]:
+                      autocast_dtype: torch.dtype | None = None, net=None,
+                      clamp: bool = True) -> Iterator[tuple[list[int], Tensor]]:
     """Yield (seeds, images) per batch of at most ``batch_size`` seeds, in the given order; images
-    (B, C, H, W) in [0, 1] on the CPU. Arguments as :func:`sample_seeds`."""
+    (B, C, H, W) in [0, 1] on the CPU (``clamp=False``: as the chains ended). Arguments as
+    :func:`sample_seeds`."""
     run, seeds = _prepare(run, seeds, delta, steps, mode, frames)
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -176,7 +178,8 @@ def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta:
         x = sample(net, run.process, u_K, delta=delta, noise=noise, autocast_dtype=autocast_dtype)
         if bar is not None:
             bar.update(len(chunk))
-        yield chunk, x.float().clamp(0, 1).cpu()
+        x = x.float().cpu()
+        yield chunk, x.clamp(0, 1) if clamp else x
     if bar is not None:
         bar.close()
 
@@ -243,10 +246,20 @@ def write_npz(path, x: np.ndarray, seeds: list[int]) -> Path:
 
 
 # --- the old API ---------------------------------------------------------------------------------
+# A set seed s names the sample seeds s * SEED_STRIDE + i, so the sets of different s never overlap.
+SEED_STRIDE = 1_000_000_000
+
+
+def seed_range(seed: int, n: int) -> range:
+    """The per-image seeds of the n-sample set ``seed`` (what generate and the scores draw)."""
+    return range(seed * SEED_STRIDE, seed * SEED_STRIDE + n)
+
+
 def generate(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 256,
              images=None, progress: bool = False, autocast_dtype: torch.dtype | None = None,
              compile: bool = False) -> torch.Tensor:
-    """n samples in [0, 1]: those of seeds ``seed, ..., seed + n - 1`` (:func:`sample_seeds`).
+    """n samples in [0, 1]: those of seeds ``SEED_STRIDE * seed + i``, i < n (:func:`sample_seeds`), the
+    same images ``ihdm_core.evaluate`` scores for that seed.
 
     On a GPU, ``autocast_dtype=torch.bfloat16`` runs the network in bf16 and ``compile=True``
     compiles it once for all K steps and batches (same shapes throughout).
@@ -254,7 +267,7 @@ def generate(run, n: int, *, delta: float | None = None, seed: int = 0, batch_si
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     net = torch.compile(run.net) if compile else None
-    return sample_seeds(run, range(seed, seed + n), batch_size=batch_size, delta=delta, images=images,
+    return sample_seeds(run, seed_range(seed, n), batch_size=batch_size, delta=delta, images=images,
                         progress=progress, autocast_dtype=autocast_dtype, net=net)
 
 

@@ -110,3 +110,8 @@ def test_draw_samples_is_the_sample_stream_and_memoised(smoke_run):
     stream = torch.cat(list(evaluate.sample_stream(smoke_run, 5, seed=4, batch_size=2)))
     torch.testing.assert_close(x, stream)
     assert not torch.equal(evaluate.draw_samples(smoke_run, 5, seed=5, batch_size=2), x)
+    # The scored set is generate's set of the same seed, whatever the batch size.
+    from ihdm_core.sample import generate
+
+    torch.testing.assert_close(generate(smoke_run, 5, seed=4, batch_size=5), x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(evaluate.draw_samples(smoke_run, 5, seed=4, batch_size=3), x, atol=1e-5, rtol=0)
