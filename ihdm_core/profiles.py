@@ -39,7 +39,7 @@ class Profile:
     # Chapter 9: (sampling steps T, samples n) at which the continuous-time diffusions are scored
     # (discrete-time ones are sampled at their own K), the T of its sample grids, and the samples
     # per row of its table of sampling options.
-    diffusion_steps: tuple = ((50, 500), (100, 500), (250, 500), (1000, 100))
+    diffusion_steps: tuple = ((50, 200), (100, 200), (250, 500), (1000, 50))
     grid_steps: int = 250
     n_options: int = 200
     # The prediction ablation of chapter 9 (presets; shown when trained or shipped).
