@@ -585,6 +585,12 @@ _baseline("mnist-ref", "mnist-ddpm-ref", {**_REF_DIFFUSION, "kind": "ddpm"},
 _baseline("mnist-ref", "mnist-blurring-ref", {**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0},
           "Blurring Diffusion (sigma_B_max 20, continuous time, v-prediction) at the budget of mnist-ref.")
 
+# The sigma = 0 model of chapter 4 (Fig. 13) at the reference budget; the quick profile's
+# 'sigma0' role builds the same config (and so finds these shipped weights).
+_register(PRESETS["mnist-ref"].replace(
+    name="mnist-ref-sigma0", process={"sigma": 0.0}, train={"steps": 1000},
+    notes="mnist-ref trained without noise (sigma = 0): the failure mode of Fig. 13, shipped with the book."))
+
 # The smoke book samples the diffusions as the reference ones are sampled: continuous time, v-prediction.
 _baseline("mnist-smoke", "mnist-ddpm-smoke-ct", {**_REF_DIFFUSION, "kind": "ddpm", "K": 10}, "Tiny test preset.")
 _baseline("mnist-smoke", "mnist-blurring-smoke-ct", {**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0,

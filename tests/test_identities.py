@@ -42,6 +42,7 @@ PRESET_RUN_NAMES = {
     "mnist-ddpm-smoke-ct": "mnist-ddpm-smoke-ct-8327e1790e1c",
     "mnist-quick": "mnist-quick-712075884726",
     "mnist-ref": "mnist-ref-7672f7987770",
+    "mnist-ref-sigma0": "mnist-ref-sigma0-fa3746050178",
     "mnist-smoke": "mnist-smoke-6b94d82adaff",
 }
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ihdm_core import get_preset
+from ihdm_core.config import from_dict
 from ihdm_core.shipped import (ShippedModelError, export, list_shipped, models_root, shipped_dir, sha256_file,
                                verify)
 from ihdm_core.train import CHECKPOINT, ensure_trained, is_available, load_run, run_dir_for, train
@@ -122,6 +123,7 @@ def test_committed_models_verify_and_fit_the_size_budget():
     for folder in folders:
         verify(folder)
         cfg_json = json.loads((folder / "config.json").read_text())
-        cfg = get_preset(cfg_json["name"])
+        cfg = get_preset(cfg_json["name"])  # every shipped model is a preset, so it can be retrained by name
         assert cfg.run_name() == folder.name, f"{folder.name}: preset {cfg.name} now has identity {cfg.identity()}"
+        assert from_dict(cfg_json).identity() == cfg.identity()
         assert (folder / "MODEL_CARD.md").exists() and (folder / "metrics.jsonl").exists()
