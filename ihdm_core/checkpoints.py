@@ -8,6 +8,10 @@
   damaged file falls back to the newest intact snapshot (said on stderr), or is a
   :class:`CheckpointError` naming the file. Checkpoints written before sidecars existed load as
   before (``weights_only=False``: they are our own files).
+* Numbered snapshots on purpose (``train.snapshot_every``): :func:`write_snapshot` keeps the
+  checkpoint of a step as ``checkpoint-<step>.pt`` too and notes its held-out loss in
+  ``snapshots.json``; :func:`rotate_snapshots` keeps the last M of them plus the best. They are the
+  same files the fault fallback reads, so they are fallbacks as well.
 * :class:`RunLock`: a lock file holding the trainer's PID; a second trainer of the same folder gets
   :class:`RunLocked` naming that PID, and the lock of a process that died is taken over.
 """
@@ -15,6 +19,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import re
 import socket
@@ -24,11 +30,13 @@ from pathlib import Path
 import torch
 
 __all__ = ["CHECKPOINT", "LOCK", "CheckpointError", "RunLocked", "RunLock", "save_checkpoint", "load_checkpoint",
-           "verify_checkpoint", "snapshots", "sha256_file", "sidecar", "remove_temporaries"]
+           "verify_checkpoint", "snapshots", "sha256_file", "sidecar", "remove_temporaries", "write_snapshot",
+           "rotate_snapshots", "list_snapshots", "forget_snapshots_after", "SNAPSHOT_INDEX"]
 
 CHECKPOINT = "checkpoint.pt"
 LOCK = "train.lock"
 KEEP_SNAPSHOTS = 1  # previous checkpoints kept besides checkpoint.pt
+SNAPSHOT_INDEX = "snapshots.json"  # {step: held-out loss or null} of the snapshots kept on purpose
 _SNAPSHOT = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 
@@ -140,10 +148,109 @@ def save_checkpoint(obj: dict, path: str | Path, prev_step: int | None = None) -
     finally:
         if tmp.exists():
             tmp.unlink()
-    for _, snap in snapshots(path.parent)[KEEP_SNAPSHOTS:]:
-        snap.unlink(missing_ok=True)
-        sidecar(snap).unlink(missing_ok=True)
+    _prune_fallbacks(path.parent)
     return path
+
+
+def _snapshot_path(run_dir: Path, step: int) -> Path:
+    return run_dir / f"checkpoint-{step:08d}.pt"
+
+
+def _remove(snap: Path) -> None:
+    snap.unlink(missing_ok=True)
+    sidecar(snap).unlink(missing_ok=True)
+
+
+def _read_index(run_dir: Path) -> dict[int, float | None]:
+    path = Path(run_dir) / SNAPSHOT_INDEX
+    if not path.exists():
+        return {}
+    try:
+        return {int(k): v for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError):  # damaged: the snapshots stay, only "best" is forgotten
+        return {}
+
+
+def _write_index(run_dir: Path, index: dict[int, float | None]) -> None:
+    _write_atomic(Path(run_dir) / SNAPSHOT_INDEX,
+                  json.dumps({str(k): index[k] for k in sorted(index)}, indent=1).encode())
+
+
+def _prune_fallbacks(run_dir: Path) -> None:
+    """Keep the newest KEEP_SNAPSHOTS fallbacks (numbered files not in the index), and those only
+    while they are newer than every snapshot kept on purpose: an older one would never be the
+    newest intact file that :func:`load_checkpoint` falls back to."""
+    kept = _read_index(run_dir)
+    newest_kept = max((s for s in kept if _snapshot_path(run_dir, s).exists()), default=-1)
+    fallbacks = [(s, p) for s, p in snapshots(run_dir) if s not in kept]
+    for i, (step, snap) in enumerate(fallbacks):
+        if i >= KEEP_SNAPSHOTS or step <= newest_kept:
+            _remove(snap)
+
+
+def write_snapshot(run_dir: str | Path, step: int, eval_loss: float | None = None, obj: dict | None = None) -> Path:
+    """Keep the checkpoint of ``step`` as the snapshot ``checkpoint-<step>.pt`` with its sidecar and
+    note its held-out loss (None: not measured) in ``snapshots.json``. ``obj``: the checkpoint to
+    write; None: ``checkpoint.pt``, just saved at ``step``, is hard-linked (copied where links fail)."""
+    run_dir = Path(run_dir)
+    snap = _snapshot_path(run_dir, step)
+    _remove(snap)
+    if obj is None:
+        src = run_dir / CHECKPOINT
+        digest = (_digests(src) or [sha256_file(src)])[0]
+        try:
+            os.link(src, snap)
+        except OSError:
+            _write_atomic(snap, src.read_bytes())
+    else:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        _write_atomic(snap, buf.getvalue())
+        digest = sha256_file(snap)
+    _write_sidecar(snap, [digest])
+    index = _read_index(run_dir)
+    index[step] = None if eval_loss is None else float(eval_loss)
+    _write_index(run_dir, index)
+    return snap
+
+
+def rotate_snapshots(run_dir: str | Path, keep: int) -> list[int]:
+    """Delete the snapshots kept on purpose except the newest ``keep`` and the one with the lowest
+    held-out loss (the earliest of equals). Returns the steps kept, ascending."""
+    run_dir = Path(run_dir)
+    index = _read_index(run_dir)
+    index = {s: v for s, v in index.items() if _snapshot_path(run_dir, s).exists()}
+    steps = sorted(index)
+    stay = set(steps[-keep:]) if keep > 0 else set()
+    scored = [(v, s) for s, v in index.items() if v is not None]
+    if scored:
+        stay.add(min(scored)[1])
+    for s in steps:
+        if s not in stay:
+            _remove(_snapshot_path(run_dir, s))
+    _write_index(run_dir, {s: index[s] for s in stay})
+    _prune_fallbacks(run_dir)
+    return sorted(stay)
+
+
+def list_snapshots(run_dir: str | Path) -> list[dict]:
+    """The snapshots kept on purpose, ascending: dicts with ``step``, ``path`` and ``eval_loss``."""
+    run_dir = Path(run_dir)
+    return [{"step": s, "path": _snapshot_path(run_dir, s), "eval_loss": v}
+            for s, v in sorted(_read_index(run_dir).items()) if _snapshot_path(run_dir, s).exists()]
+
+
+def forget_snapshots_after(run_dir: str | Path, step: int) -> None:
+    """On resume from ``step``: drop later snapshots kept on purpose (the resumed run writes them
+    again, and their held-out losses must not compete with the new ones)."""
+    run_dir = Path(run_dir)
+    index = _read_index(run_dir)
+    later = [s for s in index if s > step]
+    if later:
+        for s in later:
+            _remove(_snapshot_path(run_dir, s))
+            del index[s]
+        _write_index(run_dir, index)
 
 
 def remove_temporaries(run_dir: str | Path) -> list[Path]:

@@ -263,6 +263,20 @@ class TrainConfig:
     num_workers: int = _how(2)
     compile: bool = _how(False)
     channels_last: bool = _how(True)
+    # Training outputs; none of them changes the weights, so none enters the identity.
+    # Numbered snapshots every `snapshot_every` steps (0: off), keeping the last `keep_snapshots`
+    # and the one with the lowest held-out loss; the held-out loss on `eval_n` test-split images
+    # every `eval_every` steps (0: off); a grid of `grid_n` EMA samples every `grid_every` steps.
+    snapshot_every: int = _how(0)
+    keep_snapshots: int = _how(3)
+    eval_every: int = _how(0)
+    eval_n: int = _how(256)
+    grid_every: int = _how(0)
+    grid_n: int = _how(16)
+    tensorboard: bool = _how(False)
+    # Gradient accumulation: batch_size images per step in accum_steps micro-batches, with the
+    # levels and noise of the whole batch drawn first, so the step equals the full-batch step.
+    accum_steps: int = _how(1)
 
     def __post_init__(self):
         _int(self, "steps", 1)
@@ -279,6 +293,14 @@ class TrainConfig:
         _int(self, "num_workers", 0)
         _bool(self, "compile")
         _bool(self, "channels_last")
+        for name in ("snapshot_every", "eval_every", "grid_every"):
+            _int(self, name, 0)
+        for name in ("keep_snapshots", "eval_n", "grid_n", "accum_steps"):
+            _int(self, name, 1)
+        _bool(self, "tensorboard")
+        if self.batch_size % self.accum_steps:
+            raise _bad(self, "accum_steps", self.accum_steps,
+                       f"must divide train.batch_size={self.batch_size} (micro-batches of equal size)")
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .checkpoints import CHECKPOINT, RunLock, RunLocked, load_checkpoint, remove_temporaries, save_checkpoint, snapshots
+from .checkpoints import (CHECKPOINT, RunLock, RunLocked, forget_snapshots_after, load_checkpoint, remove_temporaries,
+                          rotate_snapshots, save_checkpoint, snapshots, write_snapshot)
 from .config import Config, ConfigError, from_dict, get_preset, parse_value, runs_root
-from .data import check_images, load_dataset, to_float
+from .data import DatasetUnavailable, check_images, load_dataset, to_float
 from .losses import denoising_loss
 from .processes import build_model, build_process
 from .unet import Autocast
@@ -160,12 +161,17 @@ def _trim_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def read_metrics(run_dir) -> list[dict]:
-    """The training log: one dict per log interval with ``step``, ``loss``, ``losses``, ``lr``..."""
+def read_metrics(run_dir, kind: str | None = "train") -> list[dict]:
+    """The training log: one dict per log interval with ``step``, ``loss``, ``losses``, ``lr``...
+
+    ``kind="eval"``: the held-out loss records instead (``step``, ``eval_loss``, ``n``, ``split``);
+    ``kind=None``: every record. Training records carry no ``kind`` key (logs written before
+    there were other kinds read the same)."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return recs if kind is None else [r for r in recs if r.get("kind", "train") == kind]
 
 
 def training_seconds(run_dir) -> float:
@@ -188,6 +194,97 @@ def _resolve_device(device) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# --- training outputs: log (and TensorBoard), held-out loss, sample grids -----------------------
+class _Log:
+    """Appends records to metrics.jsonl and, when asked for, the same records to TensorBoard."""
+
+    def __init__(self, run_dir: Path, start: int, tensorboard: bool):
+        self.path, self.tb = run_dir / METRICS, None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                print("[ihdm] train.tensorboard=true but TensorBoard is not installed (pip install 'ihdm-core[tb]'); "
+                      "logging to metrics.jsonl only", file=sys.stderr)
+            else:
+                # purge_step drops events past the step we resume from, as _trim_metrics does.
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1)
+
+    def write(self, rec: dict) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            kind = rec.get("kind", "train")
+            for key in ("loss", "lr", "steps_per_s", "eval_loss"):
+                if key in rec:
+                    self.tb.add_scalar(f"{kind}/{key}", rec[key], rec["step"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _held_out(cfg: Config, images, n: int) -> tuple[Tensor, str]:
+    """The first ``n`` test-split images (uint8); the training images where there is no test split."""
+    try:
+        data, split = load_dataset(cfg.data, split="test"), "test"
+    except (ValueError, DatasetUnavailable):
+        print(f"[ihdm] {cfg.data.dataset} has no test split: the held-out loss uses {n} training images",
+              file=sys.stderr)
+        data, split = images, "train"
+    n = min(n, len(data))
+    return (data[:n] if isinstance(data, Tensor) else torch.stack([data[i] for i in range(n)])), split
+
+
+@torch.no_grad()
+def _eval_loss(ema, process, held: Tensor, batch_size: int, seed: int, device) -> float:
+    """Mean loss of the EMA network on the held-out images. The levels and noise come from a
+    generator seeded the same at every evaluation, so successive values differ by the weights only."""
+    gen = torch.Generator(device=device).manual_seed(seed + 2**31)
+    total = 0.0
+    for i in range(0, len(held), batch_size):
+        x0 = to_float(held[i:i + batch_size].to(device))
+        total += float(denoising_loss(ema, process, x0, generator=gen)[0].sum())
+    return total / len(held)
+
+
+def _write_grid(path: Path, cfg: Config, ema, process, images, step: int, run_dir: Path) -> None:
+    """A PNG grid of the EMA network's samples for seeds 0..grid_n-1, the same seeds at every step."""
+    from .sample import sample_seeds, save_grid  # here: sample imports this module
+
+    run = Run(ema, process, cfg, step, run_dir)
+    save_grid(sample_seeds(run, range(cfg.train.grid_n), batch_size=cfg.train.grid_n, images=images), path)
+
+
+def _accumulated_step(model, net, opt, scaler, process, x0: Tensor, tc, gen: torch.Generator,
+                      ddp=None) -> Tensor:
+    """Backward passes for one optimiser step on ``x0`` in ``tc.accum_steps`` micro-batches; returns
+    the batch's mean loss. The levels and noisy inputs of the whole batch are drawn first, exactly as
+    ``denoising_loss`` draws them for the full batch, and each micro-batch's mean loss is weighted
+    by its share, so the summed gradient is the full batch's."""
+    import contextlib
+
+    accum = tc.accum_steps
+    k = process.sample_levels(x0.shape[0], generator=gen)
+    # The forward process in float32 even under autocast (see losses.denoising_loss).
+    with torch.autocast(x0.device.type, enabled=False):
+        inputs, target = process.training_pair(x0.float(), k, generator=gen)
+    micro = x0.shape[0] // accum
+    opt.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=x0.device)
+    for j in range(accum):
+        part = slice(j * micro, (j + 1) * micro)
+        # Under DDP the gradient is all-reduced once, after the last micro-batch.
+        sync = ddp is None or j == accum - 1
+        with contextlib.nullcontext() if sync else ddp.no_sync():
+            pred = process.predict(model, inputs[part], k[part])
+            loss = (pred.float() - target[part].float()).pow(2).flatten(1).sum(1).mean() / accum
+            scaler.scale(loss).backward()
+        total += loss.detach()
+    return total
+
+
 # --- the loop ------------------------------------------------------------------------------
 def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=None,
           stop_at: int | None = None, progress: bool = True) -> TrainResult:
@@ -207,9 +304,9 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
     if device.type == "cuda":
         torch.cuda.set_device(device)
     tc = cfg.train
-    if tc.batch_size % world:
-        raise ConfigError(f"train.batch_size={tc.batch_size} is not allowed with {world} processes: it must be "
-                          f"divisible by the number of processes")
+    if tc.batch_size % (world * tc.accum_steps):
+        raise ConfigError(f"train.batch_size={tc.batch_size} is not allowed with {world} processes and "
+                          f"train.accum_steps={tc.accum_steps}: it must be a multiple of {world * tc.accum_steps}")
     if tc.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {tc.lr_schedule!r}")
     if tc.amp not in ("bf16", "fp16", "none"):
@@ -282,11 +379,13 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=list))
         _trim_metrics(run_dir / METRICS, start)
+        forget_snapshots_after(run_dir, start)
 
     model = Autocast(net, amp_dtype)  # reduced precision for the network only, never the blur
+    ddp = None
     if world > 1:
-        model = Autocast(torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None),
-                         amp_dtype)
+        ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
+        model = Autocast(ddp, amp_dtype)
     if tc.compile:
         model = torch.compile(model)
 
@@ -302,6 +401,14 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
         from tqdm.auto import tqdm
 
         bar = tqdm(total=tc.steps, initial=start, desc=cfg.name, dynamic_ncols=True)
+    log = _Log(run_dir, start, tc.tensorboard) if rank == 0 else None
+    held = split = None
+    if rank == 0 and (tc.eval_every or tc.snapshot_every):
+        held, split = _held_out(cfg, images, tc.eval_n)
+    eval_loss = None
+
+    def every(n: int, done: int) -> bool:
+        return n > 0 and done % n == 0
 
     def save(step: int) -> None:
         nonlocal saved_step
@@ -314,6 +421,9 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
                 "torch_version": str(torch.__version__), "world_size": world,
             }, ckpt_path, prev_step=saved_step)
             saved_step = step
+            if every(tc.snapshot_every, step):
+                write_snapshot(run_dir, step, eval_loss)
+                rotate_snapshots(run_dir, tc.keep_snapshots)
         if world > 1:
             dist.barrier()
 
@@ -341,10 +451,7 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
             lr = learning_rate(tc, step)
             for group in opt.param_groups:
                 group["lr"] = lr
-            per_sample, _ = denoising_loss(model, process, x0, generator=gen)
-            loss = per_sample.mean()
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            loss = _accumulated_step(model, net, opt, scaler, process, x0, tc, gen, ddp)
             if tc.grad_clip > 0:
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
@@ -370,13 +477,19 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
                     rec = {"step": done, "loss": last_loss, "lr": lr, "losses": vals.tolist(),
                            "steps_per_s": len(vals) / max(now - t_log, 1e-9)}
                     t_log = now
-                    with open(run_dir / METRICS, "a") as fh:
-                        fh.write(json.dumps(rec) + "\n")
+                    log.write(rec)
                     if bar is not None:
                         bar.set_postfix(loss=f"{last_loss:.4g}")
             if bar is not None:
                 bar.update(1)
-            if done % tc.ckpt_every == 0 or done == tc.steps:
+            eval_loss = None
+            if held is not None and (every(tc.eval_every, done) or every(tc.snapshot_every, done)):
+                # A snapshot needs its held-out loss to compete for "best".
+                eval_loss = _eval_loss(ema, process, held, tc.batch_size, tc.seed, device)
+                log.write({"kind": "eval", "step": done, "eval_loss": eval_loss, "n": len(held), "split": split})
+            if rank == 0 and every(tc.grid_every, done):
+                _write_grid(run_dir / "grids" / f"step{done}.png", cfg, ema, process, images, done, run_dir)
+            if done % tc.ckpt_every == 0 or done == tc.steps or every(tc.snapshot_every, done):
                 save(done)
             elif terminate:
                 save(done)
@@ -395,6 +508,8 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
             signal.signal(signal.SIGTERM, old_handler)
         if bar is not None:
             bar.close()
+        if log is not None:
+            log.close()
     return TrainResult(run_dir, end, reused=False, last_loss=last_loss)
 
 
