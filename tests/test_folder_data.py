@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from ihdm_core.config import ConfigError
 import torch
 from PIL import Image
 
@@ -88,10 +90,11 @@ def test_empty_or_bad_folder_is_a_clear_error(tmp_path):
         load_dataset(DataConfig(dataset=f"folder:{junk}", image_size=8, channels=3))
     with pytest.raises(DatasetUnavailable, match="is not a folder"):
         load_dataset(DataConfig(dataset=f"folder:{tmp_path / 'missing'}", image_size=8, channels=3))
-    with pytest.raises(DatasetUnavailable, match="absolute path"):
-        load_dataset(DataConfig(dataset="folder:relative/dir", image_size=8, channels=3))
-    with pytest.raises(DatasetUnavailable, match="folder:/abs/path"):
-        load_dataset(DataConfig(dataset="no-such-set", image_size=8, channels=3))
+    # Names the config cannot hold are refused when it is built, before any data is read.
+    with pytest.raises(ConfigError, match="absolute path"):
+        DataConfig(dataset="folder:relative/dir", image_size=8, channels=3)
+    with pytest.raises(ConfigError, match="no-such-set"):
+        DataConfig(dataset="no-such-set", image_size=8, channels=3)
 
 
 def test_cli_trains_on_a_folder(tmp_path):
