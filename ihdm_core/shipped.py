@@ -25,7 +25,6 @@ unless a retrain is asked for (``retrain=True``, ``IHDM_RETRAIN=1``, or the pipe
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoints import sha256_file
 from .config import Config, _project_root, from_dict, get_preset, runs_root
 
 __all__ = ["WEIGHTS", "ShippedModelError", "models_root", "retrain_requested", "shipped_dir", "sha256_file",
@@ -76,14 +76,6 @@ def shipped_dir(cfg: Config) -> Path | None:
 def shipped_cache_dir(cfg: Config) -> Path:
     """Where scores of a shipped model are cached: under runs/, so models/ stays as committed."""
     return runs_root() / "shipped" / cfg.run_name()
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify(folder: str | Path) -> str:
