@@ -199,14 +199,17 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
     process had been killed (used to test resume).
     """
     rank, world, local_rank = _dist_info()
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and device is None else "gloo"
-        dist.init_process_group(backend)
     if device is None and torch.cuda.is_available():
         device = f"cuda:{local_rank}"
     device = _resolve_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    # Under torchrun the process group starts even for one process, so a 1-GPU launch runs the
+    # same DDP path as a multi-GPU one. The backend follows the device actually used: an explicit
+    # --device cuda:N used to get gloo.
+    if (world > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    ddp = dist.is_initialized()
     tc = cfg.train
     if tc.batch_size % world:
         raise ValueError(f"batch_size {tc.batch_size} is not divisible by the {world} processes")
@@ -258,7 +261,7 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
         _trim_metrics(run_dir / METRICS, start)
 
     model = Autocast(net, amp_dtype)  # reduced precision for the network only, never the blur
-    if world > 1:
+    if ddp:
         model = Autocast(torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None),
                          amp_dtype)
     if tc.compile:
@@ -284,8 +287,9 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
                 "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "rng": _rng_state(device), "last_loss": last_loss,
                 "torch_version": torch.__version__, "world_size": world,
+                "dist_backend": dist.get_backend() if ddp else None,
             }, ckpt_path)
-        if world > 1:
+        if ddp:
             dist.barrier()
 
     step = start
