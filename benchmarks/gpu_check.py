@@ -29,6 +29,7 @@ import contextlib
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -339,7 +340,7 @@ def part_book(ctx, budget: float) -> list[str]:
     lines = ["| chapter | status | seconds |", "|---|---|---|"]
     t0 = time.perf_counter()
     try:
-        for name in chapters():
+        for name in ctx.get("chapters") or chapters():
             left = budget - (time.perf_counter() - t0)
             if left < 5:
                 lines.append(f"| {name} | not run (budget spent) | |")
@@ -374,11 +375,21 @@ def part_ddp(ctx, budget: float) -> list[str]:
            "-m", "ihdm_core.train", "--preset", "mnist-smoke", "--set", "train.steps=3", "train.log_every=1",
            "--run-dir", str(run_dir), "--device", str(device)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(budget, 60), cwd=str(ROOT))
+    # Its own session, so that a timeout ends torchrun's worker too, not only the launcher. Start-up
+    # (imports, rendezvous, CUDA and NCCL init) can exceed a small share: at least 3 minutes.
+    limit = max(budget, 180)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(ROOT), start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise TimeoutError(f"torchrun did not finish within {limit:.0f} s") from None
     secs = time.perf_counter() - t0
     problems = []
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()
+        tail = (stderr or stdout).strip().splitlines()
         problems.append(f"exit {proc.returncode}: {tail[-1] if tail else ''}")
     else:
         ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
@@ -412,6 +423,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, required=True, help="wall-time budget shared by the parts")
     ap.add_argument("--tiny", action="store_true", help="tiny shapes and steps (the CPU test)")
     ap.add_argument("--skip-book", action="store_true", help="skip part (d), the smoke book")
+    ap.add_argument("--parts", default="abcde", help="which parts to run, e.g. 'ace' for a rerun (default: all)")
+    ap.add_argument("--chapters", nargs="*", default=None, help="part (d): only these chapters (default: all)")
     ap.add_argument("--device", default=None, help="default: cuda when present, else cpu")
     ap.add_argument("--out", default=None, help="also write the report to this markdown file")
     args = ap.parse_args(argv)
@@ -439,14 +452,19 @@ def main(argv=None) -> int:
     emit(f"- torch {torch.__version__}, CUDA {torch.version.cuda}, python {sys.version.split()[0]}")
     emit(f"- budget {args.budget_s:.0f} s{', tiny shapes' if args.tiny else ''}; "
          f"started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    bad = sorted(set(args.parts) - set(PARTS))
+    if bad:
+        ap.error(f"--parts {args.parts!r}: unknown part(s) {', '.join(bad)}; use letters of abcde")
     skip = {"d"} if args.skip_book else set()
+    skip |= set(PARTS) - set(args.parts)
     total = sum(s for k, s in SHARES.items() if k not in skip)
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
-        ctx = {"device": device, "device_name": name, "tiny": args.tiny, "tmp": tmp, "errors": []}
+        ctx = {"device": device, "device_name": name, "tiny": args.tiny, "tmp": tmp, "errors": [],
+               "chapters": args.chapters}
         for key, (title, fn) in PARTS.items():
             if key in skip:
-                emit(f"\n## {title}\n\nskipped (--skip-book)")
+                emit(f"\n## {title}\n\nskipped ({'--skip-book' if key == 'd' and args.skip_book else '--parts'})")
                 continue
             budget = args.budget_s * SHARES[key] / total
             print(f"[gpu_check] {title} (budget {budget:.0f} s) ...", file=sys.stderr, flush=True)
