@@ -124,6 +124,13 @@ def test_sample_leaves_a_wrapped_eval_network_in_eval():
     sample(net, proc, torch.rand(2, 1, 28, 28), delta=0.0)
     assert all(m.training for m in net.modules())
 
+    from ihdm_core.likelihood import elbo_terms
+
+    net.eval()
+    u0 = torch.rand(2, 1, 28, 28)
+    terms = elbo_terms(wrapped, proc, u0, proc.blur(u0, proc.K))
+    assert terms.shape == (2, proc.K + 1) and not any(m.training for m in net.modules())
+
 
 def test_gpu_profile_presets_are_new_and_sized():
     prof = get_profile("gpu")
