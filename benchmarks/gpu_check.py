@@ -434,7 +434,6 @@ def main(argv=None) -> int:
         ap.error(f"--budget-s must be positive, got {args.budget_s}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 eager means fp32
         name = torch.cuda.get_device_name(device)
     else:
         name = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
@@ -452,6 +451,9 @@ def main(argv=None) -> int:
     emit("# GPU check report\n")
     emit(f"- device: **{name}** (dense bf16 peak: {f'{peak:.0f} TFLOP/s' if peak else 'n/a'})")
     emit(f"- torch {torch.__version__}, CUDA {torch.version.cuda}, python {sys.version.split()[0]}")
+    # fp32 eager runs as train.amp='none' would: with PyTorch's TF32 defaults, left as they are.
+    emit(f"- TF32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN convolutions "
+         f"{torch.backends.cudnn.allow_tf32} (PyTorch defaults; the fp32 rows use them)")
     emit(f"- budget {args.budget_s:.0f} s{', tiny shapes' if args.tiny else ''}; "
          f"started {time.strftime('%Y-%m-%d %H:%M:%S')}")
     bad = sorted(set(args.parts) - set(PARTS))
