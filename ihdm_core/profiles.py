@@ -10,6 +10,8 @@ same code at every scale:
   book in about half an hour the first time (measured 29.7 min, of which training four models
   12 min and the FID reference statistics 3.5 min, both cached afterwards); honest
   small-scale results, captioned as such.
+* ``gpu``    about one hour on one H100-class GPU (UNMEASURED): the real 60,000 MNIST digits
+  and base-64 U-Nets trained 30k steps; results still small-scale next to the paper's.
 * ``paper``  Tables 1-2 of the paper on a GPU with the real data sets. Trained checkpoints can
   be dropped in: put them where ``ihdm_core.train.run_dir_for(cfg)`` points and they are used.
 """
@@ -62,8 +64,20 @@ class Profile:
 
     @property
     def device(self) -> str:
+        """$IHDM_DEVICE if set (e.g. "cuda", "cuda:1", "cpu"), else CUDA when present, else CPU."""
+        import os
+
         import torch
 
+        forced = os.environ.get("IHDM_DEVICE", "").strip()
+        if forced:
+            try:
+                dev = torch.device(forced)
+            except RuntimeError:
+                raise ValueError(f"IHDM_DEVICE={forced!r} is not a torch device; use e.g. cpu, cuda or cuda:0") from None
+            if dev.type == "cuda" and not torch.cuda.is_available():
+                raise RuntimeError(f"IHDM_DEVICE={forced!r} asks for CUDA, but torch sees no GPU")
+            return str(dev)
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def config(self, role: str, **overrides) -> Config:
@@ -121,6 +135,17 @@ PROFILES: dict[str, Profile] = {
         deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.01325, 0.0135, 0.015, 0.02), n_delta_eval=10_000,
         n_interp=11, n_neighbours=16, sigma_B_max_grid=(1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0),
         psd_images=12, small_scale=False),
+    # One H100-class GPU, about an hour (UNMEASURED until benchmarks/gpu_check.py and the profile have
+    # run on one): the real 60,000 MNIST digits, base-64 U-Nets trained 30k steps (colour model 10k,
+    # sigma = 0 model 5k), FID on 5,000 samples against the whole training split.
+    "gpu": Profile(
+        name="gpu", description="real MNIST (60,000 digits), base-64 U-Nets, 30k steps; one H100-class GPU",
+        ihdm="mnist-gpu", ddpm="mnist-ddpm-gpu", blurring="mnist-blurring-gpu",
+        colour="mnist-colour-gpu", sigma0_steps=5000,
+        diffusion_steps=((50, 2000), (100, 2000), (250, 2000), (1000, 500)), grid_steps=250, n_options=1000,
+        n_grid=100, n_eval=5000, fid_ref_n=None, n_nll=2000,
+        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.0135, 0.015, 0.02), n_delta_eval=1000,
+        n_interp=11, n_neighbours=16, psd_images=12, small_scale=True),
 }
 
 

@@ -65,7 +65,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None,
     """
     K = process.K
     noise = _resolve_noise(noise, K, u_K, generator)
-    was_training = getattr(net, "training", False)
+    modes = _training_modes(net)
     step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
     if hasattr(net, "eval"):
         net.eval()
@@ -89,8 +89,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None,
             if callback is not None:
                 callback(k - 1, u)
     finally:
-        if hasattr(net, "train"):
-            net.train(was_training)
+        _restore_modes(net, modes)
     return u
 
 
@@ -99,6 +98,18 @@ def _check_step_noise(z, u: Tensor, k: int) -> Tensor:
         got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
         raise ValueError(f"noise({k}) must return a tensor (B|1, {', '.join(map(str, u.shape[1:]))}), got {got}")
     return z
+
+
+def _training_modes(net) -> list | None:
+    """The train/eval flag of every submodule. Restoring only the top module's flag would switch
+    a wrapped eval-mode network (Autocast(net), a compiled module) back to training, dropout on."""
+    return [m.training for m in net.modules()] if hasattr(net, "modules") else None
+
+
+def _restore_modes(net, modes: list | None) -> None:
+    if modes is not None:
+        for m, flag in zip(net.modules(), modes):
+            m.training = flag
 
 
 def _resolve_noise(noise, steps: int, x: Tensor, generator) -> Tensor | None:
@@ -150,7 +161,7 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
     if callable(noise):
         raise TypeError("ddim_sample takes noise as None, 'shared' or a tensor, not a callable")
     noise = _resolve_noise(noise, n, x_T, generator)
-    was_training = getattr(net, "training", False)
+    modes = _training_modes(net)
     step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
     if hasattr(net, "eval"):
         net.eval()
@@ -172,6 +183,5 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
             if callback is not None:
                 callback(s, x)
     finally:
-        if hasattr(net, "train"):
-            net.train(was_training)
+        _restore_modes(net, modes)
     return x

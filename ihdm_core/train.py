@@ -295,14 +295,16 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
     process had been killed (used to test resume).
     """
     rank, world, local_rank = _dist_info()
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and device is None else "gloo"
-        dist.init_process_group(backend)
     if device is None and torch.cuda.is_available():
         device = f"cuda:{local_rank}"
     device = _resolve_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    # Under torchrun the process group starts even for one process, so a 1-GPU launch runs the
+    # same DDP path as a multi-GPU one. The backend follows the device actually used: an explicit
+    # --device cuda:N used to get gloo.
+    if (world > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     tc = cfg.train
     if tc.batch_size % (world * tc.accum_steps):
         raise ConfigError(f"train.batch_size={tc.batch_size} is not allowed with {world} processes and "
@@ -383,7 +385,7 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
 
     model = Autocast(net, amp_dtype)  # reduced precision for the network only, never the blur
     ddp = None
-    if world > 1:
+    if dist.is_initialized():  # also a 1-process torchrun launch, so it runs the multi-GPU path
         ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
         model = Autocast(ddp, amp_dtype)
     if tc.compile:
@@ -419,12 +421,13 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
                 "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "rng": _rng_state(device), "last_loss": last_loss,
                 "torch_version": str(torch.__version__), "world_size": world,
+                "dist_backend": dist.get_backend() if ddp is not None else None,
             }, ckpt_path, prev_step=saved_step)
             saved_step = step
             if every(tc.snapshot_every, step):
                 write_snapshot(run_dir, step, eval_loss)
                 rotate_snapshots(run_dir, tc.keep_snapshots)
-        if world > 1:
+        if ddp is not None:
             dist.barrier()
 
     # SIGTERM (a scheduler's pre-emption, `kill`): finish the current step, save it, then exit.
