@@ -277,6 +277,9 @@ class TrainConfig:
     # Gradient accumulation: batch_size images per step in accum_steps micro-batches, with the
     # levels and noise of the whole batch drawn first, so the step equals the full-batch step.
     accum_steps: int = _how(1)
+    # On CUDA: Adam's fused kernel (one launch for all parameters); False gives PyTorch's default
+    # implementation, the plain baseline that benchmarks/gpu_check.py measures it against.
+    fused_adam: bool = _how(True)
 
     def __post_init__(self):
         _int(self, "steps", 1)
@@ -298,6 +301,7 @@ class TrainConfig:
         for name in ("keep_snapshots", "eval_n", "grid_n", "accum_steps"):
             _int(self, name, 1)
         _bool(self, "tensorboard")
+        _bool(self, "fused_adam")
         if self.batch_size % self.accum_steps:
             raise _bad(self, "accum_steps", self.accum_steps,
                        f"must divide train.batch_size={self.batch_size} (micro-batches of equal size)")

@@ -208,6 +208,9 @@ class GaussianDiffusion:
         self.K = K
         self.device = torch.device(device or "cpu")
         self.a, self.sigma = a.to(self.device), sigma.to(self.device)
+        # Host copies (Python floats) for the per-step scalars of the sampler: reading them from a
+        # GPU tensor (float(self.a[t])) would stall the host on every step until the GPU caught up.
+        self._a_host, self._sigma_host = a.tolist(), sigma.tolist()
         self.tau = None if tau is None else torch.as_tensor(tau, dtype=torch.float64).to(self.device)
         self.times = times.to(self.device)
         self.schedule = schedule
@@ -250,16 +253,27 @@ class GaussianDiffusion:
         heat = torch.exp(-self.lam[None] * tau[:, None, None])
         return (1 - self.d_min) * heat + self.d_min
 
+    def _index(self, k):
+        """Levels as an index into the schedules. One Python int becomes a slice: a tensor built from
+        it would be a blocking host-to-device copy on CUDA, once per sampling step."""
+        if isinstance(k, slice):
+            return k
+        if isinstance(k, int):
+            if not 0 <= k <= self.K:
+                raise ValueError(f"level {k} is outside 0..{self.K}")
+            return slice(k, k + 1)
+        return torch.as_tensor(k, device=self.device, dtype=torch.long).reshape(-1)
+
     def blur_factors(self, k) -> Tensor:
         """d_k = (1 - d_min) exp(-lambda tau_k) + d_min: (n, H, W) for levels k (n,), float64."""
-        k = torch.as_tensor(k, device=self.device, dtype=torch.long).reshape(-1)
+        k = self._index(k)
         if self.tau is None:
-            return torch.ones(len(k), *self.image_size, dtype=torch.float64, device=self.device)
+            return torch.ones(len(self.a[k]), *self.image_size, dtype=torch.float64, device=self.device)
         return self._blur(self.tau[k])
 
     def alphas(self, k) -> Tensor:
         """alpha_k = a_k d_k, float64: (n, H, W) with a blur, (n, 1, 1) without."""
-        k = torch.as_tensor(k, device=self.device, dtype=torch.long).reshape(-1)
+        k = self._index(k)
         a = self.a[k][:, None, None]
         return a * self.blur_factors(k) if self.frequency_space else a
 
@@ -419,7 +433,7 @@ class GaussianDiffusion:
         """
         fs = self.frequency_space
         Z, O = (dct2(z), dct2(out)) if fs else (z, out)
-        al, a, sg = _f(self.alphas(t)[0], z), float(self.a[t]), float(self.sigma[t])
+        al, a, sg = _f(self.alphas(t)[0], z), self._a_host[t], self._sigma_host[t]
         if self.prediction == "eps":
             X = (Z - sg * O) / al
         elif self.prediction == "v":

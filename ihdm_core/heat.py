@@ -232,8 +232,12 @@ class HeatDissipation:
     def blur(self, u0: Tensor, k) -> Tensor:
         """u_k = F(t_k) u_0 for an int level or one level per sample."""
         self._check_size(u0)
-        if torch.as_tensor(k).dim() == 0:
-            k = int(self._levels(k, 1)[0])  # one shared pair of matrices: plain GEMMs
+        if isinstance(k, int) or (isinstance(k, Tensor) and k.dim() == 0):
+            # One shared pair of matrices: plain GEMMs. A Python int is checked on the host (a tensor
+            # made of it would be a blocking copy to the GPU, and reading it back a second stall).
+            k = int(k)
+            if not 0 <= k <= self.K:
+                raise ValueError(f"levels must lie in 0..{self.K}, got {k}")
         else:
             k = self._levels(k, u0.shape[0])  # one pair per sample: batched GEMMs
         return _apply_separable(u0, self.mats_h[k].to(u0.dtype), self.mats_w[k].to(u0.dtype))

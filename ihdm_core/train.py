@@ -127,6 +127,12 @@ def _dist_info():
     return rank, world, local
 
 
+def _under_launcher() -> bool:
+    """Started by torchrun (or another env:// launcher): then the process group and the DDP wrapper
+    are used even for one process, so a 1-process launch runs the same code as a multi-GPU one."""
+    return "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+
+
 def _step_seed(seed: int, rank: int, step: int) -> int:
     return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % (2**62)
 
@@ -303,7 +309,7 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
     # Under torchrun the process group starts even for one process, so a 1-GPU launch runs the
     # same DDP path as a multi-GPU one. The backend follows the device actually used: an explicit
     # --device cuda:N used to get gloo.
-    if (world > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not dist.is_initialized():
+    if (world > 1 or _under_launcher()) and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     tc = cfg.train
     if tc.batch_size % (world * tc.accum_steps):
@@ -360,7 +366,7 @@ def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_a
     if tc.channels_last:  # faster convolutions on CUDA; on CPU it depends on the net (mnist presets: off)
         net = net.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
-    opt = torch.optim.Adam(net.parameters(), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, fused=cuda or None)
+    opt = torch.optim.Adam(net.parameters(), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, fused=(cuda and tc.fused_adam) or None)
     use_fp16 = cuda and tc.amp == "fp16"
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if cuda else None
     scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
@@ -668,7 +674,8 @@ def main(argv=None) -> int:
     result = train(cfg, run_dir=args.run_dir, device=args.device)
     if _dist_info()[0] == 0:
         print(json.dumps({"run_dir": str(result.run_dir), "step": result.step, "reused": result.reused,
-                          "last_loss": result.last_loss}))
+                          "last_loss": result.last_loss,
+                          "backend": dist.get_backend() if dist.is_initialized() else None}))
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
