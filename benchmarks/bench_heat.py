@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from ihdm_core.heat import HeatDissipation
+from ihdm_core.model.heat import HeatDissipation
 
 
 def _dct_fft64(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:

@@ -7,7 +7,7 @@ the Inception network at 299 x 299. This prints images/s for the network as clea
 (``eager``), for the same TorchScript module frozen and optimised for inference (batch norm
 folded into the convolutions), and with channels_last input; and the largest change in the
 features each variant causes, since FID must not move. The whole clean-fid path (PIL resize
-per image + network) is timed too, through :func:`ihdm_core.metrics.inception_features`.
+per image + network) is timed too, through :func:`ihdm_core.evaluation.inception.inception_features`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
-from ihdm_core.metrics import feature_extractor, inception_features, inception_file
+from ihdm_core.evaluation.inception import feature_extractor, inception_features, inception_file
 
 
 def _time(fn, x, repeats=2):

@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py --presets cifar10 mnist --steps 60 --device cuda
 
 For each preset and mode it trains a few steps into a temporary folder with
-``ihdm_core.train.train`` and reads steps/s from the run's log (warm-up interval excluded),
+``ihdm_core.training.train.train`` and reads steps/s from the run's log (warm-up interval excluded),
 then times the sampler. Modes: ``fp32-eager`` (no autocast, no channels_last, no compile)
 and ``fast`` (the preset's defaults: bf16 autocast and fused Adam on CUDA, channels_last,
 plus torch.compile with --compile). Model FLOPs per training step are counted with
@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from ihdm_core import get_preset
-from ihdm_core.processes import build_model, build_process
-from ihdm_core.samplers import sample
-from ihdm_core.train import read_metrics, train
+from ihdm_core.training.build import build_model, build_process
+from ihdm_core.model.sampling import sample
+from ihdm_core.training.train import read_metrics, train
 
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense tensor-core peaks
 

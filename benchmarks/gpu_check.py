@@ -7,7 +7,7 @@ torchrun launch, printed as one markdown report.
 Parts, each with a share of --budget-s, each catching its own errors (the report then shows the
 one-line error and the check goes on):
 
-(a) training speed of the ``cifar10`` and ``mnist`` presets with the step of ihdm_core.train
+(a) training speed of the ``cifar10`` and ``mnist`` presets with the step of ihdm_core.training.train
     (denoising_loss, backward, clipping, Adam, EMA) in fp32 eager; bf16 autocast + channels_last
     + fused Adam; and that plus torch.compile (compile time separately). steps/s, model TFLOP/s
     from torch.utils.flop_counter, the fraction of the GPU's dense bf16 peak, peak memory and, on
@@ -16,8 +16,8 @@ one-line error and the check goes on):
     the same bytes.
 (c) sampling the cifar10 preset at K = 200 (untrained weights: speed only), bf16, compiled;
     images/s and the projected time for 50,000 samples.
-(d) every chapter of the smoke book through ihdm_core.pipeline with IHDM_DEVICE set.
-(e) ``torchrun --nproc_per_node 1 -m ihdm_core.train`` (nccl on CUDA, gloo on CPU).
+(d) every chapter of the smoke book through ihdm_core.book.pipeline with IHDM_DEVICE set.
+(e) ``torchrun --nproc_per_node 1 -m ihdm_core train`` (nccl on CUDA, gloo on CPU).
 
 Sections are printed as they finish (and appended to --out), so a run cut short still reports.
 """
@@ -45,12 +45,12 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: use this checkou
     sys.path.insert(0, str(ROOT))
 
 from ihdm_core import get_preset  # noqa: E402
-from ihdm_core.heat import HeatDissipation  # noqa: E402
-from ihdm_core.losses import denoising_loss  # noqa: E402
-from ihdm_core.processes import build_model, build_process  # noqa: E402
-from ihdm_core.samplers import sample  # noqa: E402
-from ihdm_core.train import _ema_update  # noqa: E402
-from ihdm_core.unet import Autocast  # noqa: E402
+from ihdm_core.model.heat import HeatDissipation  # noqa: E402
+from ihdm_core.model.losses import denoising_loss  # noqa: E402
+from ihdm_core.training.build import build_model, build_process  # noqa: E402
+from ihdm_core.model.sampling import sample  # noqa: E402
+from ihdm_core.training.train import _ema_update  # noqa: E402
+from ihdm_core.model.unet import Autocast  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets. Matched
 # as substrings of torch.cuda.get_device_name, first match wins (PCIe before the SXM default).
@@ -153,7 +153,7 @@ TRAIN_MODES = {
 
 
 def make_train_step(cfg, device, mode: dict, tiny: bool):
-    """The training step of ihdm_core.train.train for ``cfg`` on ``device`` in ``mode``; returns
+    """The training step of ihdm_core.training.train.train for ``cfg`` on ``device`` in ``mode``; returns
     (step(x0) -> detached loss, info). No host sync inside: the loss stays on the device."""
     torch.manual_seed(cfg.train.seed)
     process = build_process(cfg, device)
@@ -332,7 +332,7 @@ def part_sample(ctx, budget: float) -> list[str]:
 
 # --- (d) the smoke book -------------------------------------------------------------------------
 def part_book(ctx, budget: float) -> list[str]:
-    from ihdm_core.pipeline import chapters, run_pipeline
+    from ihdm_core.book.pipeline import chapters, run_pipeline
 
     device = ctx["device"]
     tmp = Path(ctx["tmp"]) / "book"
@@ -374,7 +374,7 @@ def part_ddp(ctx, budget: float) -> list[str]:
     env = dict(os.environ, IHDM_RUNS=str(tmp / "runs"), IHDM_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-           "-m", "ihdm_core.train", "--preset", "mnist-smoke", "--set", "train.steps=3", "train.log_every=1",
+           "-m", "ihdm_core", "train", "--preset", "mnist-smoke", "--set", "train.steps=3", "train.log_every=1",
            "--run-dir", str(run_dir), "--device", str(device)]
     t0 = time.perf_counter()
     # Its own session, so that a timeout ends torchrun's worker too, not only the launcher. Start-up
@@ -407,7 +407,7 @@ def part_ddp(ctx, budget: float) -> list[str]:
     if problems:
         ctx["errors"].append(f"(e) {'; '.join(problems)[:300]}")
     return ["| launch | backend | status | seconds |", "|---|---|---|---|",
-            f"| torchrun --nproc_per_node 1 -m ihdm_core.train --preset mnist-smoke (3 steps) | {expected} | "
+            f"| torchrun --nproc_per_node 1 -m ihdm_core train --preset mnist-smoke (3 steps) | {expected} | "
             f"{status} | {secs:.1f} |"]
 
 

@@ -39,10 +39,10 @@ from skimage import data as skdata
 from skimage.transform import resize
 
 from ihdm_core import HeatDissipation, blur_sigmas, heat_forward, heat_times
-from ihdm_core.data import load_dataset, to_float
-from ihdm_core.figures import savefig, show_images
-from ihdm_core.profiles import start
-from ihdm_core.spectra import dct_power, radial_average
+from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.book.figures import savefig, show_images
+from ihdm_core.book.profiles import start
+from ihdm_core.model.spectra import dct_power, radial_average
 
 P = start(profile)
 cfg = P.config("ihdm")

@@ -42,11 +42,11 @@ from skimage import data as skdata
 from skimage.transform import resize
 
 from ihdm_core import heat_forward, heat_times
-from ihdm_core.data import load_dataset, to_float
-from ihdm_core.diffusion import linear_alpha_bars
-from ihdm_core.figures import save_table, savefig, show_images
-from ihdm_core.profiles import start
-from ihdm_core.spectra import (dct_power, diffusion_psd, fit_power_law, heat_psd, radial_average, radial_index,
+from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.model.diffusion import linear_alpha_bars
+from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.book.profiles import start
+from ihdm_core.model.spectra import (dct_power, diffusion_psd, fit_power_law, heat_psd, radial_average, radial_index,
                                radial_psd)
 
 P = start(profile)
@@ -107,7 +107,7 @@ print("photographs:", ", ".join(names))
 # equation: coefficient $(n, m)$ has power $|\tilde u_{nm}|^2$ and oscillates at
 # $f = \sqrt{(n/2H)^2 + (m/2W)^2}$ cycles per pixel. The 1-D PSD averages the power over
 # equal-frequency contours, the quarter circles $n^2 + m^2 \approx b^2$ (App. B.6).
-# `ihdm_core.spectra.radial_index` assigns each coefficient its contour $b$; left, the partition
+# `ihdm_core.model.spectra.radial_index` assigns each coefficient its contour $b$; left, the partition
 # on a small grid; right, the DCT power of the example photograph with some of the contours
 # drawn.
 
@@ -194,7 +194,7 @@ print(f"alpha = {alphas.mean():.2f} +- {alphas.std():.2f} (mean +- sd over {len(
 # %% [markdown]
 # ## Figure 4: the two forward processes in frequency space
 #
-# The expected PSD of a forward state has a closed form (`ihdm_core.spectra`). For an orthonormal
+# The expected PSD of a forward state has a closed form (`ihdm_core.model.spectra`). For an orthonormal
 # DCT, white noise of variance $s^2$ puts power $s^2$ in every coefficient, so
 #
 # * diffusion (DDPM, on $\mathbf z_0 = 2\mathbf u_0 - 1$):

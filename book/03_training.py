@@ -51,14 +51,17 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core import build_model, get_preset, kde_prior_sample, sample
-from ihdm_core.animate import Recorder, frame_levels, save_animation, show_animation
-from ihdm_core.data import load_dataset, to_float
-from ihdm_core.evaluate import REFERENCE_SETS, draw_samples, score
-from ihdm_core.figures import save_table, savefig, show_images
-from ihdm_core.metrics import digit_classifier, fid_from_features, inception_features, recognisability, reference_stats
-from ihdm_core.profiles import start
-from ihdm_core.train import ensure_trained, read_metrics, training_seconds
+from ihdm_core import build_model, get_preset, kde_prior_sample
+from ihdm_core.training import generate as sample
+from ihdm_core.book.animate import Recorder, frame_levels, save_animation, show_animation
+from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.evaluation.scores import REFERENCE_SETS, draw_samples, score
+from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.evaluation.digits import digit_classifier, recognisability
+from ihdm_core.evaluation.fid import fid_from_features, reference_stats
+from ihdm_core.evaluation.inception import inception_features
+from ihdm_core.book.profiles import start
+from ihdm_core.training.train import ensure_trained, read_metrics, training_seconds
 
 P = start(profile)
 cfg = P.config("ihdm")
@@ -88,8 +91,8 @@ def label_rows(ax, labels, size, pad=1, **kw):
 # process is the paper's except for $K$; the network and the optimisation are scaled down so that
 # the model trains in about an hour on two CPU cores instead of hours on an A100. In the quick
 # profile that model is not trained by the book: it ships with it (`models/`, with a model card),
-# trained once with `python -m ihdm_core.train --preset mnist-ref`, and is found by its config
-# identity and checked against its SHA-256. `python -m ihdm_core.pipeline --retrain` ignores the
+# trained once with `python -m ihdm_core train --preset mnist-ref`, and is found by its config
+# identity and checked against its SHA-256. `python -m ihdm_core book --retrain` ignores the
 # shipped weights and trains every model from scratch. Everything this chapter shows is still a
 # small-scale reproduction: the paper's method at a CPU budget, not its sample quality.
 
@@ -128,7 +131,7 @@ display(Markdown(md))
 #
 # `ensure_trained` returns the EMA network of the config: the shipped reference weights of its
 # identity if they exist, else a finished run of the same identity from the cache, else it runs
-# the training loop of `ihdm_core.train` (Alg. 1 on minibatches, Adam, gradient clipping at
+# the training loop of `ihdm_core.training.train` (Alg. 1 on minibatches, Adam, gradient clipping at
 # norm 1, an exponential moving average of the weights). The loss curve below is the training log,
 # shipped with the weights or written now. Levels are
 # drawn from all of $\{1, \dots, K\}$ (the 2023 release never trained level $K$).
@@ -267,7 +270,7 @@ savefig(fig, "fig14_uncurated_samples", profile=P.name, runs=[run], seed=P.seed,
 plt.show()
 
 # %% [markdown]
-# Two scores, both computed on these $n$ samples (`ihdm_core.evaluate.score` records them in the
+# Two scores, both computed on these $n$ samples (`ihdm_core.evaluation.scores.score` records them in the
 # run folder so that later chapters reuse rather than recompute them):
 #
 # * **FID** (clean-fid "clean" mode, InceptionV3 features, App. B.3) against the statistics of the
@@ -344,7 +347,7 @@ gen = torch.Generator(device=P.device).manual_seed(P.seed + 1)
 u_K, _ = kde_prior_sample(run.process, train_images, n_show, generator=prior_gen)
 states = {}
 x_seq = sample(run.net, run.process, u_K, generator=gen,
-               callback=lambda k, u: states.__setitem__(k, u.cpu()) if k in seq_levels else None)
+               callback=lambda s: states.__setitem__(s["k"], s["x"].cpu()) if s["k"] in seq_levels else None)
 seq = torch.stack([states[k] for k in seq_levels], 1)  # (n_show, levels, C, H, W)
 assert torch.equal(seq[:, -1], x_seq.cpu()) and torch.equal(seq[:, 0], u_K.cpu())
 print("mean intensity, u_K vs u_0:", np.round(u_K.mean((1, 2, 3)).cpu().numpy(), 3),
@@ -363,7 +366,7 @@ plt.show()
 # %% [markdown]
 # The same, animated: a grid of samples, one frame per level (every level up to 40 of them,
 # otherwise 40 evenly spaced ones), from the prior draw $\mathbf u_K$ to the sample $\mathbf u_0$.
-# `ihdm_core.animate.Recorder` is the sampler's callback; it keeps the states it is asked for.
+# `ihdm_core.book.animate.Recorder` is the sampler's callback; it keeps the states it is asked for.
 
 # %%
 n_anim = min(P.n_grid, 16)
@@ -417,7 +420,7 @@ prior_gen = torch.Generator().manual_seed(P.seed + 2)
 gen = torch.Generator(device=P.device).manual_seed(P.seed + 2)
 u_K, _ = kde_prior_sample(run.process, train_images, n_src, generator=prior_gen)
 traj = {}
-sample(run.net, run.process, u_K, generator=gen, callback=lambda k, u: traj.__setitem__(k, u))
+sample(run.net, run.process, u_K, generator=gen, callback=lambda s: traj.__setitem__(s["k"], s["x"]))
 
 k_coarse = max(1, K // 2)
 split_levels = sorted({int(v) for v in np.round(np.linspace(K, 2, min(K - 1, 8)))}, reverse=True)

@@ -39,14 +39,15 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core import draw_noise, kde_prior_sample, sample
-from ihdm_core.data import load_dataset, to_float
-from ihdm_core.evaluate import score
-from ihdm_core.figures import save_table, savefig, show_images
-from ihdm_core.likelihood import bin_centres, bits_per_dim, dequantize, elbo_terms, prior_kl_bound
-from ihdm_core.metrics import digit_classifier, recognisability
-from ihdm_core.profiles import start
-from ihdm_core.train import ensure_trained, read_metrics, training_seconds
+from ihdm_core import draw_noise, kde_prior_sample
+from ihdm_core.training import generate as sample
+from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.evaluation.scores import score
+from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.model.likelihood import bin_centres, bits_per_dim, dequantize, elbo_terms, prior_kl_bound
+from ihdm_core.evaluation.digits import digit_classifier, recognisability
+from ihdm_core.book.profiles import start
+from ihdm_core.training.train import ensure_trained, read_metrics, training_seconds
 
 P = start(profile)
 cfg = P.config("ihdm")
@@ -408,7 +409,7 @@ for name, r_ in (("σ = 0", run0), (f"σ = {sigma:g}", run)):
     for d in (0.0, delta_paper):
         states = {}
         sample(r_.net, r_.process, u_K[:1], delta=d, noise=z[:, :1],
-               callback=lambda k, u: states.__setitem__(k, u.cpu()) if k in seq_levels else None)
+               callback=lambda s: states.__setitem__(s["k"], s["x"].cpu()) if s["k"] in seq_levels else None)
         trajs.append(torch.cat([states[k] for k in seq_levels]))
         labels.append(f"{name}\nδ = {d:g}")
 

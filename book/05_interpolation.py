@@ -27,7 +27,7 @@
 # The paper prints the spherical interpolation as $\sin(\phi)\nu_1 + \cos(\pi/2-\phi)\nu_2$; since
 # $\cos(\pi/2-\phi) = \sin\phi$ that is just $\sin\phi\,(\nu_1+\nu_2)$, a rescaled copy of the fixed
 # vector $\nu_1 + \nu_2$ that reaches neither endpoint, so the intended formula is $\sin\phi\,\nu_1 + \cos\phi\,\nu_2$, which
-# is what `ihdm_core.samplers.slerp` implements.
+# is what `ihdm_core.model.sampling.slerp` implements.
 #
 # The paper then does the same for a DDPM (there: 200 steps on FFHQ), slerping both the
 # initial Gaussian $\mathbf x_K$ and every per-step noise of ancestral sampling, and finds that its
@@ -50,13 +50,13 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core.animate import save_animation, show_animation
-from ihdm_core.data import load_dataset
-from ihdm_core.figures import save_table, savefig, show_images
-from ihdm_core.prior import kde_prior_sample
-from ihdm_core.profiles import start
-from ihdm_core.samplers import ddim_sample, draw_noise, sample, slerp
-from ihdm_core.train import ensure_trained
+from ihdm_core.book.animate import save_animation, show_animation
+from ihdm_core.training.data import load_dataset
+from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.model.prior import kde_prior_sample
+from ihdm_core.book.profiles import start
+from ihdm_core.model.sampling import ddim_sample, draw_noise, sample, slerp
+from ihdm_core.training.train import ensure_trained
 
 P = start(profile)
 ihdm = ensure_trained(P.config("ihdm"), device=P.device)

@@ -34,7 +34,7 @@
 #   $\mathbf u_K$): the claim says the same shape in different colours;
 # * **along a row** (the same prior, different noise): the same colours, different shapes;
 #
-# and measure both with numbers (`ihdm_core.disentangle`): the error between a sample's mean colour
+# and measure both with numbers (`ihdm_core.evaluation.disentangle`): the error between a sample's mean colour
 # and its prior's, and a colour-blind shape similarity between samples.
 
 # %% tags=["parameters"]
@@ -42,15 +42,14 @@ profile = "quick"
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core import disentangle as dis
-from ihdm_core.data import load_dataset, to_float
-from ihdm_core.figures import save_table, savefig, show_images
-from ihdm_core.profiles import start
-from ihdm_core.train import ensure_trained
+from ihdm_core.evaluation import disentangle as dis
+from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.book.profiles import start
+from ihdm_core.training.train import ensure_trained
 
 P = start(profile)
 cfg = P.config("colour")

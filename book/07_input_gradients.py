@@ -54,12 +54,12 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.colors import SymLogNorm
 
-from ihdm_core.heat import heat_matrix
-from ihdm_core.data import load_dataset
-from ihdm_core.figures import save_table, savefig
-from ihdm_core.profiles import start
-from ihdm_core.samplers import sample
-from ihdm_core.train import ensure_trained, is_available, load_run
+from ihdm_core.model.heat import heat_matrix
+from ihdm_core.training.data import load_dataset
+from ihdm_core.book.figures import save_table, savefig
+from ihdm_core.book.profiles import start
+from ihdm_core.model.sampling import sample
+from ihdm_core.training.train import ensure_trained, is_available, load_run
 
 P = start(profile)
 # No new training: the IHDM model comes from chapter 3, the DDPM model from chapter 5 (cached).
@@ -94,9 +94,9 @@ def run_and_keep(run, x_K, keep, seed):
     """Sample from x_K and return {k: state at level k (on CPU)} for the levels in ``keep``."""
     states = {}
 
-    def cb(k, u):
-        if k in keep:
-            states[k] = u.detach().cpu().clone()
+    def cb(s):
+        if s["k"] in keep:
+            states[s["k"]] = s["x"].detach().cpu().clone()
 
     g = torch.Generator(device=run.process.device).manual_seed(seed)
     final = sample(run.net, run.process, x_K, generator=g, callback=cb)

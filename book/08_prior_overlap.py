@@ -39,12 +39,13 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core import build_process, heat_forward, kde_prior_sample, sample
-from ihdm_core.data import load_dataset, to_float
-from ihdm_core.figures import save_table, savefig, show_images
-from ihdm_core.likelihood import bin_centres, gaussian_kl, prior_kl_bound
-from ihdm_core.profiles import start
-from ihdm_core.train import ensure_trained
+from ihdm_core import build_process, heat_forward, kde_prior_sample
+from ihdm_core.training import generate as sample
+from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.model.likelihood import bin_centres, gaussian_kl, prior_kl_bound
+from ihdm_core.book.profiles import start
+from ihdm_core.training.train import ensure_trained
 
 P = start(profile)
 cfg = P.config("ihdm")
@@ -69,7 +70,7 @@ print(f"profile {P.name}: {cfg.data.dataset}, {len(train_u8)} training / {len(te
 #
 # (The paper's Eq. 37 writes the kernel width as $\sigma^2$; the prior of Sec. 3.2 has $\delta^2$,
 # which is what sampling uses and what is used here.) Before relying on
-# `ihdm_core.likelihood.prior_kl_bound`, compare it with a Monte Carlo estimate of the true KL on
+# `ihdm_core.model.likelihood.prior_kl_bound`, compare it with a Monte Carlo estimate of the true KL on
 # 4-pixel "images" and 1 or 3 kernel centres, at the profile's $\sigma$ and $\delta$. With one
 # centre the bound is exact; with several it must lie above the truth, and is tight when one
 # centre dominates.
@@ -115,7 +116,7 @@ display(Markdown("| case | bound | MC KL | MC s.e. | bound - KL |\n|---|---|---|
 # when the dominant centre changes within the spread of $q$: the gap is the expected divergence
 # between the centres' responsibilities at $\mathbf u_K \sim q$ and the fixed weights $\phi_i$. So the
 # values below overestimate $L_K$ somewhat; they are what the paper plots, and the prior term the
-# package's ELBO (`ihdm_core.likelihood.negative_elbo`) adds up.
+# package's ELBO (`ihdm_core.model.likelihood.negative_elbo`) adds up.
 
 # %% [markdown]
 # ## Figure 12: $L_K$ against $\sigma_{B,\max}$
@@ -246,7 +247,7 @@ plt.show()
 # %% [markdown]
 # ## App. D.4: nearest neighbours of samples
 #
-# Load the profile's IHDM model and draw samples exactly as `ihdm_core.sample.generate` does (same
+# Load the profile's IHDM model and draw samples exactly as `ihdm_core.training.generate.generate` does (same
 # seeds and draws, for up to 256 samples), but keeping the index of the training image whose
 # blurred version started each chain
 # ($\mathbf u_K = \mathbf F(t_K)\mathbf u_0^{(i)} + \delta\boldsymbol\epsilon$). For each sample, the

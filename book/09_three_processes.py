@@ -25,7 +25,7 @@
 # Here all three share one U-Net, one training loop (same steps, batch, learning rate,
 # EMA, seed), one sampler and one evaluation, so the comparison isolates the process.
 # The DDPM and Blurring Diffusion presets are derived from the IHDM preset of the profile
-# (`ihdm_core.config`), changing only `process`.
+# (`ihdm_core.training.config`), changing only `process`.
 #
 # IHDM keeps the discrete levels $k = 1, \dots, K$ of its paper. The two diffusions are trained
 # as Blurring Diffusion was published, in continuous time: every training example draws
@@ -43,12 +43,12 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core.config import get_preset
-from ihdm_core.data import load_dataset, to_float
-from ihdm_core.evaluate import draw_samples, step_sweep
-from ihdm_core.figures import save_table, savefig, show_images
-from ihdm_core.profiles import start
-from ihdm_core.train import ensure_trained, is_available, training_seconds
+from ihdm_core.training.config import get_preset
+from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.evaluation.scores import draw_samples, step_sweep
+from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.book.profiles import start
+from ihdm_core.training.train import ensure_trained, is_available, training_seconds
 
 P = start(profile)
 roles = {"IHDM": "ihdm", "DDPM": "ddpm", "Blurring Diffusion": "blurring"}
@@ -144,7 +144,7 @@ plt.show()
 # that whole drop, and an $\boldsymbol\epsilon$-predicting sampler divides the network's error there by
 # $\alpha_{t|s}$. The table gives the smallest ratio over all frequencies and steps for each $T$,
 # on the uniform grid $t_k = k/T$ and on a grid that puts more steps where the high frequencies
-# cross their blur edge (`process.grid = "edge"`, `ihdm_core.diffusion.time_grid`).
+# cross their blur edge (`process.grid = "edge"`, `ihdm_core.model.diffusion.time_grid`).
 
 # %%
 bd, ddpm = runs["Blurring Diffusion"], runs["DDPM"]
@@ -223,7 +223,7 @@ md = save_table(opt_rows, "tab09_options", profile=P.name, runs=[bd], seed=P.see
 display(Markdown(md))
 if missing:
     print("prediction ablation not trained here; train with: "
-          + "; ".join(f"python -m ihdm_core.train --preset {m}" for m in missing))
+          + "; ".join(f"python -m ihdm_core train --preset {m}" for m in missing))
 
 # %% [markdown]
 # ## The chains, step by step
@@ -233,8 +233,8 @@ if missing:
 # gives them ($\approx \sigma_t$, since digits have almost no energy there).
 
 # %% tags=["hide-input"]
-from ihdm_core.heat import dct2
-from ihdm_core.samplers import sample
+from ihdm_core.model.heat import dct2
+from ihdm_core.model.sampling import sample
 
 H = bd.cfg.data.image_size
 i_ = torch.arange(H, device=P.device)
@@ -246,7 +246,7 @@ for ax, T in zip(axes, sorted({T_opt, show["Blurring Diffusion"]})):
     trace = {}
     zK = r.process.prior_sample(n_trace, None, generator=torch.Generator().manual_seed(P.seed + 1))
     sample(r.net, r.process, zK, generator=torch.Generator(device=P.device).manual_seed(P.seed + 2),
-           callback=lambda k, z: trace.__setitem__(k, dct2(z)[..., high].pow(2).mean((1, 2)).sqrt().cpu()))
+           callback=lambda s: trace.__setitem__(s["k"], dct2(s["x"])[..., high].pow(2).mean((1, 2)).sqrt().cpu()))
     ks = sorted(k for k in trace if k > 0)
     t = r.process.times.cpu()[ks]
     rms = torch.stack([trace[k] for k in ks], 1)

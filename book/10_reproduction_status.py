@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core.config import get_preset
-from ihdm_core.evaluate import read_scores, score
-from ihdm_core.figures import figures_dir, read_index, save_table
-from ihdm_core.profiles import start
-from ihdm_core.train import CHECKPOINT, is_available, load_run, read_metrics, run_dir_for, training_seconds
+from ihdm_core.training.config import get_preset
+from ihdm_core.evaluation.scores import read_scores, score
+from ihdm_core.book.figures import figures_dir, read_index, save_table
+from ihdm_core.book.profiles import start
+from ihdm_core.training.train import CHECKPOINT, is_available, load_run, read_metrics, run_dir_for, training_seconds
 
 P = start(profile)
 
@@ -122,7 +122,7 @@ if stats:
     display(Markdown(save_table(chapter_rows, "tab10c_execution", profile=P.name,
                                 caption=f"Chapter wall times of the pipeline run started {stats['started']}.")))
 else:
-    print("Not run by the pipeline: no execution statistics (run `python -m ihdm_core.pipeline`).")
+    print("Not run by the pipeline: no execution statistics (run `python -m ihdm_core book`).")
 
 train_rows = []
 for role in ("ihdm", "ddpm", "blurring", "sigma0", "colour"):

@@ -1,19 +1,27 @@
 """ihdm_core: Generative Modelling With Inverse Heat Dissipation (Rissanen et al., ICLR 2023).
 
-A thin package: the heat operator and schedules (``heat``), the DDPM and Blurring Diffusion
-baselines (``diffusion``), the U-Net (``unet``), the loss (``losses``), samplers (``samplers``),
-the KDE prior (``prior``), configs and presets (``config``), data (``data``) and the training
-loop (``train``).
+Four layers, each importing only the ones below it (tests/test_layers.py checks this):
+
+* ``model``       the paper: the heat operator (``heat``), the process interface (``process``), DDPM
+                  and Blurring Diffusion (``diffusion``), the U-Net, loss, samplers (``sampling``),
+                  KDE prior, likelihood (ELBO) and power spectra.
+* ``training``    configs and presets, data, the training loop, checkpoints, shipped models, and
+                  ``generate`` (samples from a trained run: seeds, batches, files).
+* ``evaluation``  FID (``inception``, ``fid``), digit recognisability (``digits``), the score cache
+                  (``scores``) and the colour/shape measures (``disentangle``).
+* ``book``        the chapters' profiles, figures, animations and the papermill pipeline.
+
+``python -m ihdm_core <command>`` (``cli``) runs train, sample, evaluate, book and models.
 """
 
-from .config import Config, get_preset, preset_names
-from .diffusion import DDPM, BlurringDiffusion
-from .heat import HeatDissipation, blur_sigmas, dct2, heat_forward, heat_times, idct2
-from .losses import denoising_loss
-from .prior import kde_prior_sample
-from .processes import build_model, build_process
-from .samplers import ddim_sample, draw_noise, sample, slerp
-from .unet import UNet
+from .training.config import Config, get_preset, preset_names
+from .model.diffusion import DDPM, BlurringDiffusion
+from .model.heat import HeatDissipation, blur_sigmas, dct2, heat_forward, heat_times, idct2
+from .model.losses import denoising_loss
+from .model.prior import kde_prior_sample
+from .training.build import build_model, build_process
+from .model.sampling import ddim_sample, draw_noise, sample, slerp
+from .model.unet import UNet
 
 __version__ = "0.1.0"
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from pathlib import Path
 
-__all__ = ["run", "is_user_error", "USAGE_ERROR", "train", "sample", "evaluate", "pipeline", "shipped"]
+__all__ = ["run", "main", "is_user_error", "USAGE_ERROR", "COMMANDS", "train", "sample", "evaluate", "book", "models"]
 
 USAGE_ERROR = 2
 _PACKAGE = Path(__file__).resolve().parent
@@ -30,18 +29,18 @@ def _raised_here(err: BaseException) -> bool:
     while tb is not None:
         last = tb
         tb = tb.tb_next
-    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().parent == _PACKAGE
+    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
 
 
 def is_user_error(err: BaseException) -> bool:
     """Usage and data errors: reported in one line. Everything else is a bug."""
-    from .config import ConfigError
-    from .data import DatasetUnavailable
+    from .training.config import ConfigError
+    from .training.data import DatasetUnavailable
 
     user = (ConfigError, DatasetUnavailable, FileNotFoundError)
     try:
-        from .shipped import ShippedModelError
-        from .checkpoints import CheckpointError, RunLocked
+        from .training.shipped import ShippedModelError
+        from .training.checkpoints import CheckpointError, RunLocked
 
         user += (ShippedModelError, CheckpointError, RunLocked)
     except ImportError:  # a partial install still reports the errors above
@@ -75,32 +74,53 @@ def run(main, argv: list[str] | None = None) -> int:
         return USAGE_ERROR
 
 
-# Console-script entry points (pyproject.toml); each imports its module only when called.
-def train() -> int:
-    from .train import main
+# The commands of `python -m ihdm_core <command>` and of the console scripts (pyproject.toml):
+# name -> (module holding `main(argv)`, one-line help). Each module is imported only when called.
+COMMANDS = {
+    "train": ("ihdm_core.training.train", "train a preset (or resume it); the run is cached by its config"),
+    "sample": ("ihdm_core.training.generate", "draw samples from a trained run: PNGs, an .npz or a grid"),
+    "evaluate": ("ihdm_core.evaluation.scores", "FID, recognisability or NLL of a trained run"),
+    "book": ("ihdm_core.book.pipeline", "execute the chapters with papermill and build the HTML book"),
+    "models": ("ihdm_core.training.shipped", "list, verify, export or re-card the shipped models (models/)"),
+}
 
-    return run(main)
+
+def _command(name: str):
+    import importlib
+
+    return importlib.import_module(COMMANDS[name][0]).main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ihdm_core <command> [options]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {help}" for name, (_, help) in COMMANDS.items()]
+        usage = "usage: python -m ihdm_core <command> [options]    (<command> --help for its options)\n\ncommands:\n"
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown command {argv[0]!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+            return USAGE_ERROR
+        print(usage + "\n".join(lines), file=sys.stderr if not argv else sys.stdout)
+        return 0 if argv else USAGE_ERROR
+    return run(_command(argv[0]), argv[1:])
+
+
+def train() -> int:
+    return run(_command("train"))
 
 
 def sample() -> int:
-    from .sample import main
-
-    return run(main)
+    return run(_command("sample"))
 
 
 def evaluate() -> int:
-    from .evaluate import main
-
-    return run(main)
+    return run(_command("evaluate"))
 
 
-def pipeline() -> int:
-    from .pipeline import main
-
-    return run(main)
+def book() -> int:
+    return run(_command("book"))
 
 
-def shipped() -> int:
-    from .shipped import main
-
-    return run(main)
+def models() -> int:
+    return run(_command("models"))

@@ -17,10 +17,10 @@ import argparse
 import shutil
 import time
 
-from ihdm_core.evaluate import step_sweep
-from ihdm_core.profiles import get_profile
-from ihdm_core.shipped import shipped_dir, write_card
-from ihdm_core.train import ensure_trained
+from ihdm_core.evaluation.scores import step_sweep
+from ihdm_core.book.profiles import get_profile
+from ihdm_core.training.shipped import shipped_dir, write_card
+from ihdm_core.training.train import ensure_trained
 
 OPTIONS = ({}, {"grid": "edge"}, {"clamp_dct": True}, {"grid": "edge", "clamp_dct": True})
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ihdm_core.animate import Recorder, frame_levels, frame_order, gif_info, save_animation, show_animation
-from ihdm_core.figures import read_index
-from ihdm_core.samplers import sample
+from ihdm_core.book.animate import Recorder, frame_levels, frame_order, gif_info, save_animation, show_animation
+from ihdm_core.book.figures import read_index
+from ihdm_core.model.sampling import sample
 
 
 def _uniform_trajectory(T, B, C=1, size=8):
@@ -111,8 +111,11 @@ class _ShrinkProcess:
 
     K = 6
 
-    def reverse_step(self, net, u, k, z, delta=None):
+    def denoised(self, net, u, k):
         return u * (1 - 0.1 * k)
+
+    def reverse_step(self, net, u, k, z, delta=None):
+        return self.denoised(net, u, k)
 
 
 def test_recorder_keeps_the_sampler_states_at_its_levels():
@@ -130,7 +133,7 @@ def test_recorder_keeps_the_sampler_states_at_its_levels():
     assert torch.allclose(frames[1], expected)
     with pytest.raises(RuntimeError, match="never visited"):
         bad = Recorder([proc.K, 99])
-        bad(proc.K, u_K)
+        bad({"k": proc.K, "x": u_K, "denoised": u_K})
         bad.frames()
 
 

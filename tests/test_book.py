@@ -1,6 +1,6 @@
 """The book end to end: the smoke profile through papermill and Jupyter Book, then a browser.
 
-One module-scoped run of ``python -m ihdm_core.pipeline --profile smoke`` (a few minutes on
+One module-scoped run of ``python -m ihdm_core book --profile smoke`` (a few minutes on
 2 cores) feeds every test here.
 """
 
@@ -17,8 +17,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from ihdm_core import pipeline
-from ihdm_core.figures import read_index
+from ihdm_core.book import pipeline
+from ihdm_core.book.figures import read_index
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ def built(tmp_path_factory):
     base = tmp_path_factory.mktemp("book")
     out, figs, runs = base / "out", base / "figures", base / "runs"
     env = dict(os.environ, IHDM_RUNS=str(runs), IHDM_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "ihdm_core.pipeline", "--profile", "smoke", "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "ihdm_core", "book", "--profile", "smoke", "--out", str(out),
                            "--figures", str(figs)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, f"pipeline failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return {"out": out, "figures": figs, "html": out / "site" / "_build" / "html",
@@ -218,8 +218,8 @@ def test_math_is_mathjax3_svg_and_animations_play_offline(built, tmp_path):
 def test_every_animation_has_its_frames(built):
     """Each GIF of the figure index exists, is not empty, and has one frame per state (2T - 2 when
     played forwards and back), the states being the levels or interpolation frames the chapter used."""
-    from ihdm_core.animate import gif_info
-    from ihdm_core.profiles import get_profile
+    from ihdm_core.book.animate import gif_info
+    from ihdm_core.book.profiles import get_profile
 
     prof = get_profile("smoke")
     K = prof.config("ihdm").process.K

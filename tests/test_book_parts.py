@@ -11,10 +11,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from ihdm_core import evaluate  # noqa: E402
-from ihdm_core.config import get_preset  # noqa: E402
-from ihdm_core.figures import image_grid, read_index, save_table, savefig  # noqa: E402
-from ihdm_core.profiles import PROFILES, get_profile  # noqa: E402
-from ihdm_core.train import ensure_trained  # noqa: E402
+from ihdm_core.training.config import get_preset  # noqa: E402
+from ihdm_core.book.figures import image_grid, read_index, save_table, savefig  # noqa: E402
+from ihdm_core.book.profiles import PROFILES, get_profile  # noqa: E402
+from ihdm_core.training.train import ensure_trained  # noqa: E402
 
 
 def test_profiles_build_their_models():
@@ -111,7 +111,7 @@ def test_draw_samples_is_the_sample_stream_and_memoised(smoke_run):
     torch.testing.assert_close(x, stream)
     assert not torch.equal(evaluate.draw_samples(smoke_run, 5, seed=5, batch_size=2), x)
     # The scored set is generate's set of the same seed, whatever the batch size.
-    from ihdm_core.sample import generate
+    from ihdm_core.training.generate import generate
 
     torch.testing.assert_close(generate(smoke_run, 5, seed=4, batch_size=5), x, atol=1e-5, rtol=0)
     torch.testing.assert_close(evaluate.draw_samples(smoke_run, 5, seed=4, batch_size=3), x, atol=1e-5, rtol=0)

@@ -8,10 +8,10 @@ import pytest
 import torch
 from scipy import stats
 
-from ihdm_core import data as D
-from ihdm_core.config import get_preset
-from ihdm_core.data import colour_pairs, load_colours, load_dataset, load_labels, to_float
-from ihdm_core.heat import HeatDissipation
+from ihdm_core.training import data as D
+from ihdm_core.training.config import get_preset
+from ihdm_core.training.data import colour_pairs, load_colours, load_dataset, load_labels, to_float
+from ihdm_core.model.heat import HeatDissipation
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_colour_ref_preset_and_its_prior_is_the_mean_colour():
 
 
 def test_smoke_profile_trains_its_colour_model_on_the_colour_digits():
-    from ihdm_core.profiles import get_profile
+    from ihdm_core.book.profiles import get_profile
 
     prof = get_profile("smoke")
     cfg = prof.config("colour")

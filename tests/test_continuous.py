@@ -11,12 +11,12 @@ import scipy.fft
 import torch
 
 from ihdm_core import get_preset
-from ihdm_core.config import PRESETS
-from ihdm_core.diffusion import (TIME_SCALE, BlurringDiffusion, DDPM, cosine_logsnr, dct_range, time_grid)
-from ihdm_core.heat import dct2, idct2
-from ihdm_core.losses import denoising_loss
-from ihdm_core.processes import build_process
-from ihdm_core.samplers import ddim_sample, draw_noise, sample
+from ihdm_core.training.config import PRESETS
+from ihdm_core.model.diffusion import (TIME_SCALE, BlurringDiffusion, DDPM, dct_range, time_grid)
+from ihdm_core.model.heat import dct2, idct2
+from ihdm_core.model.losses import denoising_loss
+from ihdm_core.training.build import build_process
+from ihdm_core.model.sampling import ddim_sample, draw_noise, sample
 
 
 def _digits(n=6, size=16, seed=0):

@@ -10,13 +10,13 @@ import scipy.fft
 import torch
 
 from ihdm_core import build_process, get_preset
-from ihdm_core.config import PRESETS, _identity_dict, from_dict
-from ihdm_core.diffusion import DDPM, BlurringDiffusion
-from ihdm_core.heat import HeatDissipation, dct2, heat_forward, idct2
-from ihdm_core.losses import denoising_loss
-from ihdm_core.processes import PROCESS_KINDS
-from ihdm_core.samplers import ddim_sample, draw_noise, sample
-from ihdm_core.unet import UNet
+from ihdm_core.training.config import PRESETS, _identity_dict, from_dict
+from ihdm_core.model.diffusion import DDPM, BlurringDiffusion
+from ihdm_core.model.heat import HeatDissipation, dct2, heat_forward, idct2
+from ihdm_core.model.losses import denoising_loss
+from ihdm_core.training.build import PROCESS_KINDS
+from ihdm_core.model.sampling import ddim_sample, draw_noise, sample
+from ihdm_core.model.unet import UNet
 
 
 def _images(n=8, c=1, size=28, seed=0):
@@ -250,7 +250,7 @@ def test_oracle_ancestral_sampler_returns_the_data_point(make):
     seen = {}
     zK = p.prior_sample(16, None, generator=torch.Generator().manual_seed(7))
     out = sample(EpsOracle(p, x0), p, zK, generator=torch.Generator().manual_seed(8),
-                 callback=lambda k, z: seen.__setitem__(k, z))
+                 callback=lambda s: seen.__setitem__(s["k"], s["x"]))
     assert sorted(seen) == list(range(p.K + 1))
     assert torch.allclose(out, x0, atol=1e-4)  # returned in [0, 1], as the data
     # Every intermediate state is a draw from q(z_k | x0): the posterior steps are consistent.
@@ -310,7 +310,7 @@ def test_ddim(make):
     # With the oracle, deterministic DDIM moves along alpha_s x0 + sigma_s eps_K exactly.
     x0 = torch.rand(3, 2, 16, 16, generator=torch.Generator().manual_seed(11))
     seen = {}
-    out = ddim_sample(EpsOracle(p, x0), p, zK, steps=7, callback=lambda k, z: seen.__setitem__(k, z))
+    out = ddim_sample(EpsOracle(p, x0), p, zK, steps=7, callback=lambda s: seen.__setitem__(s["k"], s["x"]))
     assert list(seen) == [24, 21, 17, 14, 10, 7, 3, 0]
     eps_K = _residual(p, zK, x0, p.K)
     for k in (21, 10, 3):
@@ -360,8 +360,8 @@ def test_shared_interface(kind):
 
 @pytest.mark.parametrize("kind", ["ddpm", "blurring"])
 def test_smoke_preset_trains_and_samples(kind, tmp_path, monkeypatch):
-    from ihdm_core.sample import generate
-    from ihdm_core.train import load_run, read_metrics, train
+    from ihdm_core.training.generate import generate
+    from ihdm_core.training.train import load_run, read_metrics, train
 
     monkeypatch.setenv("IHDM_RUNS", str(tmp_path))
     cfg = get_preset(f"mnist-{kind}-smoke").replace(train={"steps": 40, "log_every": 10})

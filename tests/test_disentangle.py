@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ihdm_core import disentangle as Dis
-from ihdm_core.heat import HeatDissipation
+from ihdm_core.evaluation import disentangle as Dis
+from ihdm_core.model.heat import HeatDissipation
 
 
 def _two_colour(masks: np.ndarray, fg: np.ndarray, bg: np.ndarray, noise: float = 0.0, seed: int = 0) -> torch.Tensor:

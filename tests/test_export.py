@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from ihdm_core import get_preset
-from ihdm_core.sample import generate, parse_seeds, png_name, sample_seeds
-from ihdm_core.samplers import sample
-from ihdm_core.train import load_run, train
+from ihdm_core.training.generate import generate, parse_seeds, png_name, sample_seeds
+from ihdm_core.model.sampling import sample
+from ihdm_core.training.train import load_run, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def _env(tmp):
 
 def _cli(tmp, *args, torchrun: int = 0):
     pre = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun),
-           "-m", "ihdm_core.sample"] if torchrun else [sys.executable, "-m", "ihdm_core.sample"]
+           "-m", "ihdm_core", "sample"] if torchrun else [sys.executable, "-m", "ihdm_core", "sample"]
     out = subprocess.run([*pre, *map(str, args)], env=_env(tmp), capture_output=True, text=True, timeout=600)
     return out
 
@@ -81,7 +81,7 @@ def test_per_seed_draws_match_a_hand_written_sampler(runs):
     """Seed i's image is Alg. 2 run alone with draws from Generator(i): prior, then K step noises."""
     _, dirs = runs
     run = load_run(dirs["mnist-smoke"])
-    from ihdm_core.data import load_dataset
+    from ihdm_core.training.data import load_dataset
 
     data = load_dataset(run.cfg.data)
     got = sample_seeds(run, [5, 2], batch_size=2)

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ihdm_core import checkpoints
-from ihdm_core.checkpoints import (CheckpointError, RunLock, RunLocked, load_checkpoint, sha256_file, sidecar,
+from ihdm_core.training import checkpoints
+from ihdm_core.training.checkpoints import (CheckpointError, RunLock, RunLocked, load_checkpoint, sha256_file, sidecar,
                                    snapshots, verify_checkpoint)
-from ihdm_core.config import PRESETS, ConfigError, get_preset, parse_value
-from ihdm_core.train import _parse_overrides, train
+from ihdm_core.training.config import PRESETS, ConfigError, get_preset, parse_value
+from ihdm_core.training.train import _parse_overrides, train
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tiny: 16 steps, a checkpoint every 4, a log record every step (the kill tests watch it).
@@ -42,7 +42,7 @@ def _env(tmp_path, **extra):
 
 
 def _cli(tmp_path, module, *args, **env):
-    return subprocess.run([sys.executable, "-m", f"ihdm_core.{module}", *args], cwd=ROOT, env=_env(tmp_path, **env),
+    return subprocess.run([sys.executable, "-m", "ihdm_core", module, *args], cwd=ROOT, env=_env(tmp_path, **env),
                           capture_output=True, text=True, timeout=120)
 
 
@@ -157,7 +157,8 @@ def test_valid_edge_values_are_accepted():
 
 
 def test_config_names_agree_with_the_implementations():
-    from ihdm_core import config, data, diffusion, processes
+    from ihdm_core.training import config, data, build as processes
+    from ihdm_core.model import diffusion
 
     assert set(config.PROCESS_KINDS) == set(processes.PROCESS_KINDS)
     assert set(config.DATASETS) == set(data.KNOWN_DATASETS)
@@ -356,7 +357,7 @@ def test_lock_is_released_when_training_fails(tmp_path):
 
 def test_two_trainers_race_on_one_folder(tmp_path):
     run = tmp_path / "race"
-    cmd = [sys.executable, "-m", "ihdm_core.train", "--preset", "mnist-smoke", "--run-dir", str(run),
+    cmd = [sys.executable, "-m", "ihdm_core", "train", "--preset", "mnist-smoke", "--run-dir", str(run),
            "--set", "train.steps=40", "train.ckpt_every=20"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
@@ -375,7 +376,7 @@ def test_two_trainers_race_on_one_folder(tmp_path):
 def reference(tmp_path_factory):
     """The uninterrupted 16-step run the killed ones must reproduce."""
     tmp = tmp_path_factory.mktemp("kill-ref")
-    proc = subprocess.run([sys.executable, "-m", "ihdm_core.train", "--preset", "mnist-smoke", "--run-dir",
+    proc = subprocess.run([sys.executable, "-m", "ihdm_core", "train", "--preset", "mnist-smoke", "--run-dir",
                            str(tmp / "run"), "--set", *SETS], cwd=ROOT, env=_env(tmp), capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -395,7 +396,7 @@ def _logged_step(run):
 def test_killed_training_resumes_exactly(tmp_path, reference, sig, seed):
     target = random.Random(seed).randint(1, 14)
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ihdm_core.train", "--preset", "mnist-smoke", "--run-dir", str(run), "--set", *SETS]
+    cmd = [sys.executable, "-m", "ihdm_core", "train", "--preset", "mnist-smoke", "--run-dir", str(run), "--set", *SETS]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
     while _logged_step(run) < target and proc.poll() is None and time.monotonic() < deadline:
@@ -419,7 +420,7 @@ def test_killed_training_resumes_exactly(tmp_path, reference, sig, seed):
 
 
 def test_toc_entry_without_a_source_is_a_clear_error(tmp_path):
-    from ihdm_core.pipeline import chapters
+    from ihdm_core.book.pipeline import chapters
 
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "intro.md").write_text("# intro\n")

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ihdm_core.config import ConfigError
+from ihdm_core.training.config import ConfigError
 import torch
 from PIL import Image
 
 from ihdm_core import get_preset
-from ihdm_core.config import DataConfig
-from ihdm_core.data import DatasetUnavailable, load_dataset, to_float
+from ihdm_core.training.config import DataConfig
+from ihdm_core.training.data import DatasetUnavailable, load_dataset, to_float
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,7 +104,7 @@ def test_cli_trains_on_a_folder(tmp_path):
     for i in range(6):
         Image.fromarray(rng.integers(0, 256, (20 + i, 16, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
     env = dict(os.environ, IHDM_RUNS=str(tmp_path / "runs"), PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "ihdm_core.train", "--preset", "mnist-smoke", "--set",
+    out = subprocess.run([sys.executable, "-m", "ihdm_core", "train", "--preset", "mnist-smoke", "--set",
                           f"data.dataset=folder:{imgs}", "data.image_size=16", "data.channels=3",
                           "data.limit=null", "train.steps=2", "model.base_channels=8",
                           "model.attn_resolutions=[]", "--device", "cpu"],

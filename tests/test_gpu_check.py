@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from ihdm_core import get_preset
-from ihdm_core.processes import build_model, build_process
-from ihdm_core.profiles import get_profile
-from ihdm_core.samplers import sample
-from ihdm_core.unet import Autocast
+from ihdm_core.training.build import build_model, build_process
+from ihdm_core.book.profiles import get_profile
+from ihdm_core.model.sampling import sample
+from ihdm_core.model.unet import Autocast
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
@@ -124,7 +124,7 @@ def test_sample_leaves_a_wrapped_eval_network_in_eval():
     sample(net, proc, torch.rand(2, 1, 28, 28), delta=0.0)
     assert all(m.training for m in net.modules())
 
-    from ihdm_core.likelihood import elbo_terms
+    from ihdm_core.model.likelihood import elbo_terms
 
     net.eval()
     u0 = torch.rand(2, 1, 28, 28)

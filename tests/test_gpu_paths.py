@@ -9,23 +9,19 @@ from Python data, which on CUDA is a blocking host-to-device copy; ``nonzero`` a
 what would stall a GPU run, step by step.
 """
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import ihdm_core.diffusion as diffusion_mod
-import ihdm_core.heat as heat_mod
+import ihdm_core.model.diffusion as diffusion_mod
+import ihdm_core.model.heat as heat_mod
 from ihdm_core import get_preset
-from ihdm_core.diffusion import DDPM, BlurringDiffusion
-from ihdm_core.heat import HeatDissipation
-from ihdm_core.losses import denoising_loss
-from ihdm_core.samplers import ddim_sample, sample
+from ihdm_core.model.diffusion import DDPM, BlurringDiffusion
+from ihdm_core.model.heat import HeatDissipation
+from ihdm_core.model.losses import denoising_loss
+from ihdm_core.model.sampling import ddim_sample, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNCING = {"aten._local_scalar_dense.default", "aten.lift_fresh.default", "aten.nonzero.default",
@@ -119,7 +115,7 @@ def test_training_step_does_not_sync(preset, monkeypatch):
 
     monkeypatch.setattr(heat_mod, "check_levels", device_check)
     monkeypatch.setattr(diffusion_mod, "check_levels", device_check)
-    from ihdm_core.processes import build_process
+    from ihdm_core.training.build import build_process
 
     cfg = get_preset(preset)
     p = build_process(cfg, "cpu")

@@ -9,7 +9,7 @@ import scipy.fft
 import scipy.ndimage
 import torch
 
-from ihdm_core.heat import (HeatDissipation, blur_sigmas, dct2, dct_matrix, heat_forward, heat_times,
+from ihdm_core.model.heat import (HeatDissipation, blur_sigmas, dct2, dct_matrix, heat_forward, heat_times,
                             idct2, laplacian_eigenvalues)
 
 

@@ -6,8 +6,8 @@ moves one of these names orphans trained runs and shipped models. Values recorde
 
 import pytest
 
-from ihdm_core.config import PRESETS
-from ihdm_core.profiles import PROFILES
+from ihdm_core.training.config import PRESETS
+from ihdm_core.book.profiles import PROFILES
 
 PRESET_RUN_NAMES = {
     "afhq256": "afhq256-0206ca441493",

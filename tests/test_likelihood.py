@@ -9,10 +9,10 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 from torch.distributions import Normal, kl_divergence
 
-from ihdm_core.heat import HeatDissipation, heat_forward
-from ihdm_core.likelihood import (bin_centres, bits_per_dim, dequantize, elbo_terms, gaussian_kl, gaussian_nll,
+from ihdm_core.model.heat import HeatDissipation, heat_forward
+from ihdm_core.model.likelihood import (bin_centres, bits_per_dim, dequantize, elbo_terms, gaussian_kl, gaussian_nll,
                                   negative_elbo, prior_kl_bound)
-from ihdm_core.unet import UNet
+from ihdm_core.model.unet import UNet
 
 
 def test_gaussian_kl_and_nll_match_torch_distributions():
@@ -145,7 +145,7 @@ def test_elbo_equals_monte_carlo_of_the_log_ratio_eq5():
 
 
 def test_oracle_elbo_terms_are_at_their_minimum_and_below_an_untrained_model():
-    from ihdm_core.data import load_dataset
+    from ihdm_core.training.data import load_dataset
 
     p = HeatDissipation(28, K=10, sigma_max=20.0)
     x = load_dataset("mnist5k", "test")[::50][:8]
@@ -194,7 +194,7 @@ def test_dequantised_bound_matches_the_exact_discrete_likelihood():
 
 
 def test_negative_elbo_on_uint8_data_is_reproducible():
-    from ihdm_core.data import load_dataset
+    from ihdm_core.training.data import load_dataset
 
     p = HeatDissipation(28, K=5, sigma_max=20.0)
     net = UNet(28, 1, base_channels=8, channel_mult=(1,), num_res_blocks=1, attn_resolutions=(), dropout=0.0,

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from ihdm_core import build_model, build_process, get_preset
-from ihdm_core.heat import HeatDissipation
-from ihdm_core.losses import denoising_loss
-from ihdm_core.prior import kde_prior_sample
-from ihdm_core.samplers import draw_noise, sample, slerp
-from ihdm_core.unet import UNet
+from ihdm_core import build_model, get_preset
+from ihdm_core.model.heat import HeatDissipation
+from ihdm_core.model.losses import denoising_loss
+from ihdm_core.model.prior import kde_prior_sample
+from ihdm_core.model.sampling import draw_noise, sample, slerp
+from ihdm_core.model.unet import UNet
 
 
 @pytest.mark.parametrize("preset", ["mnist", "cifar10", "afhq64", "ffhq128", "afhq256", "lsun_church128"])
@@ -52,7 +52,7 @@ def test_oracle_sampler_retraces_forward_trajectory():
     u0 = torch.rand(3, 1, 28, 28)
     traj = p.trajectory(u0)
     seen = {}
-    out = sample(p.exact_inverse_net(u0), p, traj[-1], delta=0.0, callback=lambda k, u: seen.__setitem__(k, u))
+    out = sample(p.exact_inverse_net(u0), p, traj[-1], delta=0.0, callback=lambda s: seen.__setitem__(s["k"], s["x"]))
     assert torch.allclose(out, u0, atol=1e-4)
     assert sorted(seen) == list(range(21))
     for k in (20, 13, 1):
@@ -60,7 +60,7 @@ def test_oracle_sampler_retraces_forward_trajectory():
     # With delta > 0 every step but the last adds N(0, delta^2); the oracle's mean ignores
     # its input, so the states are trajectory + noise and the final one is noise-free.
     noisy = {}
-    out = sample(p.exact_inverse_net(u0), p, traj[-1], delta=0.05, callback=lambda k, u: noisy.__setitem__(k, u))
+    out = sample(p.exact_inverse_net(u0), p, traj[-1], delta=0.05, callback=lambda s: noisy.__setitem__(s["k"], s["x"]))
     for k in (19, 5, 1):
         assert abs(float((noisy[k] - traj[k]).std()) - 0.05) < 0.005
     assert torch.allclose(out, u0, atol=1e-5)
@@ -129,7 +129,7 @@ def test_kde_prior():
 
 
 def test_reduced_precision_touches_only_the_network():
-    from ihdm_core.unet import Autocast
+    from ihdm_core.model.unet import Autocast
 
     p = HeatDissipation(28, K=50, sigma_max=20.0, sigma=0.0)
     u0 = torch.rand(4, 1, 28, 28)

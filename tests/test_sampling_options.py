@@ -6,9 +6,9 @@ import scipy.fft
 import torch
 
 from ihdm_core import get_preset
-from ihdm_core import evaluate
-from ihdm_core.evaluate import evaluate_explosions, high_frequency_rms, read_scores, score
-from ihdm_core.train import ensure_trained
+from ihdm_core.evaluation import scores as evaluate
+from ihdm_core.evaluation.scores import evaluate_explosions, high_frequency_rms, read_scores, score
+from ihdm_core.training.train import ensure_trained
 
 
 @pytest.fixture()
@@ -47,8 +47,8 @@ def test_sampled_with_changes_steps_and_options_not_identity(bd_run):
 
 def test_explosion_count_on_known_samples(bd_run, monkeypatch):
     """Digits plus images with a chosen high-frequency amplitude: the count is exactly those above 10x."""
-    from ihdm_core.data import load_dataset
-    from ihdm_core.heat import idct2
+    from ihdm_core.training.data import load_dataset
+    from ihdm_core.model.heat import idct2
 
     data = load_dataset(bd_run.cfg.data)[:2000].float() / 255
     ref = float(high_frequency_rms(data).mean())
@@ -78,7 +78,7 @@ def test_scores_of_different_step_counts_are_kept_apart(bd_run):
 
 def test_step_ratios_match_the_published_equations_in_numpy():
     """min_f alpha_f(t_k) / alpha_f(t_(k-1)) written out from Hoogeboom & Salimans' equations."""
-    from ihdm_core.train import sampling_process
+    from ihdm_core.training.train import sampling_process
 
     cfg = get_preset("mnist-blurring-ref")
     p = cfg.process

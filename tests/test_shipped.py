@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from ihdm_core import get_preset
-from ihdm_core.config import from_dict
-from ihdm_core.shipped import (ShippedModelError, export, list_shipped, models_root, shipped_dir, sha256_file,
+from ihdm_core.training.config import from_dict
+from ihdm_core.training.shipped import (ShippedModelError, export, list_shipped, models_root, shipped_dir, sha256_file,
                                verify)
-from ihdm_core.train import CHECKPOINT, ensure_trained, is_available, load_run, run_dir_for, train
+from ihdm_core.training.train import CHECKPOINT, ensure_trained, is_available, load_run, run_dir_for, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,7 @@ def test_fp16_storage_loads_as_float32(shipped, tmp_path):
     assert (folder / "ema.safetensors").stat().st_size < 0.6 * sum(v.numel() * 4 for v in ema.values())
     assert verify(folder) == sha256_file(folder / "ema.safetensors")
     card = (folder / "MODEL_CARD.md").read_text()
-    assert "fp16" in card and cfg.identity() in card and "python -m ihdm_core.train --preset mnist-smoke" in card
+    assert "fp16" in card and cfg.identity() in card and "python -m ihdm_core train --preset mnist-smoke" in card
 
 
 def test_committed_models_verify_and_fit_the_size_budget():

@@ -7,8 +7,8 @@ import pytest
 import scipy.fft
 import torch
 
-from ihdm_core.heat import heat_forward
-from ihdm_core.spectra import (dct_power, diffusion_psd, fit_power_law, heat_psd, radial_average, radial_index,
+from ihdm_core.model.heat import heat_forward
+from ihdm_core.model.spectra import (dct_power, diffusion_psd, fit_power_law, heat_psd, radial_average, radial_index,
                                radial_psd)
 
 

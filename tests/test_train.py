@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from ihdm_core import get_preset
-from ihdm_core.config import from_dict
-from ihdm_core.data import DatasetUnavailable, load_dataset
-from ihdm_core.train import IndexStream, load_run, read_metrics, train
+from ihdm_core.training.config import from_dict
+from ihdm_core.training.data import DatasetUnavailable, load_dataset
+from ihdm_core.training.train import IndexStream, load_run, read_metrics, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,20 +121,20 @@ def _env(tmp_path):
 
 def test_cli_train_then_sample(tmp_path):
     env = _env(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "ihdm_core.train", "--preset", "mnist-smoke",
+    out = subprocess.run([sys.executable, "-m", "ihdm_core", "train", "--preset", "mnist-smoke",
                           "--set", "train.steps=4", "model.base_channels=8"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["step"] == 4
     png = tmp_path / "grid.png"
-    out = subprocess.run([sys.executable, "-m", "ihdm_core.sample", "--run-dir", info["run_dir"], "--n", "9",
+    out = subprocess.run([sys.executable, "-m", "ihdm_core", "sample", "--run-dir", info["run_dir"], "--n", "9",
                           "--out", str(png)], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     from PIL import Image
 
     assert Image.open(png).size == (3 * 28 + 4 * 2, 3 * 28 + 4 * 2)
-    bad = subprocess.run([sys.executable, "-m", "ihdm_core.train", "--preset", "nope"], env=env,
+    bad = subprocess.run([sys.executable, "-m", "ihdm_core", "train", "--preset", "nope"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "unknown preset" in bad.stderr
 
@@ -146,7 +146,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     env = _env(tmp_path)
     run_dir = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "ihdm_core.train", "--preset", "mnist-smoke", "--set", "train.steps=6",
+           "-m", "ihdm_core", "train", "--preset", "mnist-smoke", "--set", "train.steps=6",
            "train.ckpt_every=3", "--run-dir", str(run_dir), "--device", "cpu"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -156,7 +156,7 @@ def test_ddp_two_processes_gloo(tmp_path):
 
 
 def test_learning_rate_schedules():
-    from ihdm_core.train import learning_rate
+    from ihdm_core.training.train import learning_rate
 
     tc = get_preset("cifar10").train  # the paper: 5000 warm-up steps from 0, then constant
     assert learning_rate(tc, 0) == pytest.approx(tc.lr / 5000)

@@ -1,9 +1,9 @@
 """Regenerate the whole book: execute every chapter with papermill, then build the HTML.
 
-    python -m ihdm_core.pipeline --profile quick          # the default main job (2 CPU cores, ~30 min first run)
-    python -m ihdm_core.pipeline --profile smoke          # seconds per chapter (CI)
-    python -m ihdm_core.pipeline --profile paper          # GPU, real data sets
-    python -m ihdm_core.pipeline --profile smoke --chapters 01_heat_equation --no-html
+    python -m ihdm_core book --profile quick          # the default main job (2 CPU cores, ~30 min first run)
+    python -m ihdm_core book --profile smoke          # seconds per chapter (CI)
+    python -m ihdm_core book --profile paper          # GPU, real data sets
+    python -m ihdm_core book --profile smoke --chapters 01_heat_equation --no-html
 
 Steps, for each chapter of ``_toc.yml`` in order (the training chapter comes before the ones
 that load its checkpoints; every chapter trains what it uses through the run cache, so a
@@ -35,7 +35,7 @@ from .profiles import profile_names
 
 __all__ = ["ROOT", "chapters", "convert", "execute_chapter", "build_html", "run_pipeline", "ChapterFailed", "main"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
 STATS = "pipeline.json"
 
@@ -303,7 +303,7 @@ def run_pipeline(profile: str, out: Path | None = None, figures: Path | None = N
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ihdm_core.pipeline", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ihdm_core book", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick", choices=profile_names())
     ap.add_argument("--out", default=None, help="build folder (default: _build/<profile>)")
     ap.add_argument("--figures", default=None, help="figure folder (default: figures/<profile>)")
@@ -326,6 +326,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run  # one-line errors for usage and data errors
+    from ..cli import run  # one-line errors for usage and data errors
 
     sys.exit(run(main))

@@ -1,7 +1,7 @@
 """The training loop (one readable function, nanoGPT style), checkpoints and the train CLI.
 
-    python -m ihdm_core.train --preset mnist-quick
-    torchrun --nproc_per_node 4 -m ihdm_core.train --preset cifar10      # DDP
+    python -m ihdm_core train --preset mnist-quick
+    torchrun --nproc_per_node 4 -m ihdm_core train --preset cifar10      # DDP
 
 Runs are cached by config identity under ``runs_root()/<name>-<identity>/``: calling
 ``train`` with a config that already finished returns at once, a partial run resumes.
@@ -33,9 +33,9 @@ from .checkpoints import (CHECKPOINT, RunLock, RunLocked, forget_snapshots_after
                           rotate_snapshots, save_checkpoint, snapshots, write_snapshot)
 from .config import Config, ConfigError, from_dict, get_preset, parse_value, runs_root
 from .data import DatasetUnavailable, check_images, load_dataset, to_float
-from .losses import denoising_loss
-from .processes import build_model, build_process
-from .unet import Autocast
+from ..model.losses import denoising_loss
+from .build import build_model, build_process
+from ..model.unet import Autocast
 
 __all__ = ["train", "TrainResult", "load_run", "Run", "ensure_trained", "is_available", "sampling_process",
            "read_metrics", "training_seconds", "run_dir_for", "IndexStream"]
@@ -257,7 +257,7 @@ def _eval_loss(ema, process, held: Tensor, batch_size: int, seed: int, device) -
 
 def _write_grid(path: Path, cfg: Config, ema, process, images, step: int, run_dir: Path) -> None:
     """A PNG grid of the EMA network's samples for seeds 0..grid_n-1, the same seeds at every step."""
-    from .sample import sample_seeds, save_grid  # here: sample imports this module
+    from .generate import sample_seeds, save_grid  # here: sample imports this module
 
     run = Run(ema, process, cfg, step, run_dir)
     save_grid(sample_seeds(run, range(cfg.train.grid_n), batch_size=cfg.train.grid_n, images=images), path)
@@ -530,7 +530,7 @@ class Run:
     cfg: Config
     step: int
     run_dir: Path            # the run's folder; for a shipped model, its score cache under runs/shipped/
-    source: str = "trained"  # "trained" (runs/) or "shipped" (models/, see ihdm_core.shipped)
+    source: str = "trained"  # "trained" (runs/) or "shipped" (models/, see ihdm_core.training.shipped)
 
     def sampled_with(self, steps: int | None = None, **process) -> "Run":
         """The same weights sampled another way: ``steps`` for a continuous-time diffusion, and
@@ -567,7 +567,7 @@ def sampling_process(cfg: Config, device=None, steps: int | None = None):
     diffusions, with the training data's DCT range when ``process.clamp_dct`` asks for it."""
     rng = None
     if cfg.process.clamp_dct:
-        from .diffusion import dct_range
+        from ..model.diffusion import dct_range
 
         rng = dct_range(load_dataset(cfg.data))
         rng = tuple(r.to(_resolve_device(device)) for r in rng)
@@ -621,7 +621,7 @@ def load_run(cfg_or_dir: Config | str | Path, device=None, use_ema: bool = True,
     if not path.exists():
         name = cfg_or_dir.name if isinstance(cfg_or_dir, Config) else run_dir.name
         raise FileNotFoundError(f"no trained run at {run_dir}; train it first with "
-                                f"`python -m ihdm_core.train --preset {name}` (or ensure_trained(cfg))")
+                                f"`python -m ihdm_core train --preset {name}` (or ensure_trained(cfg))")
     device = _resolve_device(device)
     ckpt = load_checkpoint(path)[0]
     cfg = from_dict(ckpt["config"])
@@ -633,7 +633,7 @@ def load_run(cfg_or_dir: Config | str | Path, device=None, use_ema: bool = True,
 
 def ensure_trained(cfg: Config, device=None, progress: bool = True, retrain: bool | None = None, **kw) -> Run:
     """The EMA weights of ``cfg``: the shipped model of its identity if one ships (see
-    :mod:`ihdm_core.shipped`), else trained here (resuming a partial run, reusing a finished one).
+    :mod:`ihdm_core.training.shipped`), else trained here (resuming a partial run, reusing a finished one).
     ``retrain=True`` (or ``IHDM_RETRAIN=1``) ignores shipped weights and trains into runs/."""
     from .shipped import retrain_requested, shipped_dir
 
@@ -660,7 +660,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
 def main(argv=None) -> int:
     from .config import preset_names
 
-    ap = argparse.ArgumentParser(prog="python -m ihdm_core.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ihdm_core train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True, help=f"one of: {', '.join(preset_names())}")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override config fields, e.g. train.steps=1000 process.K=50")
@@ -682,6 +682,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run  # one-line errors for usage and data errors
+    from ..cli import run  # one-line errors for usage and data errors
 
     sys.exit(run(main))

@@ -44,8 +44,8 @@ def frame_levels(K: int, max_frames: int = 40) -> list[int]:
 
 
 class Recorder:
-    """A sampler callback (``samplers.sample`` / ``ddim_sample`` call ``callback(k, u)``) that keeps
-    the states at ``levels`` (all levels when None), detached and on the CPU.
+    """A sampler callback (``sample`` / ``ddim_sample`` call it with ``{"k", "x", "denoised"}``) that
+    keeps the states ``x`` at ``levels`` (all levels when None), detached and on the CPU.
 
     ``frames()`` stacks them from the highest level to the lowest: (T, B, C, H, W), u_K first.
     """
@@ -55,8 +55,8 @@ class Recorder:
         self.clamp = clamp
         self.states: dict[int, object] = {}
 
-    def __call__(self, k, u) -> None:
-        k = int(k)
+    def __call__(self, info: dict) -> None:
+        k, u = int(info["k"]), info["x"]
         if self._wanted is None or k in self._wanted:
             u = u.detach().float().cpu()
             self.states[k] = u.clamp(0, 1) if self.clamp else u.clone()

@@ -161,7 +161,7 @@ def elbo_terms(net, process, u0: Tensor, centres: Tensor, *, delta: float | None
         raise ValueError(f"the ELBO needs delta > 0, got {delta}")
     if noise is not None and (noise.shape[0] != K or noise.shape[1:] != u0.shape):
         raise ValueError(f"noise must have shape ({K}, {', '.join(map(str, u0.shape))}), got {tuple(noise.shape)}")
-    from .samplers import _restore_modes, _training_modes
+    from .sampling import _restore_modes, _training_modes
 
     modes = _training_modes(net)  # every submodule's flag: a wrapped eval net must stay in eval
     if hasattr(net, "eval"):

@@ -162,7 +162,7 @@ def grouped_means(matrix: Tensor, n_priors: int, n_noises: int) -> dict[str, tup
 # --- sampling the grid ------------------------------------------------------------------------
 def prior_centres(process, images, indices) -> Tensor:
     """The noise-free part of the prior state, F(t_K) u_0, for the training images ``indices``."""
-    from .prior import kde_prior_sample
+    from ..model.prior import kde_prior_sample
 
     return kde_prior_sample(process, images, indices=torch.as_tensor(indices), delta=0.0)[0]
 
@@ -192,7 +192,7 @@ def sample_grid(net, process, centres: Tensor, n_noises: int, *, delta: float | 
                 generator: torch.Generator | None = None, batch_size: int = 256,
                 progress: bool = False) -> tuple[Tensor, Tensor]:
     """Samples (P, N, C, H, W) in [0, 1] and their prior states (P, N, C, H, W), on the CPU."""
-    from .samplers import sample
+    from ..model.sampling import sample
 
     if getattr(process, "name", None) != "ihdm":
         raise ValueError(f"the colour grid needs an IHDM process (its prior state is a blurred image), "

@@ -1,8 +1,8 @@
 """Evaluate a trained run: FID (clean-fid, offline), negative ELBO in bits/dim, digit recognisability.
 
-    python -m ihdm_core.evaluate --preset mnist-quick --metric fid --n 1000
-    python -m ihdm_core.evaluate --preset mnist-quick --metric nll
-    python -m ihdm_core.evaluate --preset mnist-quick --metric recog --n 1000
+    python -m ihdm_core evaluate --preset mnist-quick --metric fid --n 1000
+    python -m ihdm_core evaluate --preset mnist-quick --metric nll
+    python -m ihdm_core evaluate --preset mnist-quick --metric recog --n 1000
 
 Every score is returned (and printed, and appended to ``<run dir>/scores.jsonl``) as one
 record with what it needs to be read: the metric and value, the number of samples, the
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .config import preset_names
-from .data import load_dataset
+from ..training.config import preset_names
+from ..training.data import load_dataset
 __all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll", "evaluate_recognisability",
            "evaluate_explosions", "sampling_steps", "step_sweep", "high_frequency_rms", "record_score", "read_scores",
            "score", "draw_samples", "main"]
@@ -45,14 +45,14 @@ class _Clock:
 def sample_stream(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
                   images=None, clock: _Clock | None = None, clamp: bool = True):
     """Yield exactly ``n`` samples in [0, 1] (``clamp=False``: as the chains ended), in batches of
-    at most ``batch_size``: those of the per-image seeds :func:`ihdm_core.sample.seed_range`
+    at most ``batch_size``: those of the per-image seeds :func:`ihdm_core.training.generate.seed_range`
     (seed, n), so a set is the same whatever the batch size, and equal to ``generate(run, n, seed=seed)``.
     """
-    from .sample import iter_sample_seeds, seed_range
+    from ..training.generate import iter_sample_seeds, seed_range
 
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
-    images = load_dataset(run.cfg.data) if images is None and run.process.delta is not None else images
+    images = load_dataset(run.cfg.data) if images is None and run.process.data_prior else images
     t0 = time.perf_counter()
     for _, x in iter_sample_seeds(run, seed_range(seed, n), batch_size=batch_size, delta=delta, images=images,
                                   clamp=clamp):
@@ -75,7 +75,7 @@ def _sampler(run) -> dict:
     proc = run.process
     clip = getattr(proc, "clip_denoised", None)
     out = {} if clip is None else {"clip_denoised": bool(clip)}
-    out["seeding"] = "per-image"  # ihdm_core.sample.seed_range; earlier scores drew one stream per batch
+    out["seeding"] = "per-image"  # ihdm_core.training.generate.seed_range; earlier scores drew one stream per batch
     if getattr(proc, "continuous", False):
         uniform = torch.allclose(proc.times.cpu(), torch.arange(proc.K + 1, dtype=torch.float64) / proc.K)
         out["steps"] = int(proc.K)
@@ -87,8 +87,9 @@ def _sampler(run) -> dict:
 
 
 def _delta(run, delta):
-    d = run.process.delta if delta is None else delta
-    return None if d is None else float(d)  # None: a diffusion, whose step noise is its schedule's
+    if delta is None and not run.process.data_prior:
+        return None  # a diffusion, whose step noise is its schedule's
+    return float(run.process.delta if delta is None else delta)
 
 
 # One memoised draw, so that FID and recognisability of the same (run, n, delta, seed) in one
@@ -116,7 +117,7 @@ def draw_samples(run, n: int, *, delta: float | None = None, seed: int = 0, batc
 def high_frequency_rms(x: torch.Tensor) -> torch.Tensor:
     """Per image, the RMS of the highest DCT frequencies (i + j >= H) of ``2 x - 1``: where a
     Blurring Diffusion chain that leaves the data explodes first, and where data have little energy."""
-    from .heat import dct2
+    from ..model.heat import dct2
 
     h, w = x.shape[-2:]
     i, j = torch.arange(h)[:, None], torch.arange(w)[None]
@@ -149,7 +150,8 @@ def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 
                  ref_split: str | None = None, ref_n: int | None = None, batch_size: int = 50, device="cpu",
                  progress: bool = True) -> dict:
     """FID of ``n`` samples against the reference statistics of the run's data set (clean mode)."""
-    from .metrics import feature_extractor, fid_from_features, inception_features, reference_stats
+    from .inception import feature_extractor, inception_features
+    from .fid import fid_from_features, reference_stats
 
     ds, split = REFERENCE_SETS.get(run.cfg.data.dataset, (run.cfg.data.dataset, "train"))
     ds, split = reference or ds, ref_split or split
@@ -180,7 +182,7 @@ def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 
 def evaluate_nll(run, *, split: str = "test", n: int | None = None, delta: float | None = None, seed: int = 0,
                  batch_size: int = 250, progress: bool = True) -> dict:
     """Negative ELBO (App. A.2-A.3) of held-out images in bits/dim, KDE prior on the training images."""
-    from .likelihood import negative_elbo
+    from ..model.likelihood import negative_elbo
 
     images = load_dataset(run.cfg.data.dataset, split=split)
     if n is not None and n < len(images):
@@ -200,7 +202,7 @@ def evaluate_nll(run, *, split: str = "test", n: int | None = None, delta: float
 def evaluate_recognisability(run, n: int = 1000, *, delta: float | None = None, seed: int = 0,
                              batch_size: int = 50, threshold: float = 0.9, progress: bool = True) -> dict:
     """Share of ``n`` samples that the mnist5k digit CNN classifies with confidence >= threshold."""
-    from .metrics import digit_classifier, recognisability
+    from .digits import digit_classifier, recognisability
 
     if run.cfg.data.channels != 1 or run.cfg.data.image_size != 28:
         raise ValueError("recognisability is defined for 28 x 28 grayscale digits (MNIST-like runs)")
@@ -234,7 +236,7 @@ def read_scores(run) -> list[dict]:
     shipped (``models/<run>/scores.jsonl``), then those measured here."""
     paths = [_scores_path(run)]
     if getattr(run, "source", "trained") == "shipped":
-        from .shipped import shipped_dir
+        from ..training.shipped import shipped_dir
 
         paths.insert(0, shipped_dir(run.cfg) / "scores.jsonl")
     return [json.loads(line) for path in paths if path.exists()
@@ -260,7 +262,7 @@ def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:
     unknown = set(kwargs) - set(params)
     if unknown:
         raise TypeError(f"{_EVALUATORS[metric]} takes no {sorted(unknown)}")
-    if run.process.delta is None:
+    if not run.process.data_prior:
         kwargs.pop("delta", None)  # a diffusion: its step noise is fixed by the schedule
     key = {name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty
            and name not in ("progress", "device")}
@@ -308,9 +310,9 @@ def step_sweep(run, sweep, *, n_default: int, seed: int = 0, fid_ref_n: int | No
 
 
 def main(argv=None) -> int:
-    from .train import load_run
+    from ..training.train import load_run
 
-    ap = argparse.ArgumentParser(prog="python -m ihdm_core.evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ihdm_core evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
     ap.add_argument("--run-dir", help="a run folder instead of a preset")
     ap.add_argument("--metric", choices=["fid", "nll", "recog"], required=True)
@@ -344,6 +346,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run  # one-line errors for usage and data errors
+    from ..cli import run  # one-line errors for usage and data errors
 
     sys.exit(run(main))

@@ -189,12 +189,12 @@ class HeatDissipation:
     The decay factors exp(-lambda t_k) of every level are computed once and cached, so a
     blur at a per-sample level k is one DCT, one elementwise product and one inverse DCT.
 
-    This class also carries what the shared training loop and sampler need from a process
-    (``sample_levels``, ``training_pair``, ``predict``, ``reverse_step``, ``prior_sample``): DDPM and
-    Blurring Diffusion implement the same methods.
+    It implements :class:`ihdm_core.model.process.Process`, the interface the training loop and
+    the samplers use, as DDPM and Blurring Diffusion do.
     """
 
     name = "ihdm"
+    data_prior = True  # p(u_K) is a KDE on blurred training images (Sec. 3.2)
 
     def __init__(self, image_size, K: int, sigma_max: float, sigma_min: float = 0.5,
                  sigma: float = 0.01, delta: float = 0.0125, device=None):
@@ -269,7 +269,7 @@ class HeatDissipation:
 
     def prior_sample(self, n: int, images, *, generator: torch.Generator | None = None,
                      delta: float | None = None) -> Tensor:
-        """u_K ~ p(u_K): the KDE prior over blurred ``images`` (see :mod:`ihdm_core.prior`)."""
+        """u_K ~ p(u_K): the KDE prior over blurred ``images`` (see :mod:`ihdm_core.model.prior`)."""
         from .prior import kde_prior_sample
 
         return kde_prior_sample(self, images, n, delta=delta, generator=generator)[0]
@@ -278,10 +278,15 @@ class HeatDissipation:
         """mu_theta(u, k) = u + f_theta(u, k): the skip connection of Eq. 8."""
         return u + net(u, k)
 
+    def denoised(self, net, u: Tensor, k: int) -> Tensor:
+        """mu_theta(u_k, k): the network's estimate of the less blurred u_{k-1}, which the reverse
+        step moves to before it adds delta * noise. (IHDM has no one-step estimate of u_0.)"""
+        kk = torch.full((u.shape[0],), int(k), device=u.device, dtype=torch.long)
+        return self.predict(net, u, kk)
+
     def reverse_step(self, net, u: Tensor, k: int, noise: Tensor | None, delta: float | None = None) -> Tensor:
         """u_{k-1} = mu_theta(u_k, k) + delta * noise (Alg. 2); no noise on the last step."""
-        kk = torch.full((u.shape[0],), int(k), device=u.device, dtype=torch.long)
-        mu = self.predict(net, u, kk)
+        mu = self.denoised(net, u, k)
         d = self.delta if delta is None else float(delta)
         if k == 1 or noise is None or d == 0:
             return mu

@@ -1,7 +1,7 @@
 """Builds the forward process and the network a config names.
 
 Every process implements the same small interface, used by the one training loop
-(:func:`ihdm_core.losses.denoising_loss`) and the one sampler (:func:`ihdm_core.samplers.sample`):
+(:func:`ihdm_core.model.losses.denoising_loss`) and the one sampler (:func:`ihdm_core.model.sampling.sample`):
 
 * ``K``                                   number of reverse steps
 * ``sample_levels(n, generator)``         training levels, uniform on 1..K (continuous
@@ -12,17 +12,17 @@ Every process implements the same small interface, used by the one training loop
 * ``prior_sample(n, images, generator=, delta=)`` initial states x_K (IHDM: KDE on ``images``)
 * ``to(device)``                          the same process on another device
 
-Kinds: ``ihdm`` (:class:`~ihdm_core.heat.HeatDissipation`), ``ddpm`` and ``blurring``
-(:mod:`ihdm_core.diffusion`). The U-Net is the same for all; what its output means (an
+Kinds: ``ihdm`` (:class:`~ihdm_core.model.heat.HeatDissipation`), ``ddpm`` and ``blurring``
+(:mod:`ihdm_core.model.diffusion`). The U-Net is the same for all; what its output means (an
 update for IHDM, eps / v / x for the diffusions) is each process's ``predict``.
 """
 
 from __future__ import annotations
 
 from .config import Config
-from .diffusion import DDPM, BlurringDiffusion, time_grid
-from .heat import HeatDissipation
-from .unet import UNet
+from ..model.diffusion import DDPM, BlurringDiffusion, time_grid
+from ..model.heat import HeatDissipation
+from ..model.unet import UNet
 
 __all__ = ["build_process", "build_model", "PROCESS_KINDS"]
 
@@ -47,7 +47,7 @@ def _diffusion_options(cfg: Config, steps, dct_range, sigma_B_max: float, d_min:
     if p.clamp_dct:
         if dct_range is None:
             raise ValueError("process.clamp_dct needs the training data's DCT range: build the process with "
-                             "dct_range=ihdm_core.diffusion.dct_range(images) (ihdm_core.train.load_run does)")
+                             "dct_range=ihdm_core.model.diffusion.dct_range(images) (ihdm_core.training.train.load_run does)")
         out["dct_range"] = dct_range
     return out
 

@@ -3,23 +3,54 @@
 ``sample`` runs Alg. 2 for any process that implements ``reverse_step`` (IHDM, DDPM, ...).
 Noise can be fresh per sample, shared across the batch, passed in whole, which is
 what the interpolation (Fig. 7b) and colour-disentanglement (Fig. 7a) figures need, or drawn
-step by step by a callable (per-seed generators in :func:`ihdm_core.sample.sample_seeds`,
+step by step by a callable (per-seed generators in :func:`ihdm_core.training.generate.sample_seeds`,
 without holding all K steps of noise in memory).
-``ddim_sample`` is DDIM for the Gaussian diffusions of :mod:`ihdm_core.diffusion` (the
+``ddim_sample`` is DDIM for the Gaussian diffusions of :mod:`ihdm_core.model.diffusion` (the
 deterministic DDPM baseline of the interpolation comparison).
+
+Both take a ``callback`` that is called once per visited level, k-diffusion style, with a dict
+``{"k": level, "x": state at that level, "denoised": process.denoised(net, x, k)}``, the state
+first at level K and last at level 0 (where ``denoised`` is the final sample itself). The estimate
+shares the network evaluation of the step, so a callback costs no extra network call.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 from .unet import Autocast
 
-__all__ = ["sample", "ddim_sample", "ddim_levels", "draw_noise", "slerp"]
+__all__ = ["sample", "ddim_sample", "ddim_levels", "draw_noise", "slerp", "Callback"]
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+class _SharedCall:
+    """The network, remembering its last call: the same inputs again return the same output.
+
+    The callback's ``denoised`` and the reverse step each ask the network about the same state;
+    this makes that one evaluation. Inputs are compared by value (a cheap check next to a U-Net).
+    """
+
+    def __init__(self, net):
+        self.net, self._args, self._out = net, None, None
+
+    def __call__(self, x: Tensor, k: Tensor) -> Tensor:
+        if self._args is not None and all(a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+                                          for a, b in zip(self._args, (x, k))):
+            return self._out
+        self._out = self.net(x, k)
+        self._args = (x, k)
+        return self._out
+
+
+def _report(callback: Callback | None, process, net, x: Tensor, k: int) -> None:
+    if callback is not None:
+        callback({"k": int(k), "x": x, "denoised": process.denoised(net, x, k) if k > 0 else x})
 
 
 def draw_noise(K: int, shape, *, shared: bool = False, generator: torch.Generator | None = None,
@@ -50,7 +81,7 @@ def slerp(z1: Tensor, z2: Tensor, phi: float) -> Tensor:
 @torch.no_grad()
 def sample(net, process, u_K: Tensor, *, delta: float | None = None,
            noise: Tensor | str | Callable[[int], Tensor] | None = None,
-           generator: torch.Generator | None = None, callback: Callable[[int, Tensor], None] | None = None,
+           generator: torch.Generator | None = None, callback: Callback | None = None,
            progress: bool = False, autocast_dtype: torch.dtype | None = None) -> Tensor:
     """Run the reverse process from ``u_K`` down to level 0 (Alg. 2).
 
@@ -59,7 +90,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None,
               batch), a tensor (K, B|1, C, H, W) from :func:`draw_noise`, or a callable
               noise(k) -> (B|1, C, H, W), called once per level k = K, ..., 1 in that order
               (also at k = 1, whose noise is unused, so a caller's draw streams stay simple).
-    callback: called as callback(k, u) with the state at level k, for k = K, K-1, ..., 0.
+    callback: called as callback({"k", "x", "denoised"}) at levels k = K, K-1, ..., 0 (module docstring).
     autocast_dtype: run the network (only) in this precision, e.g. torch.bfloat16 on GPU.
     The network is put in eval mode for the call (dropout off) and restored afterwards.
     """
@@ -67,12 +98,12 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None,
     noise = _resolve_noise(noise, K, u_K, generator)
     modes = _training_modes(net)
     step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
+    if callback is not None:
+        step_net = _SharedCall(step_net)
     if hasattr(net, "eval"):
         net.eval()
     u = u_K
     try:
-        if callback is not None:
-            callback(K, u)
         steps = range(K, 0, -1)
         if progress:
             from tqdm.auto import tqdm
@@ -85,9 +116,9 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None,
                 z = _check_step_noise(noise(k), u, k).to(u.device)
             else:
                 z = noise[k - 1].to(u.device)
+            _report(callback, process, step_net, u, k)
             u = process.reverse_step(step_net, u, k, z, delta=delta)
-            if callback is not None:
-                callback(k - 1, u)
+        _report(callback, process, step_net, u, 0)
     finally:
         _restore_modes(net, modes)
     return u
@@ -142,7 +173,7 @@ def ddim_levels(K: int, steps: int) -> list[int]:
 @torch.no_grad()
 def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: float = 0.0,
                 noise: Tensor | str | None = None, generator: torch.Generator | None = None,
-                callback: Callable[[int, Tensor], None] | None = None, progress: bool = False,
+                callback: Callback | None = None, progress: bool = False,
                 autocast_dtype: torch.dtype | None = None) -> Tensor:
     """DDIM (Song et al. 2021) from x_T over ``steps`` evenly spaced levels; returns [0, 1] images.
 
@@ -151,7 +182,7 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
     grid; with steps = K it is :func:`sample`, draw for draw given the same ``noise``.
     noise:    for eta > 0: None (fresh), "shared", or a tensor (steps, B|1, C, H, W);
               ``noise[i - 1]`` is used on the step that leaves the i-th level from the end.
-    callback: called as callback(level, x) at every visited level, K first, 0 last.
+    callback: called as callback({"k", "x", "denoised"}) at every visited level, K first, 0 last.
     autocast_dtype: run the network (only) in this precision, as in :func:`sample`.
     """
     if not hasattr(process, "ddim_step"):
@@ -163,12 +194,12 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
     noise = _resolve_noise(noise, n, x_T, generator)
     modes = _training_modes(net)
     step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
+    if callback is not None:
+        step_net = _SharedCall(step_net)
     if hasattr(net, "eval"):
         net.eval()
     x = x_T
     try:
-        if callback is not None:
-            callback(levels[0], x)
         pairs = range(n)
         if progress:
             from tqdm.auto import tqdm
@@ -179,9 +210,9 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
             z = None
             if eta > 0 and s > 0:
                 z = _randn(x, generator) if noise is None else noise[n - j - 1].to(x.device)
+            _report(callback, process, step_net, x, t)
             x = process.ddim_step(step_net, x, t, s, eta=eta, noise=z)
-            if callback is not None:
-                callback(s, x)
+        _report(callback, process, step_net, x, 0)
     finally:
         _restore_modes(net, modes)
     return x

@@ -13,14 +13,14 @@ same code at every scale:
 * ``gpu``    about one hour on one H100-class GPU (UNMEASURED): the real 60,000 MNIST digits
   and base-64 U-Nets trained 30k steps; results still small-scale next to the paper's.
 * ``paper``  Tables 1-2 of the paper on a GPU with the real data sets. Trained checkpoints can
-  be dropped in: put them where ``ihdm_core.train.run_dir_for(cfg)`` points and they are used.
+  be dropped in: put them where ``ihdm_core.training.train.run_dir_for(cfg)`` points and they are used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import Config, get_preset
+from ..training.config import Config, get_preset
 
 __all__ = ["Profile", "PROFILES", "get_profile", "profile_names", "start"]
 

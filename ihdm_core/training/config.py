@@ -145,7 +145,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ProcessConfig:
-    """The forward process. ``kind`` selects it (see :mod:`ihdm_core.processes`):
+    """The forward process. ``kind`` selects it (see :mod:`ihdm_core.training.build`):
 
     * ``ihdm``: K, sigma_min, sigma_max (sigma_B,max), sigma, delta.
     * ``ddpm``: K, beta_schedule ("linear": beta_start..beta_end, given for 1000 steps and
@@ -172,7 +172,7 @@ class ProcessConfig:
     logsnr_max: float = _added(10.0)
     d_min: float = _added(0.001)
     # Whether the diffusion samplers clip x_hat to the data range (sampling only); None: the
-    # process's default (DDPM clips, Blurring Diffusion does not; see ihdm_core.diffusion).
+    # process's default (DDPM clips, Blurring Diffusion does not; see ihdm_core.model.diffusion).
     clip_denoised: bool | None = _how(None)
     # Gaussian diffusions only. time: "discrete" trains and samples on levels 1..K; "continuous"
     # trains on t ~ U(0, 1] and samples on any number of steps (K is then the default number).
@@ -219,7 +219,7 @@ class ProcessConfig:
                               f"process.time='continuous': continuous time needs beta_schedule='cosine'")
         if self.kind == "ddpm" and self.beta_schedule == "linear" and self.time == "discrete" \
                 and self.beta_end * 1000.0 / self.K >= 1:
-            # Ho et al.'s betas are given for 1000 steps and scaled by 1000/K (ihdm_core.diffusion).
+            # Ho et al.'s betas are given for 1000 steps and scaled by 1000/K (ihdm_core.model.diffusion).
             raise ConfigError(f"process.K={self.K!r} is not allowed with linear betas: beta_end x 1000/K = "
                               f"{self.beta_end * 1000.0 / self.K:g} must be < 1, so K must be > "
                               f"{self.beta_end * 1000.0:g} (or use beta_schedule='cosine')")
@@ -636,7 +636,7 @@ for _pred in ("eps", "v", "x"):
 # The colour model (Fig. 7a): the same digits with random foreground and background colours
 # (data set mnist5k-colour), on which the prior state u_K should fix the colours and the sampling
 # noise the shape. sigma_B_max = 20 on 28 x 28 leaves the mean colour: measured with
-# ihdm_core.heat on 500 training images, u_K differs from the per-channel mean image by at most
+# ihdm_core.model.heat on 500 training images, u_K differs from the per-channel mean image by at most
 # 0.0055 (mean |.| 0.00035, 0.36 % of the image's deviation from its mean in L2), below sigma = 0.01.
 # The reference keeps mnist-ref's network, process and optimisation; 3,000 steps fit its CPU budget.
 _register(PRESETS["mnist-ref"].replace(
@@ -685,7 +685,7 @@ def get_preset(name: str, **overrides) -> Config:
 
 
 def _project_root() -> Path | None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").exists() else None
 
 

@@ -25,7 +25,7 @@ def figures_dir(profile: str = "interactive") -> Path:
     if os.environ.get("IHDM_FIGURES"):
         path = Path(os.environ["IHDM_FIGURES"]).expanduser()
     else:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]
         base = root / "figures" if (root / "pyproject.toml").exists() else Path.home() / ".cache" / "ihdm" / "figures"
         path = base / profile
     path.mkdir(parents=True, exist_ok=True)

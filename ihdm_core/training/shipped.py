@@ -9,17 +9,17 @@ like its run, ``models/<preset>-<identity>/``:
 * ``ema.safetensors.sha256``  the SHA-256 of that file, checked before every load: a changed
                               byte is an error that names the file, never a silent retrain.
 * ``config.json``             the full config; its identity must be the folder's.
-* ``metrics.jsonl``           the training log, as ``ihdm_core.train`` wrote it.
+* ``metrics.jsonl``           the training log, as ``ihdm_core.training.train`` wrote it.
 * ``MODEL_CARD.md``           preset, identity, steps, batch, hardware, wall time, scores and the
                               command that retrains it.
 
-``ihdm_core.train.ensure_trained`` uses a shipped model when one matches the config's identity,
+``ihdm_core.training.train.ensure_trained`` uses a shipped model when one matches the config's identity,
 unless a retrain is asked for (``retrain=True``, ``IHDM_RETRAIN=1``, or the pipeline's
 ``--retrain``), which trains from scratch into ``runs/`` as before.
 
-    python -m ihdm_core.shipped list
-    python -m ihdm_core.shipped verify
-    python -m ihdm_core.shipped export --preset mnist-ref --hardware "2 CPU cores (...)"
+    python -m ihdm_core models list
+    python -m ihdm_core models verify
+    python -m ihdm_core models export --preset mnist-ref --hardware "2 CPU cores (...)"
 """
 
 from __future__ import annotations
@@ -176,11 +176,11 @@ def model_card(cfg: Config, *, step: int, wall_s: float | None, hardware: str, d
         "From scratch into `runs/` (the shipped weights are ignored):",
         "",
         "```bash",
-        f"python -m ihdm_core.train --preset {cfg.name}",
-        f"python -m ihdm_core.shipped export --preset {cfg.name} --hardware \"<your hardware>\"   # replace these weights",
+        f"python -m ihdm_core train --preset {cfg.name}",
+        f"python -m ihdm_core models export --preset {cfg.name} --hardware \"<your hardware>\"   # replace these weights",
         "```",
         "",
-        "The book retrains every model it uses with `python -m ihdm_core.pipeline --retrain`.",
+        "The book retrains every model it uses with `python -m ihdm_core book --retrain`.",
         "",
     ]
     return "\n".join(lines)
@@ -255,7 +255,7 @@ def list_shipped() -> list[Path]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ihdm_core.shipped", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ihdm_core models", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="the shipped models")
     sub.add_parser("verify", help="check every shipped model against its SHA-256")
@@ -288,6 +288,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run  # one-line errors for usage and data errors
+    from ..cli import run  # one-line errors for usage and data errors
 
     sys.exit(run(main))

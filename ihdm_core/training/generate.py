@@ -9,10 +9,10 @@ others, so seed i gives the same image whatever the batch size or the number of 
 sizes, about 1e-7 here, which can move a pixel across an 8-bit rounding edge only rarely:
 none in 64 smoke-model samples at batch sizes 1, 7 and 64.)
 
-    python -m ihdm_core.sample --preset mnist-quick --outdir samples/ --seeds 0-49999
-    python -m ihdm_core.sample --preset mnist-quick --npz samples.npz --seeds 0-9999
-    torchrun --standalone --nproc_per_node 4 -m ihdm_core.sample --preset cifar10 --outdir s/ --seeds 0-49999
-    python -m ihdm_core.sample --preset mnist-quick --n 64 --out grid.png        # one grid
+    python -m ihdm_core sample --preset mnist-quick --outdir samples/ --seeds 0-49999
+    python -m ihdm_core sample --preset mnist-quick --npz samples.npz --seeds 0-9999
+    torchrun --standalone --nproc_per_node 4 -m ihdm_core sample --preset cifar10 --outdir s/ --seeds 0-49999
+    python -m ihdm_core sample --preset mnist-quick --n 64 --out grid.png        # one grid
 
 Modes (those of the 2023 release):
 
@@ -42,7 +42,7 @@ from torch import Tensor
 
 from .config import preset_names
 from .data import load_dataset
-from .samplers import sample, slerp
+from ..model.sampling import sample, slerp
 from .train import load_run
 
 __all__ = ["MODES", "sample_seeds", "iter_sample_seeds", "parse_seeds", "to_uint8", "png_name", "write_pngs",
@@ -95,7 +95,7 @@ def _interp_weights(seed: int, frames: int) -> tuple[int, int, float]:
 def _batch_draws(run, seeds: list[int], images, delta, mode: str, shared_seed: int, frames: int):
     """(u_K (B, C, H, W) on the process's device, noise(k) callable) for one batch of seeds."""
     device = run.process.device
-    gaussian_prior = run.process.delta is None  # diffusions: z_K ~ N(0, I), slerped in interpolation
+    gaussian_prior = not run.process.data_prior  # diffusions: z_K ~ N(0, I), slerped in interpolation
     if mode == "interpolate":
         ends, weights = [], []
         for s in seeds:
@@ -144,7 +144,7 @@ def _prepare(run, seeds, delta, steps, mode, frames):
                              f"{getattr(run.cfg.process, 'time', 'discrete')} time) samples on its own "
                              f"K = {run.process.K} levels; only continuous-time diffusions take --steps")
         run = run.sampled_with(steps=int(steps))
-    if delta is not None and run.process.delta is None:
+    if delta is not None and not run.process.data_prior:
         raise ValueError(f"delta={delta}: delta is IHDM's sampling noise; {run.cfg.name} is a Gaussian "
                          f"diffusion ({run.cfg.process.kind}) and has none")
     seeds = [int(s) for s in seeds]
@@ -164,7 +164,7 @@ def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta:
     run, seeds = _prepare(run, seeds, delta, steps, mode, frames)
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    images = load_dataset(run.cfg.data) if images is None and run.process.delta is not None else images
+    images = load_dataset(run.cfg.data) if images is None and run.process.data_prior else images
     net = run.net if net is None else net
     batches = range(0, len(seeds), batch_size)
     bar = None
@@ -211,7 +211,7 @@ def sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: floa
 
 # --- files ---------------------------------------------------------------------------------------
 def to_uint8(x: Tensor) -> np.ndarray:
-    """[0, 1] images (B, C, H, W) -> uint8 NHWC, rounded as the FID code rounds (ihdm_core.metrics)."""
+    """[0, 1] images (B, C, H, W) -> uint8 NHWC, rounded as the FID code rounds (ihdm_core.evaluation)."""
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -259,7 +259,7 @@ def generate(run, n: int, *, delta: float | None = None, seed: int = 0, batch_si
              images=None, progress: bool = False, autocast_dtype: torch.dtype | None = None,
              compile: bool = False) -> torch.Tensor:
     """n samples in [0, 1]: those of seeds ``SEED_STRIDE * seed + i``, i < n (:func:`sample_seeds`), the
-    same images ``ihdm_core.evaluate`` scores for that seed.
+    same images ``ihdm_core.evaluation.scores`` scores for that seed.
 
     On a GPU, ``autocast_dtype=torch.bfloat16`` runs the network in bf16 and ``compile=True``
     compiles it once for all K steps and batches (same shapes throughout).
@@ -309,7 +309,7 @@ def _barrier(world: int) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m ihdm_core.sample",
+        prog="python -m ihdm_core sample",
         description="Sample a trained run: one PNG per seed (--outdir), an npz (--npz), or a PNG grid (--out).")
     ap.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
     ap.add_argument("--run-dir", help="a run folder instead of a preset")
@@ -361,7 +361,7 @@ def main(argv=None) -> int:
             parts.append(x)
     seconds = time.perf_counter() - t0
     info = {"run_dir": str(run.run_dir), "identity": run.cfg.identity(), "step": run.step, "mode": args.mode,
-            "delta": args.delta if args.delta is not None else run.process.delta, "K": run.process.K,
+            "delta": args.delta if args.delta is not None else getattr(run.process, "delta", None), "K": run.process.K,
             "n": len(seeds), "seeds": f"{seeds[0]}..{seeds[-1]}" if seeds else "", "world": world,
             "seconds": round(seconds, 2), "samples_per_s_per_rank": round(len(mine) / max(seconds, 1e-9), 2),
             "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
@@ -399,6 +399,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run  # one-line errors for usage and data errors
+    from ..cli import run  # one-line errors for usage and data errors
 
     sys.exit(run(main))

@@ -7,7 +7,7 @@ Both are one family. In DCT space (orthonormal, the same transform as the heat o
 with a scalar signal scale ``a_k``, a scalar noise scale ``sigma_k`` and a per-frequency blur
 factor ``d_k = (1 - d_min) exp(-lambda tau_k) + d_min``, where ``exp(-lambda tau_k)`` is exactly
 the IHDM heat decay for heat time ``tau_k = sigma_B(t_k)^2 / 2`` (``lambda`` from
-:func:`ihdm_core.heat.laplacian_eigenvalues`). DDPM (Ho et al. 2020) is the case ``d_k = 1``,
+:func:`ihdm_core.model.heat.laplacian_eigenvalues`). DDPM (Ho et al. 2020) is the case ``d_k = 1``,
 computed without DCTs; Blurring Diffusion (Hoogeboom & Salimans 2023) blurs with
 ``sigma_B(t) = sigma_B_max sin(pi t / 2)^2`` at ``t_k = k / K``. With ``sigma_B_max = 0`` it is
 DDPM with the cosine schedule. The forward marginal, the posterior step and DDIM are written
@@ -20,7 +20,7 @@ Conventions shared with IHDM, so one training loop and one sampler serve all pro
 * Data are in [0, 1]; the diffusion runs on ``z = 2 x - 1`` (DDPM's [-1, 1] convention) so the
   prior is N(0, I). States at levels k >= 1 (``prior_sample``, ``reverse_step`` for k > 1, the
   sampler's ``callback``) are in that model space; the step to level 0 maps back, so
-  :func:`ihdm_core.samplers.sample` returns [0, 1] images for every process. ``to_data`` maps
+  :func:`ihdm_core.model.sampling.sample` returns [0, 1] images for every process. ``to_data`` maps
   an intermediate state for display.
 * The network predicts eps. The U-Net centres its input with ``2 u - 1`` (written for IHDM's
   [0, 1] states), so ``predict`` feeds it ``to_data(z)``: the first layer then sees z exactly.
@@ -179,7 +179,7 @@ class GaussianDiffusion:
     """
 
     name = "gaussian"
-    delta = None  # no IHDM-style sampling-noise knob; kept so code that prints it works
+    data_prior = False  # z_K ~ N(0, I); the step noise is the schedule's (no IHDM-style delta)
 
     def __init__(self, image_size, channels: int, a: Tensor, sigma: Tensor, tau: Tensor | None = None,
                  d_min: float = 0.0, clip_denoised: bool = True, device=None, *, times: Tensor | None = None,
@@ -335,7 +335,7 @@ class GaussianDiffusion:
             mean = self._scale(self.from_data(x0.float()), alpha)
             return mean + sigma.float()[:, None, None, None] * eps.float()
 
-    # -- interface shared with IHDM (see ihdm_core.processes) ------------------------------------
+    # -- the Process interface (ihdm_core.model.process), shared with IHDM -------------------------
     def sample_levels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Discrete: k ~ U{1..K}. Continuous: t ~ U(0, 1] (float), the variational-diffusion objective."""
         if self.continuous:
@@ -584,7 +584,7 @@ def _f(coef: Tensor, like: Tensor) -> Tensor:
 def _no_delta(delta) -> None:
     if delta is not None:
         raise ValueError("delta is IHDM's sampling noise; Gaussian diffusions have none (pass delta=None; "
-                         "for deterministic sampling use ihdm_core.samplers.ddim_sample)")
+                         "for deterministic sampling use ihdm_core.model.sampling.ddim_sample)")
 
 
 def _randn(shape, generator, device) -> Tensor:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .data import to_float
-
 __all__ = ["kde_prior_sample", "blurred_prior_mean"]
+
+
+def to_float(x: Tensor) -> Tensor:
+    """Training images as floats in [0, 1]: uint8 storage is divided by 255, floats pass."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
 def _gather(images, idx: Tensor) -> Tensor:
