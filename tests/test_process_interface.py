@@ -84,3 +84,16 @@ def test_ddim_callback_with_an_exact_eps_sees_the_data_at_every_level():
     assert [s["k"] for s in seen] == [20, 16, 12, 8, 4, 0]
     for s in seen:
         torch.testing.assert_close(s["denoised"], x0, atol=1e-4, rtol=0)
+
+
+def test_kde_centres_are_the_training_images_blurred_to_level_K():
+    from ihdm_core.model.prior import kde_centres
+
+    p = HeatDissipation(8, K=5, sigma_max=3.0)
+    x = torch.randint(0, 256, (7, 1, 8, 8), dtype=torch.uint8)
+    want = torch.stack([p.blur(xi[None].double().div(255).float(), 5)[0] for xi in x])
+    torch.testing.assert_close(kde_centres(p, x, batch_size=3), want)
+    want_bins = torch.stack([p.blur(((xi[None].double() + 0.5) / 256).float(), 5)[0] for xi in x])
+    torch.testing.assert_close(kde_centres(p, x, bin_centres=True, batch_size=4), want_bins)
+    with pytest.raises(TypeError, match="integer"):
+        kde_centres(p, x.float() / 255, bin_centres=True)

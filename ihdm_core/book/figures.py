@@ -16,7 +16,8 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["figures_dir", "provenance", "savefig", "save_table", "read_index", "image_grid", "show_images", "INDEX"]
+__all__ = ["figures_dir", "provenance", "savefig", "save_table", "read_index", "image_grid", "show_images", "label_rows",
+           "label_columns", "INDEX"]
 
 INDEX = "index.json"
 
@@ -154,3 +155,15 @@ def show_images(ax, images, nrow: int | None = None, title: str | None = None, *
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def label_rows(ax, labels, size: int, pad: int = 1, **kw) -> None:
+    """Write ``labels`` left of the rows of an :func:`image_grid` of ``size``-pixel tiles."""
+    for i, text in enumerate(labels):
+        ax.text(-1.5, pad + i * (size + pad) + size / 2, text, ha="right", va="center", fontsize=7, **kw)
+
+
+def label_columns(ax, labels, size: int, pad: int = 1, **kw) -> None:
+    """Write ``labels`` above the columns of an :func:`image_grid` of ``size``-pixel tiles."""
+    for j, text in enumerate(labels):
+        ax.text(pad + j * (size + pad) + size / 2, -1.5, text, ha="center", va="bottom", fontsize=7, **kw)

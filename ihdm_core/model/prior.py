@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["kde_prior_sample", "blurred_prior_mean"]
+__all__ = ["kde_prior_sample", "kde_centres", "to_float"]
 
 
 def to_float(x: Tensor) -> Tensor:
@@ -50,10 +50,20 @@ def kde_prior_sample(process, images, n: int | None = None, *, indices: Tensor |
     return uK, indices
 
 
-def blurred_prior_mean(process, images, batch_size: int = 1024) -> Tensor:
-    """All training images blurred to level K (the KDE centres), as one float tensor."""
+def kde_centres(process, images, *, bin_centres: bool = False, batch_size: int = 4096, device=None) -> Tensor:
+    """The KDE's centres F(t_K) u_0: every training image blurred to level K, as one float tensor.
+
+    ``bin_centres=True`` takes uint8 images at the means of their dequantisation bins, (x + 1/2) / 256,
+    as the likelihood does (:func:`ihdm_core.model.likelihood.bin_centres`); otherwise x / 255, as
+    :func:`kde_prior_sample` draws them.
+    """
+    device = torch.device(device) if device is not None else process.device
     out = []
     for start in range(0, len(images), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(images)))
-        out.append(process.blur(to_float(_gather(images, idx)).to(process.device), process.K))
+        x = _gather(images, torch.arange(start, min(start + batch_size, len(images))))
+        if bin_centres:
+            if x.is_floating_point():
+                raise TypeError(f"bin_centres=True needs integer images, got {x.dtype}")
+            x = (x.float() + 0.5) / 256
+        out.append(process.blur(to_float(x).to(device), process.K))
     return torch.cat(out)
