@@ -52,7 +52,7 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import build_model, get_preset, kde_prior_sample
-from ihdm_core.training import generate as sample
+from ihdm_core.model.sampling import sample
 from ihdm_core.book.animate import Recorder, frame_levels, save_animation, show_animation
 from ihdm_core.training.data import load_dataset, to_float
 from ihdm_core.evaluation.scores import REFERENCE_SETS, draw_samples, score

@@ -40,7 +40,7 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import build_process, heat_forward, kde_prior_sample
-from ihdm_core.training import generate as sample
+from ihdm_core.model.sampling import sample
 from ihdm_core.training.data import load_dataset, to_float
 from ihdm_core.book.figures import save_table, savefig, show_images
 from ihdm_core.model.likelihood import bin_centres, gaussian_kl, prior_kl_bound

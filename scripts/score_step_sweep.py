@@ -6,6 +6,7 @@ asks for them, so this script can fill the cache beforehand, one process per mod
 
     OMP_NUM_THREADS=1 python scripts/score_step_sweep.py --profile quick --role blurring &
     OMP_NUM_THREADS=1 python scripts/score_step_sweep.py --profile quick --role ddpm &
+    OMP_NUM_THREADS=1 python scripts/score_step_sweep.py --profile quick --role ablation  # eps/v/x models
 
 For a shipped model the scores land in runs/shipped/<run>/scores.jsonl; copy them to
 models/<run>/scores.jsonl to ship them with the weights (`--publish`).
@@ -20,6 +21,7 @@ import time
 from ihdm_core.evaluation.scores import step_sweep
 from ihdm_core.book.profiles import get_profile
 from ihdm_core.training.shipped import shipped_dir, write_card
+from ihdm_core.training.config import get_preset
 from ihdm_core.training.train import ensure_trained
 
 OPTIONS = ({}, {"grid": "edge"}, {"clamp_dct": True}, {"grid": "edge", "clamp_dct": True})
@@ -28,10 +30,12 @@ OPTIONS = ({}, {"grid": "edge"}, {"clamp_dct": True}, {"grid": "edge", "clamp_dc
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick")
-    ap.add_argument("--role", choices=["ddpm", "blurring"], required=True)
+    ap.add_argument("--role", choices=["ddpm", "blurring", "ablation"], required=True)
     ap.add_argument("--publish", action="store_true", help="copy the scores into the shipped model's folder")
     args = ap.parse_args(argv)
     P = get_profile(args.profile)
+    if args.role == "ablation":
+        return _ablation(P, args.publish)
     run = ensure_trained(P.config(args.role), device=P.device)
     t0 = time.perf_counter()
     rows = step_sweep(run, P.diffusion_steps, n_default=P.n_eval, seed=P.seed, fid_ref_n=P.fid_ref_n)
@@ -46,11 +50,32 @@ def main(argv=None) -> int:
                                   metrics=("recognisability", "explosions"), **options):
                 print(f"T={T_opt} {options or 'default'}: recognisability {rec['recognisability']['value']:.3f} "
                       f"exploded {rec['explosions']['value']} of {rec['samples']}", flush=True)
-    if args.publish and run.source == "shipped":
-        dest = shipped_dir(run.cfg) / "scores.jsonl"
-        shutil.copyfile(run.run_dir / "scores.jsonl", dest)
-        write_card(run.cfg)
-        print(f"published {dest}")
+    if args.publish:
+        _publish(run)
+    return 0
+
+
+def _publish(run) -> None:
+    if run.source != "shipped":
+        print(f"{run.cfg.name} is not shipped (trained in {run.run_dir}); nothing published")
+        return
+    dest = shipped_dir(run.cfg) / "scores.jsonl"
+    shutil.copyfile(run.run_dir / "scores.jsonl", dest)
+    write_card(run.cfg)
+    print(f"published {dest}")
+
+
+def _ablation(P, publish: bool) -> int:
+    """The prediction ablation of chapter 9: each model at the sweep's smallest T and at the grid's T."""
+    T_opt = min(T for T, _ in P.diffusion_steps)
+    for preset in P.prediction_ablation:
+        run = ensure_trained(get_preset(preset), device=P.device)
+        for rec in step_sweep(run, sorted({(T_opt, P.n_options), (P.grid_steps, P.n_options)}), n_default=P.n_options,
+                              seed=P.seed, metrics=("recognisability", "explosions")):
+            print(f"{preset} T={rec['steps']}: recognisability {rec['recognisability']['value']:.3f} "
+                  f"exploded {rec['explosions']['value']} of {rec['samples']}", flush=True)
+        if publish:
+            _publish(run)
     return 0
 
 
