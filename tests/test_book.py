@@ -22,6 +22,10 @@ from ihdm_core.book.figures import read_index
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The whole module is the book tier: the built fixture runs every chapter through papermill and
+# Jupyter Book, and its setup counts towards the first test's timeout (the build itself may take 3000 s).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):

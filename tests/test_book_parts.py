@@ -78,6 +78,7 @@ def smoke_run(tmp_path_factory):
             os.environ["IHDM_RUNS"] = old
 
 
+@pytest.mark.slow
 def test_score_is_recorded_once_and_reused(smoke_run, monkeypatch):
     calls = []
     real = evaluate.evaluate_recognisability
@@ -104,6 +105,7 @@ def test_score_is_recorded_once_and_reused(smoke_run, monkeypatch):
         evaluate.score(smoke_run, "is", n=6)
 
 
+@pytest.mark.slow
 def test_draw_samples_is_the_sample_stream_and_memoised(smoke_run):
     x = evaluate.draw_samples(smoke_run, 5, seed=4, batch_size=2)
     assert evaluate.draw_samples(smoke_run, 5, seed=4, batch_size=2) is x

@@ -358,12 +358,12 @@ def test_shared_interface(kind):
         p.training_pair(torch.rand(2, 3, 28, 28), torch.tensor([1, 2]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ddpm", "blurring"])
-def test_smoke_preset_trains_and_samples(kind, tmp_path, monkeypatch):
+def test_smoke_preset_trains_and_samples(kind, run_root):
     from ihdm_core.training.generate import generate
     from ihdm_core.training.train import load_run, read_metrics, train
 
-    monkeypatch.setenv("IHDM_RUNS", str(tmp_path))
     cfg = get_preset(f"mnist-{kind}-smoke").replace(train={"steps": 40, "log_every": 10})
     res = train(cfg, progress=False)
     losses = [x for r in read_metrics(res.run_dir) for x in r["losses"]]

@@ -55,6 +55,7 @@ def test_parse_seeds():
             parse_seeds(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist-smoke", "mnist-ddpm-smoke-ct"])
 def test_png_bytes_do_not_depend_on_batch_size_and_npz_equals_pngs(runs, name):
     tmp, dirs = runs
@@ -114,6 +115,7 @@ def test_modes(runs):
         sample_seeds(run, [0], mode="nope")
 
 
+@pytest.mark.slow
 def test_steps_only_for_continuous_diffusions(runs):
     tmp, dirs = runs
     run = load_run(dirs["mnist-ddpm-smoke-ct"])

@@ -29,9 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SETS = ["train.steps=16", "train.ckpt_every=4", "train.log_every=1"]
 
 
-@pytest.fixture(autouse=True)
-def _runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("IHDM_RUNS", str(tmp_path / "runs"))
+pytestmark = pytest.mark.usefixtures("run_root")  # every test gets its own empty IHDM_RUNS
 
 
 def _env(tmp_path, **extra):
@@ -57,6 +55,7 @@ def _assert_one_line_error(proc, *needles):
 
 
 # --- the table of issue 16: every row is one line on stderr and exit status 2 ----------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("override,needles", [
     ("train.steps=-5", ["train.steps=-5", ">= 1"]),
     ("train.batch_size=0", ["train.batch_size=0", ">= 1"]),
@@ -355,6 +354,7 @@ def test_lock_is_released_when_training_fails(tmp_path):
     RunLock(run).acquire().release()
 
 
+@pytest.mark.slow
 def test_two_trainers_race_on_one_folder(tmp_path):
     run = tmp_path / "race"
     cmd = [sys.executable, "-m", "ihdm_core", "train", "--preset", "mnist-smoke", "--run-dir", str(run),
@@ -391,6 +391,7 @@ def _logged_step(run):
         return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,seed", [(signal.SIGKILL, 0), (signal.SIGKILL, 1), (signal.SIGKILL, 2),
                                       (signal.SIGTERM, 3)])
 def test_killed_training_resumes_exactly(tmp_path, reference, sig, seed):

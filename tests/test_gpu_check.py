@@ -62,6 +62,7 @@ def test_flop_count_and_peak_fraction_match_a_hand_count():
     assert gc.throughput(1e12, 1.0, "cpu (2 cores)") == (pytest.approx(1.0), None)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_tiny_cpu_run_reports_every_part(tmp_path):
     out = tmp_path / "report.md"

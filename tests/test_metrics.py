@@ -100,6 +100,7 @@ def test_exact_batches_give_cleanfid_exactly_what_it_asks_for():
 
 
 # --- InceptionV3 provisioning -------------------------------------------------------------------------
+@pytest.mark.slow
 @needs_weights
 def test_offline_fid_never_touches_the_network(data_root, digits, monkeypatch):
     attempts = []
@@ -157,6 +158,7 @@ def test_corrupt_weights_are_rejected(data_root, tmp_path, monkeypatch):
 
 
 # --- FID behaviour -----------------------------------------------------------------------------------
+@pytest.mark.slow
 @needs_weights
 def test_fid_is_zero_against_itself_and_grows_with_blur_and_noise(data_root, digits):
     ref = F.reference_stats("mnist5k", "test", n=16, seed=0, progress=False)  # the same 16 digits
@@ -176,6 +178,7 @@ def test_fid_is_zero_against_itself_and_grows_with_blur_and_noise(data_root, dig
 
 
 # --- recognisability ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_digit_classifier_accuracy_and_recognisability(data_root):
     net, meta = D.digit_classifier()
     assert meta["test_accuracy"] >= 0.95, meta  # 500 held-out digits, 11-way argmax

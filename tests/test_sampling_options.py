@@ -12,9 +12,8 @@ from ihdm_core.training.train import ensure_trained
 
 
 @pytest.fixture()
-def bd_run(tmp_path, monkeypatch):
+def bd_run(run_root, tmp_path, monkeypatch):
     """A few-step continuous-time Blurring Diffusion run on the smoke network."""
-    monkeypatch.setenv("IHDM_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("IHDM_MODELS", str(tmp_path / "models"))
     cfg = get_preset("mnist-blurring-smoke").replace(
         process={"time": "continuous", "prediction": "v", "beta_schedule": "cosine"},

@@ -16,9 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
-def shipped(tmp_path, monkeypatch):
+def shipped(run_root, tmp_path, monkeypatch):
     """A tiny trained run, exported as a shipped model into a temporary models/ folder."""
-    monkeypatch.setenv("IHDM_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("IHDM_MODELS", str(tmp_path / "models"))
     monkeypatch.delenv("IHDM_RETRAIN", raising=False)
     cfg = get_preset("mnist-smoke").replace(train={"steps": 6, "ckpt_every": 6, "log_every": 2})

@@ -17,15 +17,14 @@ from ihdm_core.training.train import IndexStream, load_run, read_metrics, train
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("IHDM_RUNS", str(tmp_path / "runs"))
+pytestmark = pytest.mark.usefixtures("run_root")  # every test gets its own empty IHDM_RUNS
 
 
 def _steps(records):
     return [x for r in records for x in r["losses"]]
 
 
+@pytest.mark.slow
 def test_smoke_training_lowers_the_loss(tmp_path):
     cfg = get_preset("mnist-smoke").replace(train={"steps": 60, "log_every": 10})
     res = train(cfg, progress=False)
@@ -119,6 +118,7 @@ def _env(tmp_path):
     return env
 
 
+@pytest.mark.slow
 def test_cli_train_then_sample(tmp_path):
     env = _env(tmp_path)
     out = subprocess.run([sys.executable, "-m", "ihdm_core", "train", "--preset", "mnist-smoke",

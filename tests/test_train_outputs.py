@@ -13,9 +13,7 @@ from ihdm_core.training.checkpoints import (CHECKPOINT, SNAPSHOT_INDEX, list_sna
 from ihdm_core.training.train import read_metrics, train, training_seconds
 
 
-@pytest.fixture(autouse=True)
-def _runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("IHDM_RUNS", str(tmp_path / "runs"))
+pytestmark = pytest.mark.usefixtures("run_root")  # every test gets its own empty IHDM_RUNS
 
 
 def _tiny(**train):
