@@ -1,0 +1,141 @@
+"""The library logic behind chapters 6-10, each checked against a computation written out here
+(loops over pixels in numpy, closed forms) rather than against the code under test."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from ihdm_core.evaluation import probes
+from ihdm_core.model.diffusion import DDPM
+from ihdm_core.model.heat import HeatDissipation, heat_matrix
+
+H = W = 8
+KERNEL = torch.tensor([[0.0, 0.2, 0.0], [0.1, -0.5, 0.3], [0.0, -0.4, 0.05]])
+
+
+class LinearNet(torch.nn.Module):
+    """A network that is one fixed 3x3 convolution (zero padding), whatever the level."""
+
+    def forward(self, x, k):
+        return torch.nn.functional.conv2d(x, KERNEL[None, None].to(x), padding=1)
+
+
+def conv_row(i, j, scale=1.0):
+    """d conv(x)[i, j] / d x, written out: a cross-correlation reads x[i + a - 1, j + b - 1] with weight w[a, b]."""
+    row = np.zeros((H, W))
+    for a in range(3):
+        for b in range(3):
+            p, q = i + a - 1, j + b - 1
+            if 0 <= p < H and 0 <= q < W:
+                row[p, q] += scale * float(KERNEL[a, b])
+    return row
+
+
+PIX = torch.tensor([[3, 4], [0, 0], [7, 5]])
+
+
+def test_ihdm_jacobian_is_identity_plus_the_network_row():
+    proc = HeatDissipation(H, K=5, sigma_max=3.0)
+    u = torch.rand(3, 1, H, W)
+    k = torch.tensor([5, 2, 2])
+    full, corr = probes.correction_rows(proc, LinearNet(), u, k, PIX)
+    for n, (i, j) in enumerate(PIX.tolist()):
+        expected = conv_row(i, j)
+        np.testing.assert_allclose(corr[n, 0].numpy(), expected, atol=1e-6)
+        expected[i, j] += 1.0  # mu = u + f(u)
+        np.testing.assert_allclose(full[n, 0].numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_ddpm_jacobian_in_data_units_without_the_clip(prediction):
+    proc = DDPM(H, 1, K=20, schedule="cosine", prediction=prediction, clip_denoised=True)
+    # Large inputs push x_hat far outside [-1, 1]: a clipped estimate would have no gradient there.
+    u = 3 + torch.rand(3, 1, H, W)
+    k = torch.tensor([20, 20, 7])
+    full, corr = probes.correction_rows(proc, LinearNet(), u, k, PIX)
+    for n, (i, j) in enumerate(PIX.tolist()):
+        a, s = float(proc.a[int(k[n])]), float(proc.sigma[int(k[n])])
+        # The net sees u and outputs o = w * u; z = 2u - 1; x_hat_model = (z - s o) / a (eps) or a z - s o (v),
+        # and x_hat_data = (x_hat_model + 1) / 2, so d x_hat_data / d u = (2 e - s w) / (2 a) or (2 a e - s w) / 2.
+        ident = 1 / a if prediction == "eps" else a
+        net_scale = -s / (2 * a) if prediction == "eps" else -s / 2
+        np.testing.assert_allclose(corr[n, 0].numpy(), conv_row(i, j, net_scale), atol=1e-5)
+        assert full[n, 0, i, j] == pytest.approx(ident + net_scale * float(KERNEL[1, 1]), rel=1e-4)
+    assert proc.clip_denoised  # the probe clipped a copy, not the process
+
+
+def test_trajectory_states_retrace_the_forward_process_with_the_exact_inverse():
+    proc = HeatDissipation(H, K=6, sigma_max=3.0, delta=0.0)
+    u0 = torch.rand(2, 1, H, W)
+    run = SimpleNamespace(process=proc, net=proc.exact_inverse_net(u0))
+    states, final = probes.trajectory_states(run, proc.blur(u0, 6), keep=[6, 3, 1], seed=0)
+    assert sorted(states) == [1, 3, 6]
+    for k, x in states.items():
+        torch.testing.assert_close(x, proc.blur(u0, k), atol=1e-5, rtol=0)
+    torch.testing.assert_close(final, u0, atol=1e-5, rtol=0)
+
+
+def test_ideal_reverse_steps():
+    dt = 0.01
+    euler = probes.euler_row(H, W, (3, 4), dt)
+    assert euler[3, 4] == pytest.approx(1 + 4 * dt) and euler[2, 4] == euler[4, 4] == euler[3, 3] == euler[3, 5] == -dt
+    assert int((euler != 0).sum()) == 5
+    exact = probes.exact_inverse_row(H, W, (3, 4), dt).double()
+    # F(-dt) F(dt) = I: the row of F(-dt) against the forward 2-D heat matrix kron(A_H, A_W) is e_(3, 4).
+    forward = torch.kron(heat_matrix(H, dt, dtype=torch.float64), heat_matrix(W, dt, dtype=torch.float64))
+    unit = torch.zeros(H * W, dtype=torch.float64)
+    unit[3 * W + 4] = 1
+    torch.testing.assert_close(exact.flatten() @ forward, unit, atol=1e-5, rtol=0)
+    # Sharpening: more than 1 at the pixel, negative at its four neighbours, like the Euler step.
+    assert exact[3, 4] > 1 and all(float(exact[p]) < 0 for p in [(2, 4), (4, 4), (3, 3), (3, 5)])
+    # A corner pixel keeps only its neighbours inside the image.
+    assert int((probes.euler_row(H, W, (0, 0), dt) != 0).sum()) == 3
+
+
+def _brute(g, c):
+    """Distances of every pixel from c, written as loops."""
+    return np.array([[math.hypot(y - c[0], x - c[1]) for x in range(g.shape[1])] for y in range(g.shape[0])])
+
+
+def test_locality_measures_against_loops():
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(3, H, W, generator=gen, dtype=torch.float64)
+    pix = torch.tensor([[3, 3], [0, 5], [6, 1]])
+    share = probes.mass_share(g, pix)
+    profile_d, profile = probes.radial_profile(g, pix)
+    aniso = probes.anisotropy(g, pix)
+    centre, ring = probes.centre_and_ring(g, pix)
+    radii = probes.r_grid(H, W)
+    for n in range(3):
+        a, d = g[n].abs().numpy(), _brute(g[n], pix[n].tolist())
+        for r_i, r in enumerate(radii.tolist()):
+            assert float(share[n, r_i]) == pytest.approx(a[d <= r + 1e-12].sum() / a.sum(), rel=1e-9)
+        for b in range(len(profile_d)):
+            sel = np.round(d) == b
+            if sel.any():
+                assert float(profile[n, b]) == pytest.approx(a[sel].mean(), rel=1e-9)
+            else:
+                assert math.isnan(float(profile[n, b]))
+        v = g[n].double().numpy()
+        resid = sum(((v[d == q] - v[d == q].mean()) ** 2).sum() for q in np.unique(d) if q > 0)
+        assert float(aniso[n]) == pytest.approx(resid / (v[d > 0] ** 2).sum(), rel=1e-9)
+        assert float(centre[n]) == pytest.approx(v[tuple(pix[n].tolist())])
+        assert float(ring[n]) == pytest.approx(v[np.isclose(d, 1)].mean())
+
+
+def test_locality_closed_forms():
+    pix = torch.tensor([[4, 4]])
+    euler = probes.euler_row(H, W, (4, 4), 0.1)[None]
+    stats = probes.locality_stats(euler, pix)
+    # The Euler stencil: circularly symmetric, every bit of mass within radius 1.
+    assert stats["anisotropy"] < 1e-12 and stats["r90"] == 1.0 and stats["mass share r <= 2"] == pytest.approx(1.0)
+    assert stats["correction at pixel"] == pytest.approx(1.4) and stats["correction, 4 neighbours"] == pytest.approx(-0.1)
+    # A single pixel holds all its mass at r = 0; a ring at distance 2 reaches 50% only at r = 2.
+    delta = torch.zeros(1, H, W)
+    delta[0, 4, 4] = 1
+    assert float(probes.radius_at(probes.mass_share(delta, pix), 0.5)[0]) == 0.0
+    ring2 = (probes.distances2(pix, H, W) == 4).float()
+    assert float(probes.radius_at(probes.mass_share(ring2, pix), 0.5)[0]) == 2.0
