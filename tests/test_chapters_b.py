@@ -1,6 +1,7 @@
 """The library logic behind chapters 6-10, each checked against a computation written out here
 (loops over pixels in numpy, closed forms) rather than against the code under test."""
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -139,3 +140,68 @@ def test_locality_closed_forms():
     assert float(probes.radius_at(probes.mass_share(delta, pix), 0.5)[0]) == 0.0
     ring2 = (probes.distances2(pix, H, W) == 4).float()
     assert float(probes.radius_at(probes.mass_share(ring2, pix), 0.5)[0]) == 2.0
+
+
+# --- chapter 10: the reproduction-status tables ------------------------------------------------------
+
+def _fake_run(tmp_path, name="mnist-smoke", step=30):
+    import json as _json
+
+    from ihdm_core.training.config import get_preset
+
+    cfg = get_preset(name)
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    return SimpleNamespace(cfg=cfg, step=step, source="trained", run_dir=run_dir, provenance=f"{name} here"), _json
+
+
+def test_score_rows_keep_only_the_current_checkpoint(tmp_path):
+    from ihdm_core.book import status
+
+    run, json = _fake_run(tmp_path)
+    ident = run.cfg.identity()
+    recs = [{"metric": "fid", "value": 12.5, "delta": 0.01, "n_samples": 100, "seed": 0, "reference": "train",
+             "run": {"identity": ident, "step": 30}, "key": {"sampler": {"steps": 7}}, "time_s": {"total": 3.04}},
+            {"metric": "fid", "value": 99.0, "run": {"identity": ident, "step": 29}},        # an earlier checkpoint
+            {"metric": "fid", "value": 98.0, "run": {"identity": "0" * 12, "step": 30}},    # another config
+            {"metric": "nll", "value": 1.5, "delta": None, "run": {"identity": ident, "step": 30}}]
+    (run.run_dir / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    rows = status.score_rows({"ihdm": run})
+    assert [(r["metric"], r["value"]) for r in rows] == [("fid", 12.5), ("nll", 1.5)]
+    assert rows[0]["sampling steps"] == 7 and rows[0]["time (s)"] == 3.0 and rows[0]["config"].endswith(f"[{ident}]")
+    assert rows[1]["sampling steps"] is None and math.isnan(rows[1]["time (s)"])
+
+
+def test_training_rows_from_the_log(tmp_path):
+    from ihdm_core.book import status
+    from ihdm_core.training.train import METRICS
+
+    run, json = _fake_run(tmp_path)
+    log = [{"step": 10, "loss": 0.5, "losses": [0.5] * 10, "steps_per_s": 5.0},
+           {"step": 20, "loss": 0.25, "losses": [0.3] * 10, "steps_per_s": 2.0},
+           {"kind": "eval", "step": 20, "eval_loss": 0.4}]
+    (run.run_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in log))
+    empty, _ = _fake_run(tmp_path, "mnist-ddpm-smoke-ct")
+    rows = status.training_rows({"ihdm": run, "ddpm": empty})
+    assert len(rows) == 1  # no log, no row
+    # 10 steps at 5/s and 10 at 2/s: 7 s for 20 steps.
+    assert rows[0]["steps"] == 20 and rows[0]["final loss"] == 0.25
+    assert rows[0]["train time (s)"] == 7.0 and rows[0]["steps/s"] == round(20 / 7, 2)
+
+
+def test_paper_rows_execution_rows_and_missing_files(tmp_path, monkeypatch):
+    from ihdm_core.book import status
+    from ihdm_core.training.config import get_preset
+
+    monkeypatch.setenv("IHDM_RUNS", str(tmp_path / "runs"))
+    for profile, note in [("smoke", "not run in the smoke profile"), ("paper", "no checkpoint at")]:
+        rows = status.paper_fid_rows(profile)
+        assert [r["FID (paper)"] for r in rows] == [18.96, 14.78, 43.49, 64.91, 45.06]
+        assert all(r["FID (ours)"] is None and r["note"].startswith(note) for r in rows)
+        assert rows[0]["preset"] == f"cifar10 [{get_preset('cifar10').identity()}]"
+    stats = {"chapters": [{"chapter": "a", "seconds": 1.25, "status": "ok"}, {"chapter": "b", "seconds": 2.5, "status": "ok"}]}
+    assert status.execution_rows(stats)[-1]["seconds"] == 3.8  # 3.75 rounded half to even
+    (tmp_path / "x.png").write_bytes(b"")
+    (tmp_path / "index.json").write_text(json.dumps({"fig": {"files": ["x.png", "x.pdf"]}}))
+    index, missing = status.missing_files(tmp_path)
+    assert list(index) == ["fig"] and missing == ["x.pdf"]
