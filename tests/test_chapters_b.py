@@ -205,3 +205,61 @@ def test_paper_rows_execution_rows_and_missing_files(tmp_path, monkeypatch):
     (tmp_path / "index.json").write_text(json.dumps({"fig": {"files": ["x.png", "x.pdf"]}}))
     index, missing = status.missing_files(tmp_path)
     assert list(index) == ["fig"] and missing == ["x.pdf"]
+
+
+# --- chapter 8: prior overlap and nearest neighbours ---------------------------------------------------
+
+def test_mixture_kl_mc_matches_the_closed_form_for_one_centre():
+    from ihdm_core.evaluation import overlap as ov
+
+    s, d = 0.01, 0.0125
+    mean, centre = torch.zeros(4, dtype=torch.float64), torch.tensor([[0.02, -0.01, 0.0, 0.005]], dtype=torch.float64)
+    kl, se = ov.mixture_kl_mc(mean, centre, s, d, n=50_000, seed=1)
+    closed = 2 * (s ** 2 / d ** 2 - 1 - math.log(s ** 2 / d ** 2)) + float((centre ** 2).sum()) / (2 * d ** 2)
+    assert abs(kl - closed) < 5 * se + 1e-3
+    assert ov.kl_floor(s, d, 4) == pytest.approx(2 * (s ** 2 / d ** 2 - 1 - math.log(s ** 2 / d ** 2)))
+    # The A.3 bound is exact for one centre, so its check row agrees with the Monte Carlo KL.
+    one = ov.bound_check_rows(s, d, n=50_000)[0]
+    assert abs(one["bound - KL"]) < 5 * one["MC s.e."] + 1e-3
+
+
+def test_prior_overlap_against_a_direct_computation():
+    from ihdm_core.evaluation import overlap as ov
+    from ihdm_core.model.heat import heat_forward
+    from ihdm_core.training.config import get_preset
+
+    cfg = get_preset("mnist-smoke")
+    n = cfg.data.image_size
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randint(0, 256, (12, 1, n, n), generator=gen, dtype=torch.uint8)
+    queries = torch.randint(0, 256, (3, 1, n, n), generator=gen, dtype=torch.uint8)
+    train_idx = torch.tensor([0, 5])
+    s, d = cfg.process.sigma, cfg.process.delta
+    for s_B, L_q, L_t in ov.prior_overlap(cfg, train, queries, train_idx, (1.0, 3.0), "cpu"):
+        t = s_B ** 2 / 2
+        c = heat_forward((train.double() + 0.5) / 256, t).flatten(1)
+        q = heat_forward((queries.double() + 0.5) / 256, t).flatten(1)
+        D = c.shape[1]
+
+        def bound(x):  # log N_T - log sum_i exp(-KL_i), KL between isotropic Gaussians written out
+            kl = 0.5 * D * (s ** 2 / d ** 2 - 1 - math.log(s ** 2 / d ** 2)) + torch.cdist(x, c) ** 2 / (2 * d ** 2)
+            return math.log(len(c)) - torch.logsumexp(-kl, 1)
+
+        torch.testing.assert_close(L_q.double(), bound(q), rtol=1e-4, atol=1e-2)
+        torch.testing.assert_close(L_t.double(), bound(c[train_idx]), rtol=1e-4, atol=1e-2)
+
+
+def test_nearest_training_against_a_sort():
+    from ihdm_core.evaluation import overlap as ov
+
+    gen = torch.Generator().manual_seed(0)
+    train, x = torch.rand(20, 6, generator=gen), torch.rand(7, 1, 2, 3, generator=gen)
+    exclude = torch.randint(0, 20, (7,), generator=gen)
+    for excl in (None, exclude):
+        dist, idx = ov.nearest_training(x, train, k=3, exclude=excl, chunk=3)
+        for r in range(7):
+            dd = [(float(np.linalg.norm(x[r].flatten().numpy() - train[j].numpy())), j) for j in range(20)
+                  if excl is None or j != int(excl[r])]
+            best = sorted(dd)[:3]
+            assert idx[r].tolist() == [j for _, j in best]
+            np.testing.assert_allclose(dist[r].numpy(), [v for v, _ in best], rtol=1e-5)

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import SymLogNorm
 
+from .figures import show_images
+
 MARKERS = ["#00e000", "#ff9900", "#00c8ff", "#ff44cc"]  # one outline colour per highlighted pixel
 
 
@@ -134,6 +136,80 @@ def gradient_sign_figure(state, centre, rows: dict):
     return fig
 
 
+def prior_overlap_figure(overlap, thumbs, floor: float, log_nt: float, s_max: float, D: int, title: str):
+    """Fig. 12: thumbnails ``thumbs`` {sigma_B,max: image (C, H, W)} on top; below, L_K of test and
+    training images against sigma_B,max (mean and 10-90% band), in full and above the floor c."""
+    s_grid = np.array([r[0] for r in overlap])
+    fig = plt.figure(figsize=(10, 5.2))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 4.2])
+    for ax, (s_B, img) in zip(np.atleast_1d(top.subplots(1, len(thumbs))), thumbs.items()):
+        ax.imshow(img.permute(1, 2, 0).squeeze(-1).clamp(0, 1).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_axis_off()
+        ax.set_title(f"$\\sigma_{{B,\\max}}$ = {s_B:g}", fontsize=7)
+    ax_full, ax_zoom = bottom.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
+    for label, col, c, mk in [("test images (held out)", 1, "C0", "o"), ("training images", 2, "C3", "s")]:
+        vals = [r[col] for r in overlap]
+        mean = np.array([float(v.mean()) for v in vals])
+        lo, hi = (np.array([float(v.quantile(q)) for v in vals]) for q in (0.1, 0.9))
+        for ax, off in [(ax_full, 0.0), (ax_zoom, floor)]:
+            ax.fill_between(s_grid, lo - off, hi - off, color=c, alpha=0.15, lw=0)
+            ax.plot(s_grid, mean - off, marker=mk, color=c, ms=4, label=f"{label}: mean, 10-90% band")
+    for ax, off in [(ax_full, 0.0), (ax_zoom, floor)]:
+        ax.axhline(floor + log_nt - off, color="0.4", ls="--", lw=0.8, label=r"memorised: own centre only, $c + \log N_T$")
+        ax.axvline(s_max, color="k", lw=0.8, alpha=0.4)
+        ax.set_xscale("log")
+        ax.set_xticks(s_grid, [f"{v:g}" for v in s_grid])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel(r"$\sigma_{B,\max}$ (pixels; grey line: the profile's model)")
+    ax_full.axhline(floor, color="0.4", ls=":", lw=0.8,
+                    label=r"floor $c = \frac{D}{2}(\frac{\sigma^2}{\delta^2} - 1 - \log\frac{\sigma^2}{\delta^2})$")
+    ax_full.set(yscale="log", ylabel=r"$L_K$ upper bound (nats per image)", title="all of it (log scale)")
+    ax_full.secondary_yaxis("right", functions=(lambda x: x / D, lambda x: x * D)).set_ylabel("nats per dimension")
+    ax_full.legend(fontsize=6.5, frameon=False, loc="upper right")
+    ax_zoom.set(ylim=(0, 3 * log_nt), ylabel=r"$L_K - c$ (nats per image)",
+                title=r"zoom on large $\sigma_{B,\max}$: $L_K$ above the floor $c$")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def neighbours_figure(samples, train_images, nn_d, nn_i, seed_idx):
+    """App. D.4: each sample (row) beside its nearest training images, distances below, the chain's
+    seed image marked."""
+    n_show, n_nb = len(samples), nn_i.shape[1]
+    fig, axes = plt.subplots(n_show, n_nb + 2, figsize=(1.0 * (n_nb + 2), 1.12 * n_show),
+                             gridspec_kw={"width_ratios": [1, 0.25] + [1] * n_nb})
+    axes = np.atleast_2d(axes)
+    for r in range(n_show):
+        show_images(axes[r, 0], samples[r:r + 1].cpu(), nrow=1)
+        axes[r, 1].set_axis_off()
+        for j in range(n_nb):
+            is_s = int(nn_i[r, j]) == int(seed_idx[r])
+            show_images(axes[r, j + 2], train_images[int(nn_i[r, j])][None], nrow=1)
+            axes[r, j + 2].text(0.5, -0.04, f"{float(nn_d[r, j]):.2f}" + (" (seed)" if is_s else ""),
+                                transform=axes[r, j + 2].transAxes, ha="center", va="top", fontsize=6.5,
+                                color="C3" if is_s else "0.2")
+    axes[0, 0].set_title("sample", fontsize=8)
+    for j in range(n_nb):
+        axes[0, j + 2].set_title(f"NN {j + 1}", fontsize=8)
+    fig.suptitle("Samples and their Euclidean nearest training images (distance below)", fontsize=9)
+    return fig
+
+
+def distance_histogram(curves):
+    """Overlaid histograms of nearest-neighbour distances, ``curves`` = [(values, label, colour)];
+    the last is drawn as an outline, the references filled; dashed lines at the medians."""
+    fig, ax = plt.subplots(figsize=(6.2, 3.2))
+    bins = np.linspace(0, max(float(v.max()) for v, _, _ in curves) * 1.05, 30)
+    for i, (vals, label, c) in enumerate(curves):
+        filled = i < len(curves) - 1
+        ax.hist(vals.numpy(), bins=bins, density=True, histtype="stepfilled" if filled else "step",
+                alpha=0.35 if filled else 1, lw=1.6, color=c, label=label)
+        ax.axvline(float(vals.median()), color=c, ls="--", lw=0.9)
+    ax.set(xlabel="Euclidean distance to the nearest training image ([0, 1] pixels; dashed: medians)", ylabel="density")
+    ax.legend(fontsize=7, frameon=False)
+    return fig
+
+
 def markdown_table(rows: list[dict], digits: int = 4) -> str:
     """A Markdown table of ``rows`` for display only (not indexed as a book table)."""
     cols = list(rows[0])
@@ -143,4 +219,5 @@ def markdown_table(rows: list[dict], digits: int = 4) -> str:
 
 
 __all__ = ["MARKERS", "show_state", "show_gradient", "symlog", "gradients_end_figure", "gradients_trajectory_figure",
-           "locality_figure", "gradient_sign_figure", "markdown_table"]
+           "locality_figure", "gradient_sign_figure", "prior_overlap_figure", "neighbours_figure",
+           "distance_histogram", "markdown_table"]
