@@ -263,3 +263,78 @@ def test_nearest_training_against_a_sort():
             best = sorted(dd)[:3]
             assert idx[r].tolist() == [j for _, j in best]
             np.testing.assert_allclose(dist[r].numpy(), [v for v, _ in best], rtol=1e-5)
+
+
+# --- chapter 9: tables and traces of the three processes ---------------------------------------------
+
+def test_high_frequency_trace_against_scipy_dct():
+    from scipy.fft import dctn
+
+    from ihdm_core.evaluation.scores import high_frequency_trace
+
+    proc = DDPM(H, 1, K=6, schedule="cosine")
+    run = SimpleNamespace(process=proc, net=lambda x, k: torch.zeros_like(x))
+    t, rms, sig = high_frequency_trace(run, 3, seed=4)
+    assert rms.shape == (3, 6)
+    torch.testing.assert_close(t, proc.times[1:].cpu())
+    torch.testing.assert_close(sig, proc.sigma[1:].cpu())
+    # The first state the sampler passes is the prior draw z_K itself: its RMS over DCT frequencies i + j >= H.
+    z_K = proc.prior_sample(3, None, generator=torch.Generator().manual_seed(4)).double().numpy()
+    high = np.add.outer(np.arange(H), np.arange(W)) >= H
+    expected = [np.sqrt((dctn(z[0], norm="ortho")[high] ** 2).mean()) for z in z_K]
+    np.testing.assert_allclose(rms[:, -1].numpy(), expected, rtol=1e-5)
+
+
+def test_min_step_ratio_and_rows():
+    from ihdm_core.evaluation.scores import min_step_ratio, option_rows, sweep_rows
+
+    run = SimpleNamespace(sampled_with=lambda steps, **o: SimpleNamespace(process=DDPM(H, 1, K=steps, schedule="cosine")))
+    a = DDPM(H, 1, K=12, schedule="cosine").a.double()
+    assert min_step_ratio(run, 12) == pytest.approx(float((a[1:] / a[:-1]).min()), rel=1e-6)
+    r = SimpleNamespace(cfg=SimpleNamespace(name="m"), step=30)
+    recs = [{"run": r, "steps": 5, "samples": 8, "recognisability": {"value": 0.25}, "fid": {"value": 300.0},
+             "explosions": {"value": 2}}]
+    row = sweep_rows("DDPM", recs, 1.26)[0]
+    assert (row["process"], row["training steps"], row["train time (min)"], row["network evals / sample"]) == ("DDPM", 30, 1.3, 5)
+    assert (row["recognisability"], row["FID"], row["exploded chains"]) == (0.25, 300.0, "2 of 8")
+    assert option_rows("edge grid", recs) == [{"model": "m", "option": "edge grid", "steps": 5, "samples": 8,
+                                               "recognisability": 0.25, "exploded chains": 2}]
+
+
+# --- chapter 6: choosing the priors and tabulating the grid ------------------------------------------
+
+def test_images_at_and_spread_colours():
+    from ihdm_core.evaluation import disentangle as dis
+
+    gen = torch.Generator().manual_seed(0)
+    u8 = torch.randint(0, 256, (9, 3, 4, 4), generator=gen, dtype=torch.uint8)
+    idx = torch.tensor([4, 0, 7])
+    x = dis.images_at(u8, idx)
+    torch.testing.assert_close(x, u8[idx].float() / 255)
+    torch.testing.assert_close(dis.images_at([u8[i] for i in range(9)], idx), x)
+    # Farthest-point sampling written out: start nearest the average colour, then repeatedly the
+    # image whose mean colour is farthest from every chosen one.
+    x = dis.images_at(u8, torch.arange(9)).double()
+    means = [x[i].mean(dim=(1, 2)).numpy() for i in range(9)]
+    avg = np.mean(means, axis=0)
+    chosen = [int(np.argmin([np.linalg.norm(m - avg) for m in means]))]
+    while len(chosen) < 4:
+        chosen.append(int(np.argmax([min(np.linalg.norm(m - means[c]) for c in chosen) for m in means])))
+    assert dis.spread_colours(x, 4) == chosen
+    with pytest.raises(ValueError, match="n=10"):
+        dis.spread_colours(x, 10)
+
+
+def test_score_tables_layout():
+    from ihdm_core.evaluation import disentangle as dis
+
+    kinds = {"same noise": (0.9, 6), "same prior": (0.2, 4), "neither": (0.1, 20)}
+    measures = ["shape correlation", "mask IoU", "mean-colour distance", "foreground-colour distance",
+                "background-colour distance"]
+    scores = {m: {k: (v + i, n) for k, (v, n) in kinds.items()} for i, m in enumerate(measures)}
+    scores["colour error"] = {"own prior": (0.05, 12), "other priors": (0.4, 24)}
+    rows, err = dis.score_tables(scores)
+    assert [r["measure"] for r in rows] == measures
+    assert rows[1] == {"measure": "mask IoU", "same noise, different u_K (n = 6 pairs)": 1.9,
+                       "same u_K, different noise (n = 4 pairs)": 1.2, "different both (n = 20 pairs)": 1.1}
+    assert [(r["mean"], r["n (sample, prior) pairs"]) for r in err] == [(0.05, 12), (0.4, 24)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.colors import SymLogNorm
 
 from .figures import show_images
@@ -210,6 +211,79 @@ def distance_histogram(curves):
     return fig
 
 
+def forward_processes_figure(runs: dict, x, ts, generator):
+    """One row per process: its forward marginal q(. | x) at times t = k / K, in [0, 1] for display."""
+    fig, axes = plt.subplots(len(runs), len(ts), figsize=(1.1 * len(ts), 1.2 * len(runs)), squeeze=False)
+    for i, (name, run) in enumerate(runs.items()):
+        proc = run.process
+        to_data = getattr(proc, "to_data", lambda u: u)
+        for j, t in enumerate(ts):
+            k = round(t * proc.K)
+            u = x if k == 0 else to_data(proc.marginal(x, k, generator=generator))
+            show_images(axes[i, j], u.clamp(0, 1), title=f"t = {t:.2f}" if i == 0 else None)
+        axes[i, 0].text(-0.15, 0.5, name, transform=axes[i, 0].transAxes, rotation=90, ha="right", va="center",
+                        fontsize=8)
+    return fig
+
+
+def samples_figure(panels: dict):
+    """Side-by-side sample grids, ``panels`` = {title: images}."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(10 / 3 * len(panels), 3.7))
+    for ax, (title, imgs) in zip(np.atleast_1d(axes), panels.items()):
+        show_images(ax, imgs, title=title)
+    return fig
+
+
+def step_ratio_figure(curves):
+    """Per-step smallest ratio alpha_t / alpha_s along the sampling grid, ``curves`` =
+    [(process, style, label)] with style a matplotlib format string or a colour."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    for proc, style, label in curves:
+        fmt, kw = (style, {}) if "-" in style else ("-", {"color": style})
+        ax.plot(proc.times[1:].cpu(), proc.step_ratios().cpu(), fmt, label=label, **kw)
+    ax.set(xlabel="time t of the step's end", ylabel=r"min over frequencies of $\alpha_t / \alpha_s$", ylim=(0, 1.02))
+    ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def chains_figure(traces: dict):
+    """High-frequency RMS of each chain per step against the forward process's sigma_t, one panel
+    per number of steps: ``traces`` = {T: (t, rms (n, L), sigma)}."""
+    fig, axes = plt.subplots(1, len(traces), figsize=(5 * len(traces), 3.2), sharey=True, squeeze=False)
+    for ax, (T, (t, rms, sig)) in zip(axes[0], traces.items()):
+        ax.semilogy(t, rms.T, color="C0", alpha=0.5, lw=0.8)
+        ax.semilogy(t, sig, "k--", lw=1.5, label=r"forward process: $\sigma_t$")
+        ax.invert_xaxis()
+        ax.set(title=f"{T} steps", xlabel="t (sampling runs right to left)")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("RMS of the highest frequencies")
+    return fig
+
+
+def data_and_prior_figure(x0, centres, n_show: int = 12):
+    """Training images u_0 (top) and their prior centres F(t_K) u_0 (bottom)."""
+    fig, axes = plt.subplots(2, 1, figsize=(0.62 * n_show + 0.4, 1.6))
+    show_images(axes[0], x0[:n_show], nrow=n_show)
+    show_images(axes[1], centres[:n_show].clamp(0, 1), nrow=n_show)
+    axes[0].text(-0.01, 0.5, r"$\mathbf{u}_0$", transform=axes[0].transAxes, ha="right", va="center")
+    axes[1].text(-0.01, 0.5, r"$F(t_K)\mathbf{u}_0$", transform=axes[1].transAxes, ha="right", va="center")
+    return fig
+
+
+def colour_grid_figure(centres, samples, masks):
+    """Fig. 7a: left, each row's prior centre then its samples (one column per noise set); right,
+    the samples' foreground masks. ``samples`` (P, N, C, H, W), ``masks`` (P N, H, W)."""
+    P, N, C, H, W = samples.shape
+    panel = torch.cat([centres[:, None].clamp(0, 1), samples], dim=1).reshape(-1, C, H, W)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * 0.55 * (N + 1) + 0.8, 0.55 * P + 0.7),
+                             gridspec_kw={"width_ratios": [N + 1, N]})
+    show_images(axes[0], panel, nrow=N + 1)
+    axes[0].set_title(r"left: prior centre $F(t_K)\mathbf{u}_0$; then one column per noise set", fontsize=8)
+    show_images(axes[1], masks.reshape(-1, 1, H, W).float(), nrow=N)
+    axes[1].set_title("foreground masks of the samples (Otsu)", fontsize=8)
+    return fig
+
+
 def markdown_table(rows: list[dict], digits: int = 4) -> str:
     """A Markdown table of ``rows`` for display only (not indexed as a book table)."""
     cols = list(rows[0])
@@ -220,4 +294,5 @@ def markdown_table(rows: list[dict], digits: int = 4) -> str:
 
 __all__ = ["MARKERS", "show_state", "show_gradient", "symlog", "gradients_end_figure", "gradients_trajectory_figure",
            "locality_figure", "gradient_sign_figure", "prior_overlap_figure", "neighbours_figure",
-           "distance_histogram", "markdown_table"]
+           "distance_histogram", "forward_processes_figure", "samples_figure", "step_ratio_figure",
+           "chains_figure", "data_and_prior_figure", "colour_grid_figure", "markdown_table"]
