@@ -34,7 +34,7 @@ P = start(profile)
 #
 # FID with clean-fid ("clean" mode); 50,000 samples, 10,000 for the 256 x 256 sets (App. B.3).
 # Each row also names the preset that reproduces the data set, with its number of steps $K$,
-# its largest blur $\sigma_{B,\max}$ and its sampling noise $\delta$ (App. B.2).
+# its largest blur $\sigma_{B,\max}$ and its sampling noise $\delta$ (App. B.4).
 # In the `paper` profile this chapter evaluates every paper preset whose trained checkpoint is
 # present (train it, or drop a checkpoint into the run folder the table names); in the other
 # profiles those rows say so instead of showing a number.
