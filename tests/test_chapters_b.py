@@ -338,3 +338,20 @@ def test_score_tables_layout():
     assert rows[1] == {"measure": "mask IoU", "same noise, different u_K (n = 6 pairs)": 1.9,
                        "same u_K, different noise (n = 4 pairs)": 1.2, "different both (n = 20 pairs)": 1.1}
     assert [(r["mean"], r["n (sample, prior) pairs"]) for r in err] == [(0.05, 12), (0.4, 24)]
+
+
+def test_sign_figure_draws_one_panel_per_model():
+    """The Fig. 13b panel only runs where a sigma = 0 model is trained, so the smoke book never draws it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ihdm_core.book import plots
+
+    rows = {"sigma = 0.01": torch.randn(H, W), "sigma = 0": torch.randn(H, W)}
+    fig = plots.gradient_sign_figure(torch.rand(1, H, W), torch.tensor([3, 4]), rows)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["state", "sigma = 0.01", "sigma = 0"] and len(fig.axes) == 4  # + the colour bar
+    plt.close(fig)
+    assert plots.markdown_table([{"a": 1.23456, "b": "x"}], digits=2) == "| a | b |\n|---|---|\n| 1.23 | x |"

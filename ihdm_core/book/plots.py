@@ -156,7 +156,8 @@ def prior_overlap_figure(overlap, thumbs, floor: float, log_nt: float, s_max: fl
             ax.fill_between(s_grid, lo - off, hi - off, color=c, alpha=0.15, lw=0)
             ax.plot(s_grid, mean - off, marker=mk, color=c, ms=4, label=f"{label}: mean, 10-90% band")
     for ax, off in [(ax_full, 0.0), (ax_zoom, floor)]:
-        ax.axhline(floor + log_nt - off, color="0.4", ls="--", lw=0.8, label=r"memorised: own centre only, $c + \log N_T$")
+        ax.axhline(floor + log_nt - off, color="0.4", ls="--", lw=0.8,
+                   label=r"memorised: own centre only, $c + \log N_T$")
         ax.axvline(s_max, color="k", lw=0.8, alpha=0.4)
         ax.set_xscale("log")
         ax.set_xticks(s_grid, [f"{v:g}" for v in s_grid])

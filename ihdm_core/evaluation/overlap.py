@@ -22,7 +22,8 @@ from ..training.build import build_process
 __all__ = ["mixture_kl_mc", "bound_check_rows", "prior_overlap", "overlap_rows", "kl_floor", "nearest_training"]
 
 
-def mixture_kl_mc(mean: Tensor, centres: Tensor, s: float, d: float, n: int = 200_000, seed: int = 0) -> tuple[float, float]:
+def mixture_kl_mc(mean: Tensor, centres: Tensor, s: float, d: float, n: int = 200_000,
+                  seed: int = 0) -> tuple[float, float]:
     """Monte Carlo KL[N(mean, s^2 I) || (1/N) sum_i N(c_i, d^2 I)] and its standard error (float64)."""
     g = torch.Generator().manual_seed(seed)
     mean, centres = mean.double().flatten(), centres.double().flatten(1)
@@ -41,7 +42,8 @@ def bound_check_rows(sigma: float, delta: float, seed: int = 0, n: int = 200_000
     cases = {
         "one centre, 1 delta away": m + delta * torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64),
         "3 centres, overlapping": m + 0.7 * delta * torch.randn((3, 4), generator=g, dtype=torch.float64),
-        "3 centres, one at the mean": torch.cat([m, m + 4 * delta * torch.randn((2, 4), generator=g, dtype=torch.float64)]),
+        "3 centres, one at the mean":
+            torch.cat([m, m + 4 * delta * torch.randn((2, 4), generator=g, dtype=torch.float64)]),
         "3 centres, all far, query between": m + 3 * delta * torch.randn((3, 4), generator=g, dtype=torch.float64),
     }
     rows = []
