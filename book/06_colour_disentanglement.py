@@ -45,10 +45,11 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core.evaluation import disentangle as dis
-from ihdm_core.training.data import load_dataset, to_float
-from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.book import plots
+from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
+from ihdm_core.evaluation import disentangle as dis
+from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained
 
 P = start(profile)
@@ -65,12 +66,6 @@ print(f"profile {P.name}: colour model {cfg.name} [{cfg.identity()}] at step {ru
 if C == 1:
     print("This colour model is grayscale: 'colour' below is the overall intensity.")
 
-
-def gather(idx):
-    idx = torch.as_tensor(idx).long()
-    x = images[idx] if isinstance(images, torch.Tensor) else torch.stack([images[int(i)] for i in idx])
-    return to_float(x)
-
 # %% [markdown]
 # ## The data and what the prior keeps of it
 #
@@ -84,10 +79,9 @@ def gather(idx):
 # than the foreground colour.
 
 # %%
-gen = torch.Generator().manual_seed(P.seed)
 n_check = min(len(images), 512)
-check_idx = torch.randperm(len(images), generator=gen)[:n_check]
-x0 = gather(check_idx)
+check_idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(P.seed))[:n_check]
+x0 = dis.images_at(images, check_idx)
 uK0 = dis.prior_centres(proc, images, check_idx).cpu()
 flat_err = (uK0 - x0.mean(dim=(2, 3), keepdim=True)).abs().amax(dim=(1, 2, 3))
 fg_share = dis.split_colours(x0.double())[2].double().mean(dim=(1, 2))
@@ -96,12 +90,8 @@ print(f"max |F(t_K) u_0 - mean colour| over {n_check} training images: median {f
 print(f"foreground share of the pixels a (Otsu split): median {fg_share.median():.3f}, so the mean colour is "
       f"~{1 - float(fg_share.median()):.0%} background")
 
-n_show = 12
-fig, axes = plt.subplots(2, 1, figsize=(0.62 * n_show + 0.4, 1.6))
-show_images(axes[0], x0[:n_show], nrow=n_show)
-show_images(axes[1], uK0[:n_show].clamp(0, 1), nrow=n_show)
-axes[0].text(-0.01, 0.5, r"$\mathbf{u}_0$", transform=axes[0].transAxes, ha="right", va="center")
-axes[1].text(-0.01, 0.5, r"$F(t_K)\mathbf{u}_0$", transform=axes[1].transAxes, ha="right", va="center")
+# %% tags=["hide-input"]
+fig = plots.data_and_prior_figure(x0, uK0)
 savefig(fig, "fig07a_data_and_prior", profile=P.name, runs=[run], seed=P.seed, n=n_check,
         caption=f"Training images of {cfg.data.dataset} (top) and their prior centres F(t_K) u_0 at level K = {K}, "
                 f"sigma_B,max = {proc.sigma_max} (bottom). Over {n_check} images the centres differ from their mean "
@@ -118,29 +108,16 @@ plt.show()
 # of a random subset of the training set.
 
 # %%
-means = x0.mean(dim=(2, 3)).double()                      # (n_check, C)
-chosen = [int(torch.argmin((means - means.mean(0)).norm(dim=1)))]
-for _ in range(n_priors - 1):
-    d = torch.cdist(means, means[chosen]).min(dim=1).values
-    chosen.append(int(d.argmax()))
-prior_idx = check_idx[chosen]
+prior_idx = check_idx[dis.spread_colours(x0, n_priors)]
 centres = dis.prior_centres(proc, images, prior_idx)
 samples, u_K = dis.sample_grid(net, proc, centres, n_noises, generator=torch.Generator().manual_seed(P.seed + 1),
                                progress=True)
 centres = centres.cpu()
 assert torch.isfinite(samples).all()
-_, _, masks = dis.split_colours(samples.reshape(-1, C, H, W).double())
 print(f"grid of {n_priors} priors x {n_noises} noise sets = {n_priors * n_noises} samples")
 
-# %%
-panel = torch.cat([centres[:, None].clamp(0, 1), samples], dim=1)                  # (P, 1 + N, C, H, W)
-mask_panel = masks.reshape(n_priors, n_noises, 1, H, W).float()
-fig, axes = plt.subplots(1, 2, figsize=(2 * 0.55 * (n_noises + 1) + 0.8, 0.55 * n_priors + 0.7),
-                         gridspec_kw={"width_ratios": [n_noises + 1, n_noises]})
-show_images(axes[0], panel.reshape(-1, C, H, W), nrow=n_noises + 1)
-axes[0].set_title(r"left: prior centre $F(t_K)\mathbf{u}_0$; then one column per noise set", fontsize=8)
-show_images(axes[1], mask_panel.reshape(-1, 1, H, W), nrow=n_noises)
-axes[1].set_title("foreground masks of the samples (Otsu)", fontsize=8)
+# %% tags=["hide-input"]
+fig = plots.colour_grid_figure(centres, samples, dis.split_colours(samples.reshape(-1, C, H, W).double())[2])
 savefig(fig, "fig07a_colour_disentanglement", profile=P.name, runs=[run], seed=P.seed, n=n_priors * n_noises,
         caption="Fig. 7a. Rows: different prior states u_K (first column: the noise-free prior centre); columns: one "
                 "set of sampling noise each (the prior's delta-noise and all K step noises), shared by every row. "
@@ -170,29 +147,18 @@ plt.show()
 
 # %%
 scores = dis.grid_scores(samples, centres)
-kinds = {"same noise": "same noise, different u_K", "same prior": "same u_K, different noise",
-         "neither": "different both"}
-pair_n = {k: scores["shape correlation"][k][1] for k in kinds}
-rows = []
-for name in ("shape correlation", "mask IoU", "mean-colour distance", "foreground-colour distance",
-             "background-colour distance"):
-    row = {"measure": name}
-    for k, label in kinds.items():
-        row[f"{label} (n = {pair_n[k]} pairs)"] = scores[name][k][0]
-    rows.append(row)
+rows, err_rows = dis.score_tables(scores)
 display(Markdown(save_table(rows, "tab07a_disentanglement", profile=P.name, runs=[run], seed=P.seed,
                             n=n_priors * n_noises,
                             caption=f"Colour and shape similarity of pairs of samples from the {n_priors} x {n_noises} "
                                     f"grid of Fig. 7a, by kind of pair. {P.caption}")))
-own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]
-err_rows = [{"mean-colour error against": "its own prior u_K", "mean": own[0], "n (sample, prior) pairs": own[1]},
-            {"mean-colour error against": "the other rows' priors", "mean": other[0], "n (sample, prior) pairs": other[1]}]
 display(Markdown(save_table(err_rows, "tab07a_colour_error", profile=P.name, runs=[run], seed=P.seed,
                             n=n_priors * n_noises,
                             caption="Distance between a sample's mean colour and the mean colour of its own prior state, "
                                     f"against the distance to the other rows' prior states (the baseline). {P.caption}")))
 
 # %%
+own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]
 sc, col = scores["shape correlation"], scores["mean-colour distance"]
 fgd, bgd = scores["foreground-colour distance"], scores["background-colour distance"]
 shape_gain = sc["same noise"][0] - sc["neither"][0]

@@ -35,16 +35,18 @@ profile = "quick"
 import math
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core import build_process, heat_forward, kde_prior_sample
+from ihdm_core.book import plots
+from ihdm_core.book.figures import save_table, savefig
+from ihdm_core.book.profiles import start
+from ihdm_core.evaluation import overlap as ov
+from ihdm_core.model.heat import heat_forward
+from ihdm_core.model.likelihood import bin_centres
+from ihdm_core.model.prior import kde_prior_sample
 from ihdm_core.model.sampling import sample
 from ihdm_core.training.data import load_dataset, to_float
-from ihdm_core.book.figures import save_table, savefig, show_images
-from ihdm_core.model.likelihood import bin_centres, gaussian_kl, prior_kl_bound
-from ihdm_core.book.profiles import start
 from ihdm_core.training.train import ensure_trained
 
 P = start(profile)
@@ -76,39 +78,10 @@ print(f"profile {P.name}: {cfg.data.dataset}, {len(train_u8)} training / {len(te
 # centre dominates.
 
 # %%
-def mc_kl(mean, centres, s, d, n=200_000, seed=0):
-    """Monte Carlo KL[N(mean, s^2 I) || (1/N) sum_i N(c_i, d^2 I)] and its standard error."""
-    g = torch.Generator().manual_seed(seed)
-    u = mean + s * torch.randn((n, mean.numel()), generator=g, dtype=torch.float64)
-    dim = mean.numel()
-    log_q = -0.5 * ((u - mean) ** 2).sum(1) / s ** 2 - dim * math.log(s * math.sqrt(2 * math.pi))
-    log_comp = -0.5 * torch.cdist(u, centres) ** 2 / d ** 2 - dim * math.log(d * math.sqrt(2 * math.pi))
-    log_p = torch.logsumexp(log_comp, 1) - math.log(len(centres))
-    diff = log_q - log_p
-    return float(diff.mean()), float(diff.std() / math.sqrt(n))
-
-
-g = torch.Generator().manual_seed(P.seed)
-m = torch.zeros(1, 4, dtype=torch.float64)
-toy = {
-    "one centre, 1 delta away": m + delta * torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64),
-    "3 centres, overlapping": m + 0.7 * delta * torch.randn((3, 4), generator=g, dtype=torch.float64),
-    "3 centres, one at the mean": torch.cat([m, m + 4 * delta * torch.randn((2, 4), generator=g, dtype=torch.float64)]),
-    "3 centres, all far, query between": m + 3 * delta * torch.randn((3, 4), generator=g, dtype=torch.float64),
-}
-toy_rows = []
-for name, c in toy.items():
-    bound = float(prior_kl_bound(m, c, sigma, delta))
-    truth, se = mc_kl(m[0], c, sigma, delta, seed=P.seed)
-    toy_rows.append({"case": name, "A.3 bound (nats)": bound, "Monte Carlo KL": truth, "MC std. error": se,
-                     "bound - KL": bound - truth})
-    assert bound >= truth - 5 * se, f"{name}: the upper bound {bound:.4f} lies below the MC KL {truth:.4f} +- {se:.4f}"
-# one centre: the bound is the closed-form Gaussian KL
-one = toy["one centre, 1 delta away"]
-assert abs(float(prior_kl_bound(m, one, sigma, delta)) - float(gaussian_kl(m, sigma, one, delta))) < 1e-9
-display(Markdown("| case | bound | MC KL | MC s.e. | bound - KL |\n|---|---|---|---|---|\n" + "\n".join(
-    f"| {r['case']} | {r['A.3 bound (nats)']:.4f} | {r['Monte Carlo KL']:.4f} | {r['MC std. error']:.4f} | "
-    f"{r['bound - KL']:+.4f} |" for r in toy_rows)))
+toy_rows = ov.bound_check_rows(sigma, delta, seed=P.seed)
+for r in toy_rows:
+    assert r["bound - KL"] >= -5 * r["MC s.e."], f"{r['case']}: the upper bound lies below the Monte Carlo KL"
+display(Markdown(plots.markdown_table(toy_rows)))
 
 # %% [markdown]
 # The bound is never below the Monte Carlo estimate (beyond its error), it is exact for a single
@@ -124,97 +97,39 @@ display(Markdown("| case | bound | MC KL | MC s.e. | bound - KL |\n|---|---|---|
 # For every $\sigma_{B,\max}$ of the profile's grid, blur all training images to
 # $t_K = \sigma_{B,\max}^2/2$ (the KDE centres) and compute the bound for `P.n_nll` held-out test
 # images, and for as many training images. Images are taken at their bin centres
-# $(x + \tfrac12)/256$ (`bin_centres`), as `negative_elbo` does for its KDE centres. Only
-# $t_K$ changes; $\sigma$ and $\delta$ are the profile's.
+# $(x + \tfrac12)/256$, as `negative_elbo` does for its KDE centres:
+# `kde_centres(process, images, bin_centres=True)` computes $\mathbf F(t_K)\mathbf u_0$ for a process
+# built with that $\sigma_{B,\max}$, for the training images (the centres $\mathbf u_K^i$) and for the
+# queries alike. Only $t_K$ changes; $\sigma$ and $\delta$ are the profile's. The floor
+# $c = \tfrac{D}{2}(\sigma^2/\delta^2 - 1 - \log\sigma^2/\delta^2)$ is the KL to a kernel that sits
+# exactly on the query's blurred image; the bound can never be below it, and a training image whose
+# own centre dominates pays $c + \log N_T$.
 
 # %%
 n_q = min(P.n_nll, len(test_u8), len(train_u8))
 gq = torch.Generator().manual_seed(P.seed)
 test_idx = torch.randperm(len(test_u8), generator=gq)[:n_q]
 train_idx = torch.randperm(len(train_u8), generator=gq)[:n_q]
-u_train = bin_centres(train_u8).to(dev)
-u_test = bin_centres(test_u8[test_idx]).to(dev)
-
-# Invariants: heat_forward at t_K = sigma_B,max^2 / 2 is the model's level K, and the bound
-# matches a direct evaluation of log N_T - logsumexp(-KL_i).
-proc = build_process(cfg, dev)
-assert torch.allclose(heat_forward(u_test[:8], s_max ** 2 / 2), proc.blur(u_test[:8], K), atol=1e-5)
-_c = heat_forward(u_train[:1000], 2.0).double().flatten(1)
-_q = heat_forward(u_test[:4], 2.0).double().flatten(1)
-_kl = gaussian_kl(_q[:, None].expand(-1, len(_c), -1).reshape(-1, D), sigma,
-                  _c[None].expand(len(_q), -1, -1).reshape(-1, D), delta).reshape(len(_q), -1)
-_direct = math.log(len(_c)) - torch.logsumexp(-_kl, 1)
-assert torch.allclose(prior_kl_bound(_q, _c, sigma, delta), _direct.cpu(), rtol=1e-9, atol=1e-6)
-del _c, _q, _kl
-
-overlap = []
-for s_B in P.sigma_B_max_grid:
-    t_K = s_B ** 2 / 2
-    centres = heat_forward(u_train, t_K)
-    L_test = prior_kl_bound(heat_forward(u_test, t_K), centres, sigma, delta).cpu()
-    L_train = prior_kl_bound(centres[train_idx.to(dev)], centres, sigma, delta).cpu()
-    overlap.append((s_B, L_test, L_train))
+overlap = ov.prior_overlap(cfg, train_u8, test_u8[test_idx], train_idx, P.sigma_B_max_grid, dev)
+for s_B, L_test, L_train in overlap:
     print(f"sigma_B,max = {s_B:5.1f}: L_K test {L_test.mean():12.1f} nats, train {L_train.mean():12.1f} nats")
-del centres
-
-const = 0.5 * D * ((sigma / delta) ** 2 - 1 - math.log((sigma / delta) ** 2))
 n_train = len(train_u8)
-rows = [{"sigma_B,max": s_B, "L_K test (nats)": float(Lt.mean()),
-         "s.e.": float(Lt.std() / math.sqrt(len(Lt))) if len(Lt) > 1 else float("nan"),
-         "L_K train (nats)": float(Lr.mean()), "test nats/dim": float(Lt.mean()) / D,
-         "train nats/dim": float(Lr.mean()) / D} for s_B, Lt, Lr in overlap]
-md = save_table(rows, "tab08_prior_overlap", profile=P.name, runs=[cfg], seed=P.seed, n=n_q,
-                caption=f"Average A.3 bound on L_K for {n_q} test and {n_q} training images of {cfg.data.dataset} "
-                        f"against a KDE over {n_train} blurred training images (sigma = {sigma}, delta = {delta}). "
-                        + P.caption)
-display(Markdown(md))
+display(Markdown(save_table(
+    ov.overlap_rows(overlap, D), "tab08_prior_overlap", profile=P.name, runs=[cfg], seed=P.seed, n=n_q,
+    caption=f"Average A.3 bound on L_K for {n_q} test and {n_q} training images of {cfg.data.dataset} against a KDE "
+            f"over {n_train} blurred training images (sigma = {sigma}, delta = {delta}). " + P.caption)))
 (s_lo, L_lo, _), (s_prev, L_prev, _), (s_hi, L_hi, _) = overlap[0], overlap[-2], overlap[-1]
+change = float(L_hi.mean() - L_prev.mean())
 print(f"test L_K falls by a factor {float(L_lo.mean() / L_hi.mean()):.0f} from sigma_B,max = {s_lo:g} to {s_hi:g}; "
-      f"between the last two grid values ({s_prev:g} -> {s_hi:g}) it changes by "
-      f"{float(L_hi.mean() - L_prev.mean()):+.1f} nats ({float(L_hi.mean() - L_prev.mean()) / D:+.4f} nats/dim)")
+      f"between the last two grid values ({s_prev:g} -> {s_hi:g}) it changes by {change:+.1f} nats "
+      f"({change / D:+.4f} nats/dim)")
 
-# %%
-s_grid = np.array([r[0] for r in overlap])
-log_nt = math.log(n_train)
-example = u_test[:1]
-fig = plt.figure(figsize=(10, 5.2))
-top, bottom = fig.subfigures(2, 1, height_ratios=[1, 4.2])
-thumbs = top.subplots(1, len(s_grid))
-for j, s_B in enumerate(s_grid):
-    ax = np.atleast_1d(thumbs)[j]
-    ax.imshow(heat_forward(example, s_B ** 2 / 2)[0].permute(1, 2, 0).squeeze(-1).clamp(0, 1).cpu().numpy(),
-              cmap="gray", vmin=0, vmax=1)
-    ax.set_axis_off()
-    ax.set_title(f"$\\sigma_{{B,\\max}}$ = {s_B:g}", fontsize=7)
-ax_full, ax_zoom = bottom.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
-for label, col, c, mk in [("test images (held out)", 1, "C0", "o"), ("training images", 2, "C3", "s")]:
-    vals = [r[col] for r in overlap]
-    mean = np.array([float(v.mean()) for v in vals])
-    lo = np.array([float(v.quantile(0.1)) for v in vals])
-    hi = np.array([float(v.quantile(0.9)) for v in vals])
-    for ax, off in [(ax_full, 0.0), (ax_zoom, const)]:
-        ax.fill_between(s_grid, lo - off, hi - off, color=c, alpha=0.15, lw=0)
-        ax.plot(s_grid, mean - off, marker=mk, color=c, ms=4, label=f"{label}: mean, 10-90% band")
-for ax, off in [(ax_full, 0.0), (ax_zoom, const)]:
-    ax.axhline(const + log_nt - off, color="0.4", ls="--", lw=0.8, label=r"memorised: own centre only, $c + \log N_T$")
-    ax.axvline(s_max, color="k", lw=0.8, alpha=0.4)
-    ax.set_xscale("log")
-    ax.set_xticks(s_grid, [f"{v:g}" for v in s_grid])
-    ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.set_xlabel(r"$\sigma_{B,\max}$ (pixels; grey line: the profile's model)")
-ax_full.axhline(const, color="0.4", ls=":", lw=0.8,
-                label=r"floor $c = \frac{D}{2}(\frac{\sigma^2}{\delta^2} - 1 - \log\frac{\sigma^2}{\delta^2})$")
-ax_full.set_yscale("log")
-ax_full.set_ylabel(r"$L_K$ upper bound (nats per image)")
-ax_full.set_title("all of it (log scale)")
-sec = ax_full.secondary_yaxis("right", functions=(lambda x: x / D, lambda x: x * D))
-sec.set_ylabel("nats per dimension")
-ax_full.legend(fontsize=6.5, frameon=False, loc="upper right")
-ax_zoom.set_ylim(0, 3 * log_nt)
-ax_zoom.set_ylabel(r"$L_K - c$ (nats per image)")
-ax_zoom.set_title(r"zoom on large $\sigma_{B,\max}$: $L_K$ above the floor $c$")
-fig.suptitle(f"Prior overlap on {cfg.data.dataset}: a held-out digit blurred to each $\\sigma_{{B,\\max}}$ "
-             "(top), and $L_K$ (bottom)", fontsize=9)
+# %% tags=["hide-input"]
+example = bin_centres(test_u8[test_idx[:1]])
+fig = plots.prior_overlap_figure(
+    overlap, {s_B: heat_forward(example, s_B ** 2 / 2)[0] for s_B, _, _ in overlap}, ov.kl_floor(sigma, delta, D),
+    math.log(n_train), s_max, D, f"Prior overlap on {cfg.data.dataset}: a held-out digit blurred to each "
+    "$\\sigma_{B,\\max}$ (top), and $L_K$ (bottom)")
 savefig(fig, "fig12_prior_overlap", profile=P.name, runs=[cfg], seed=P.seed, n=n_q,
         caption=f"Fig. 12: average L_K = KL[q(u_K|u_0) || p(u_K)] (App. A.3 upper bound) of {n_q} held-out and "
                 f"{n_q} training images against sigma_B,max, with the KDE over {n_train} blurred training images "
@@ -256,64 +171,29 @@ plt.show()
 # %%
 run = ensure_trained(cfg, device=P.device)
 n_s = max(P.n_neighbours, P.n_grid)
-prior_gen = torch.Generator().manual_seed(P.seed)
-gen = torch.Generator(device=run.process.device).manual_seed(P.seed)
-u_K, seed_idx = kde_prior_sample(run.process, train_u8, n_s, generator=prior_gen)
-samples = sample(run.net, run.process, u_K.to(run.process.device), generator=gen).clamp(0, 1)
+u_K, seed_idx = kde_prior_sample(run.process, train_u8, n_s, generator=torch.Generator().manual_seed(P.seed))
+samples = sample(run.net, run.process, u_K.to(run.process.device),
+                 generator=torch.Generator(device=run.process.device).manual_seed(P.seed)).clamp(0, 1)
 assert samples.shape == (n_s, *train_u8.shape[1:])
-
-train_flat = to_float(train_u8).flatten(1).to(dev)
-
-
-def nearest(x, k=5, exclude=None, chunk=1024):
-    """Distances and indices of the k nearest training images of each row of x (optionally excluding
-    one training index per row, for leave-one-out)."""
-    dists, idxs = [], []
-    for s0 in range(0, len(x), chunk):
-        d = torch.cdist(x[s0:s0 + chunk].flatten(1).to(dev).float(), train_flat)
-        if exclude is not None:
-            d[torch.arange(len(d), device=dev), exclude[s0:s0 + chunk].to(dev)] = float("inf")
-        v, i = d.topk(k, dim=1, largest=False)
-        dists.append(v.cpu())
-        idxs.append(i.cpu())
-    return torch.cat(dists), torch.cat(idxs)
-
-
-nn_d, nn_i = nearest(samples)
-test_d, _ = nearest(to_float(test_u8[test_idx]), k=1)
-loo_d, _ = nearest(to_float(train_u8[train_idx]), k=1, exclude=train_idx)
+train_f = to_float(train_u8)
+train_flat = train_f.flatten(1).to(dev)
+nn_d, nn_i = ov.nearest_training(samples, train_flat)
+test_d, _ = ov.nearest_training(to_float(test_u8[test_idx]), train_flat, k=1)
+loo_d, _ = ov.nearest_training(to_float(train_u8[train_idx]), train_flat, k=1, exclude=train_idx)
 seed_dist = (samples.flatten(1).to(dev) - train_flat[seed_idx.to(dev)]).norm(dim=1).cpu()
-is_seed = nn_i[:, 0] == seed_idx
 print(f"{n_s} samples: nearest training image at distance {nn_d[:, 0].median():.2f} (median); "
-      f"it is the image that seeded the chain for {int(is_seed.sum())} of {n_s}; "
+      f"it is the image that seeded the chain for {int((nn_i[:, 0] == seed_idx).sum())} of {n_s}; "
       f"median distance to the seed image {seed_dist.median():.2f}")
 print(f"reference: held-out test image -> nearest training image {test_d[:, 0].median():.2f} (median, n = {n_q}); "
       f"training image -> nearest other training image {loo_d[:, 0].median():.2f}")
 
-# %%
+# %% tags=["hide-input"]
 n_show = min(P.n_neighbours, n_s)
-n_nb = nn_i.shape[1]
-train_f = to_float(train_u8)
-fig, axes = plt.subplots(n_show, n_nb + 2, figsize=(1.0 * (n_nb + 2), 1.12 * n_show),
-                         gridspec_kw={"width_ratios": [1, 0.25] + [1] * n_nb})
-axes = np.atleast_2d(axes)
-for r in range(n_show):
-    show_images(axes[r, 0], samples[r:r + 1].cpu(), nrow=1)
-    axes[r, 1].set_axis_off()
-    for j in range(n_nb):
-        ax = axes[r, j + 2]
-        show_images(ax, train_f[int(nn_i[r, j])][None], nrow=1)
-        is_s = int(nn_i[r, j]) == int(seed_idx[r])
-        ax.text(0.5, -0.04, f"{float(nn_d[r, j]):.2f}" + (" (seed)" if is_s else ""), transform=ax.transAxes,
-                ha="center", va="top", fontsize=6.5, color="C3" if is_s else "0.2")
-axes[0, 0].set_title("sample", fontsize=8)
-for j in range(n_nb):
-    axes[0, j + 2].set_title(f"NN {j + 1}", fontsize=8)
-fig.suptitle("Samples and their Euclidean nearest training images (distance below)", fontsize=9)
+fig = plots.neighbours_figure(samples[:n_show], train_f, nn_d, nn_i, seed_idx)
 savefig(fig, "fig30_nearest_neighbours", profile=P.name, runs=[run], seed=P.seed, n=n_show,
-        caption=f"App. D.4 (Figs. 30-31): IHDM samples (left) and their {n_nb} nearest training images in Euclidean "
-                "distance on [0, 1] pixels; '(seed)' marks the training image whose blurred version started the chain. "
-                + P.caption)
+        caption=f"App. D.4 (Figs. 30-31): IHDM samples (left) and their {nn_i.shape[1]} nearest training images in "
+                "Euclidean distance on [0, 1] pixels; '(seed)' marks the training image whose blurred version started "
+                "the chain. " + P.caption)
 plt.show()
 
 # %% [markdown]
@@ -322,26 +202,17 @@ plt.show()
 # from a held-out test digit to its nearest training digit (these are distinct handwritten digits
 # by construction), and from a training digit to its nearest *other* training digit.
 
-# %%
-fig, ax = plt.subplots(figsize=(6.2, 3.2))
-all_d = torch.cat([nn_d[:, 0], test_d[:, 0], loo_d[:, 0]])
-bins = np.linspace(0, float(all_d.max()) * 1.05, 30)
-for vals, label, c in [(test_d[:, 0], f"test image -> nearest training image (n = {len(test_d)})", "C0"),
-                       (loo_d[:, 0], f"training image -> nearest other training image (n = {len(loo_d)})", "0.5"),
-                       (nn_d[:, 0], f"sample -> nearest training image (n = {n_s})", "C3")]:
-    filled = c != "C3"
-    ax.hist(vals.numpy(), bins=bins, density=True, histtype="stepfilled" if filled else "step",
-            alpha=0.35 if filled else 1, lw=1.6, color=c, label=label)
-    ax.axvline(float(vals.median()), color=c, ls="--", lw=0.9)
-ax.set_xlabel("Euclidean distance to the nearest training image ([0, 1] pixels; dashed: medians)")
-ax.set_ylabel("density")
-ax.legend(fontsize=7, frameon=False)
+# %% tags=["hide-input"]
+fig = plots.distance_histogram([
+    (test_d[:, 0], f"test image -> nearest training image (n = {len(test_d)})", "C0"),
+    (loo_d[:, 0], f"training image -> nearest other training image (n = {len(loo_d)})", "0.5"),
+    (nn_d[:, 0], f"sample -> nearest training image (n = {n_s})", "C3")])
 savefig(fig, "fig30b_nn_distances", profile=P.name, runs=[run], seed=P.seed, n=n_s,
         caption=f"Distance to the nearest training image for {n_s} IHDM samples, against held-out test digits and "
                 f"training digits (leave-one-out) as references. {P.caption}")
 plt.show()
-ratio = float(nn_d[:, 0].median() / test_d[:, 0].median())
-print(f"median sample-to-train distance / median test-to-train distance = {ratio:.2f}")
+print(f"median sample-to-train distance / median test-to-train distance = "
+      f"{float(nn_d[:, 0].median() / test_d[:, 0].median()):.2f}")
 
 # %% [markdown]
 # **Reading it.** If the samples' distances lie inside the reference distributions, the model

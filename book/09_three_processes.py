@@ -37,59 +37,46 @@
 profile = "quick"
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
+from ihdm_core.book import plots
+from ihdm_core.book.figures import save_table, savefig
+from ihdm_core.book.profiles import start
+from ihdm_core.evaluation.scores import (draw_samples, high_frequency_trace, min_step_ratio, option_rows, step_sweep,
+                                       sweep_rows)
 from ihdm_core.training.config import get_preset
 from ihdm_core.training.data import load_dataset, to_float
-from ihdm_core.evaluation.scores import draw_samples, step_sweep
-from ihdm_core.book.figures import save_table, savefig, show_images
-from ihdm_core.book.profiles import start
 from ihdm_core.training.train import ensure_trained, is_available, training_seconds
 
 P = start(profile)
-roles = {"IHDM": "ihdm", "DDPM": "ddpm", "Blurring Diffusion": "blurring"}
-cfgs = {name: P.config(role) for name, role in roles.items()}
+cfgs = {name: P.config(role) for name, role in {"IHDM": "ihdm", "DDPM": "ddpm", "Blurring Diffusion": "blurring"}.items()}
 for name, cfg in cfgs.items():
     print(f"{name:18s} {cfg.name:24s} identity {cfg.identity()}  process {cfg.process.kind}, K = {cfg.process.K}")
-# Equal budget: everything but the process is the same.
-base = cfgs["IHDM"]
-for cfg in cfgs.values():
-    assert cfg.model == base.model and cfg.train == base.train and cfg.data == base.data
+    # Equal budget: everything but the process is the same.
+    assert (cfg.model, cfg.train, cfg.data) == (cfgs["IHDM"].model, cfgs["IHDM"].train, cfgs["IHDM"].data)
 
 # %% [markdown]
 # ## The three forward processes on one digit
 #
 # Each row shows $q(\cdot \mid \mathbf x)$ at evenly spaced times $t = k/K$. For the diffusions the
 # states live in $[-1, 1]$ model space and are mapped back to $[0, 1]$ for display.
+# Along the IHDM row the digit loses its fine detail first and ends close to a flat field of its mean
+# intensity, $\mathbf F(t_K)\mathbf u_0$: the only randomness is the small $\sigma$. Along the DDPM row
+# the digit stays sharp while the noise $\sqrt{1-\bar\alpha_k}\,\boldsymbol\epsilon$ covers it, until
+# $\mathbf z_K$ is almost pure $\mathcal N(0, \mathbf I)$. Blurring Diffusion blurs and noises at once,
+# so at the end it too is noise, but the information it loses on the way goes from high to low
+# frequencies, as in IHDM.
 
 # %%
-runs = {}
-for name, cfg in cfgs.items():
-    t0 = time.perf_counter()
-    runs[name] = ensure_trained(cfg, device=P.device, progress=False)
-    print(f"{name}: {runs[name].provenance}, ready in {time.perf_counter() - t0:.1f} s")
+runs = {name: ensure_trained(cfg, device=P.device, progress=False) for name, cfg in cfgs.items()}
+print("\n".join(f"{name}: {run.provenance}" for name, run in runs.items()))
 
+# %% tags=["hide-input"]
 x = to_float(load_dataset("mnist5k", split="test")[:1]).to(P.device)
-ts = torch.linspace(0, 1, 8).tolist()  # t = k / K: the processes may have different K
-g = torch.Generator(device=P.device).manual_seed(P.seed)
-fig, axes = plt.subplots(3, len(ts), figsize=(1.1 * len(ts), 3.6), squeeze=False)
-for i, (name, run) in enumerate(runs.items()):
-    proc = run.process
-    for j, t in enumerate(ts):
-        k = round(t * proc.K)
-        if k == 0:
-            u = x
-        elif name == "IHDM":
-            u = proc.marginal(x, k, generator=g)
-        else:
-            u = proc.to_data(proc.marginal(x, k, generator=g))
-        show_images(axes[i, j], u.clamp(0, 1), title=f"t = {t:.2f}" if i == 0 else None)
-    axes[i, 0].text(-0.15, 0.5, name, transform=axes[i, 0].transAxes, rotation=90, ha="right", va="center",
-                    fontsize=8)
+fig = plots.forward_processes_figure(runs, x, torch.linspace(0, 1, 8).tolist(),
+                                     torch.Generator(device=P.device).manual_seed(P.seed))
 savefig(fig, "ch09_forward_processes", profile=P.name, runs=list(runs.values()), seed=P.seed,
         caption="The forward marginals of IHDM (blur), DDPM (noise) and Blurring Diffusion (both) for one "
                 "held-out digit at evenly spaced times t = k / K.")
@@ -103,32 +90,29 @@ plt.show()
 # confidence $\ge 0.9$) and a count of **exploded chains**: final states whose root-mean-square
 # over the highest DCT frequencies ($i + j \ge H$) exceeds ten times that of the training digits.
 # The diffusions are sampled on several numbers of steps $T$ from the same weights; IHDM at its
-# $K$. The column *network evals / sample* is the sampling cost.
+# $K$. The column *network evals / sample* is the sampling cost. Every score is cached in the run's
+# `scores.jsonl` (`ihdm_core.evaluation.scores.step_sweep`), so chapter 10 reads the same numbers.
+# The figure after the table shows, for each process, the samples at the number of steps closest
+# to the profile's grid setting, with their scores in the title.
 
 # %%
 rows, scored = [], {}
 for name, run in runs.items():
-    for rec in step_sweep(run, P.diffusion_steps, n_default=P.n_eval, seed=P.seed, fid_ref_n=P.fid_ref_n):
-        scored[(name, rec["steps"])] = rec["run"]
-        fid = rec["fid"]
-        rows.append({"process": name, "config": run.cfg.name, "training steps": run.step,
-                     "train time (min)": round(training_seconds(run.run_dir) / 60, 1),
-                     "network evals / sample": rec["steps"], "samples": rec["samples"],
-                     "recognisability": rec["recognisability"]["value"], "FID": fid["value"],
-                     "exploded chains": f"{rec['explosions']['value']} of {rec['samples']}"})
+    recs = step_sweep(run, P.diffusion_steps, n_default=P.n_eval, seed=P.seed, fid_ref_n=P.fid_ref_n)
+    scored |= {(name, rec["steps"]): rec["run"] for rec in recs}
+    rows += sweep_rows(name, recs, training_seconds(run.run_dir) / 60)
 md = save_table(rows, "tab09_three_processes", profile=P.name, runs=list(runs.values()), seed=P.seed, n=P.n_eval,
                 caption="IHDM, DDPM and Blurring Diffusion on the same U-Net, trainer and budget; the diffusions "
                         "sampled on T steps from one continuous-time model. FID against "
-                        f"{fid['reference_n']} training digits. " + P.caption)
+                        f"{recs[-1]['fid']['reference_n']} training digits. " + P.caption)
 display(Markdown(md))
+row = {(r["process"], r["network evals / sample"]): r for r in rows}
 
 # %% tags=["hide-input"]
 show = {name: min((T for (n_, T) in scored if n_ == name), key=lambda T: abs(T - P.grid_steps)) for name in runs}
-fig, axes = plt.subplots(1, 3, figsize=(10, 3.7))
-for ax, (name, T) in zip(axes, show.items()):
-    row = next(r for r in rows if r["process"] == name and r["network evals / sample"] == T)
-    imgs = draw_samples(scored[(name, T)], P.n_grid, seed=P.seed)
-    show_images(ax, imgs, title=f"{name}, {T} steps\nrecognisability {row['recognisability']:.2f} · FID {row['FID']:.1f}")
+fig = plots.samples_figure({f"{name}, {T} steps\nrecognisability {row[name, T]['recognisability']:.2f} · FID "
+                            f"{row[name, T]['FID']:.1f}": draw_samples(scored[(name, T)], P.n_grid, seed=P.seed)
+                            for name, T in show.items()})
 savefig(fig, "ch09_samples", profile=P.name, runs=list(runs.values()), seed=P.seed, n=P.n_grid,
         caption="Uncurated samples of the three processes at equal training budget. " + P.caption)
 plt.show()
@@ -148,30 +132,19 @@ plt.show()
 
 # %%
 bd, ddpm = runs["Blurring Diffusion"], runs["DDPM"]
-Ts = sorted({T for T, _ in P.diffusion_steps} | {10, 25})
-ratio_rows = []
-for T in Ts:
-    ratio_rows.append({"T": T,
-                       "DDPM (cosine)": float(ddpm.sampled_with(steps=T).process.step_ratios().min()),
-                       "Blurring Diffusion, uniform grid": float(bd.sampled_with(steps=T).process.step_ratios().min()),
-                       "Blurring Diffusion, edge grid":
-                           float(bd.sampled_with(steps=T, grid="edge").process.step_ratios().min())})
+ratio_rows = [{"T": T, "DDPM (cosine)": min_step_ratio(ddpm, T), "Blurring Diffusion, uniform grid": min_step_ratio(bd, T),
+               "Blurring Diffusion, edge grid": min_step_ratio(bd, T, grid="edge")}
+              for T in sorted({T for T, _ in P.diffusion_steps} | {10, 25})]
 md = save_table(ratio_rows, "tab09_step_ratios", profile=P.name, runs=[ddpm, bd],
                 caption="The smallest per-frequency step ratio alpha_t / alpha_s over all steps, per number of "
                         "sampling steps T. Values far below 1 amplify prediction errors. " + P.caption)
 display(Markdown(md))
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(6.4, 3.0))
-for T, color in zip((50, 250, 1000), ("C3", "C1", "C0")):
-    proc = bd.sampled_with(steps=T).process
-    ax.plot(proc.times[1:].cpu(), proc.step_ratios().cpu(), color=color, label=f"Blurring Diffusion, T = {T}")
-proc = bd.sampled_with(steps=50, grid="edge").process
-ax.plot(proc.times[1:].cpu(), proc.step_ratios().cpu(), "C3--", label="Blurring Diffusion, T = 50, edge grid")
-proc = ddpm.sampled_with(steps=50).process
-ax.plot(proc.times[1:].cpu(), proc.step_ratios().cpu(), color="0.5", label="DDPM (cosine), T = 50")
-ax.set(xlabel="time t of the step's end", ylabel=r"min over frequencies of $\alpha_t / \alpha_s$", ylim=(0, 1.02))
-ax.legend(fontsize=7, loc="lower left")
+fig = plots.step_ratio_figure(
+    [(bd.sampled_with(steps=T).process, c, f"Blurring Diffusion, T = {T}")
+     for T, c in ((50, "C3"), (250, "C1"), (1000, "C0"))] + [(bd.sampled_with(steps=50, grid="edge").process, "C3--", "Blurring Diffusion, T = 50, edge grid"),
+       (ddpm.sampled_with(steps=50).process, "0.5", "DDPM (cosine), T = 50")])
 savefig(fig, "ch09_step_ratios", profile=P.name, runs=[ddpm, bd],
         caption="Per-step smallest ratio alpha_t / alpha_s along the sampling grid. " + P.caption)
 plt.show()
@@ -192,31 +165,23 @@ plt.show()
 #   smaller networks at equal budget among themselves).
 #
 # The first two are applied to the Blurring Diffusion model above at the smallest $T$ of the sweep,
-# where a coarse grid hurts most.
+# where a coarse grid hurts most. Every row draws the same prior states and step noises, so rows
+# differ only by the option. The prediction ablation adds one row per trained `*-ablation` model;
+# presets not trained here are listed below the table with the command that trains them.
 
 # %%
 T_opt = min(T for (name, T) in scored if name == "Blurring Diffusion")
-sweep = [(T_opt, P.n_options)]
-opt_rows = []
+opt_rows, metrics = [], ("recognisability", "explosions")
 for label, options in (("uniform grid (default)", {}), ("edge grid", {"grid": "edge"}),
                        ("DCT clamp", {"clamp_dct": True}), ("edge grid + DCT clamp", {"grid": "edge", "clamp_dct": True})):
-    for rec in step_sweep(bd, sweep, n_default=P.n_options, seed=P.seed, metrics=("recognisability", "explosions"),
-                          **options):
-        opt_rows.append({"model": bd.cfg.name, "option": label, "steps": rec["steps"], "samples": rec["samples"],
-                         "recognisability": rec["recognisability"]["value"],
-                         "exploded chains": rec["explosions"]["value"]})
-missing = []
-for preset in P.prediction_ablation:
-    cfg = get_preset(preset)
-    if not is_available(cfg):
-        missing.append(preset)
-        continue
-    run = ensure_trained(cfg, device=P.device, progress=False)
-    for rec in step_sweep(run, sorted({(T_opt, P.n_options), (P.grid_steps, P.n_options)}), n_default=P.n_options,
-                          seed=P.seed, metrics=("recognisability", "explosions")):
-        opt_rows.append({"model": cfg.name, "option": f"{cfg.process.prediction}-prediction", "steps": rec["steps"],
-                         "samples": rec["samples"], "recognisability": rec["recognisability"]["value"],
-                         "exploded chains": rec["explosions"]["value"]})
+    recs = step_sweep(bd, [(T_opt, P.n_options)], n_default=P.n_options, seed=P.seed, metrics=metrics, **options)
+    opt_rows += option_rows(label, recs)
+missing = [preset for preset in P.prediction_ablation if not is_available(get_preset(preset))]
+for preset in (p for p in P.prediction_ablation if p not in missing):
+    run = ensure_trained(get_preset(preset), device=P.device, progress=False)
+    recs = step_sweep(run, sorted({(T_opt, P.n_options), (P.grid_steps, P.n_options)}), n_default=P.n_options,
+                      seed=P.seed, metrics=metrics)
+    opt_rows += option_rows(f"{run.cfg.process.prediction}-prediction", recs)
 md = save_table(opt_rows, "tab09_options", profile=P.name, runs=[bd], seed=P.seed, n=P.n_options,
                 caption="Blurring Diffusion sampling and training options, same prior draws and noise per row. "
                         + P.caption)
@@ -233,29 +198,10 @@ if missing:
 # gives them ($\approx \sigma_t$, since digits have almost no energy there).
 
 # %% tags=["hide-input"]
-from ihdm_core.model.heat import dct2
-from ihdm_core.model.sampling import sample
-
-H = bd.cfg.data.image_size
-i_ = torch.arange(H, device=P.device)
-high = (i_[:, None] + i_[None]) >= H
 n_trace = min(P.n_grid, 32)
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
-for ax, T in zip(axes, sorted({T_opt, show["Blurring Diffusion"]})):
-    r = bd.sampled_with(steps=T) if bd.cfg.process.time == "continuous" else bd
-    trace = {}
-    zK = r.process.prior_sample(n_trace, None, generator=torch.Generator().manual_seed(P.seed + 1))
-    sample(r.net, r.process, zK, generator=torch.Generator(device=P.device).manual_seed(P.seed + 2),
-           callback=lambda s: trace.__setitem__(s["k"], dct2(s["x"])[..., high].pow(2).mean((1, 2)).sqrt().cpu()))
-    ks = sorted(k for k in trace if k > 0)
-    t = r.process.times.cpu()[ks]
-    rms = torch.stack([trace[k] for k in ks], 1)
-    ax.semilogy(t, rms.T, color="C0", alpha=0.5, lw=0.8)
-    ax.semilogy(t, r.process.sigma.cpu()[ks], "k--", lw=1.5, label=r"forward process: $\sigma_t$")
-    ax.invert_xaxis()
-    ax.set(title=f"{T} steps", xlabel="t (sampling runs right to left)")
-    ax.legend(fontsize=7)
-axes[0].set_ylabel("RMS of the highest frequencies")
+fig = plots.chains_figure({T: high_frequency_trace(bd.sampled_with(steps=T) if bd.cfg.process.time == "continuous"
+                                                   else bd, n_trace, seed=P.seed + 1)
+                           for T in sorted({T_opt, show["Blurring Diffusion"]})})
 savefig(fig, "ch09_blurring_chains", profile=P.name, runs=[bd], seed=P.seed + 1, n=n_trace,
         caption="Blurring Diffusion sampling chains: high-frequency RMS of the state per step against the "
                 "forward process's sigma_t. " + P.caption)
@@ -263,23 +209,20 @@ plt.show()
 
 # %% [markdown]
 # ## What was measured
+#
+# The sentences below are assembled from the tables above: Blurring Diffusion against DDPM at every
+# number of steps $T$ both were scored on, and the range of Blurring Diffusion's smallest step ratio
+# $\alpha_t/\alpha_s$ between the coarsest and the finest grid.
 
 # %%
-def _row(name, T):
-    return next(r for r in rows if r["process"] == name and r["network evals / sample"] == T)
-
-
-bd_steps = sorted(T for (name, T) in scored if name == "Blurring Diffusion")
-b, d = _row("Blurring Diffusion", T_opt), _row("DDPM", min(T for (name, T) in scored if name == "DDPM"))
+b, d = row["Blurring Diffusion", T_opt], row["DDPM", min(T for (name, T) in scored if name == "DDPM")]
 lines = [f"- At {T_opt} steps Blurring Diffusion reaches recognisability {b['recognisability']:.2f} with "
          f"{b['exploded chains']} chains exploded; DDPM at its smallest T reaches {d['recognisability']:.2f}."]
-for T in bd_steps:
-    b = _row("Blurring Diffusion", T)
-    d = next((r for r in rows if r["process"] == "DDPM" and r["network evals / sample"] == T), None)
-    if d is not None and T != T_opt:
-        lines.append(f"- At {T} steps: Blurring Diffusion {b['recognisability']:.2f} (FID {b['FID']:.1f}, "
-                     f"{b['exploded chains']} exploded) against DDPM {d['recognisability']:.2f} "
-                     f"(FID {d['FID']:.1f}, {d['exploded chains']} exploded).")
+for T in sorted(T for (name, T) in scored if name == "Blurring Diffusion" and T != T_opt and ("DDPM", T) in row):
+    b, d = row["Blurring Diffusion", T], row["DDPM", T]
+    lines.append(f"- At {T} steps: Blurring Diffusion {b['recognisability']:.2f} (FID {b['FID']:.1f}, "
+                 f"{b['exploded chains']} exploded) against DDPM {d['recognisability']:.2f} "
+                 f"(FID {d['FID']:.1f}, {d['exploded chains']} exploded).")
 smallest = {r["T"]: r["Blurring Diffusion, uniform grid"] for r in ratio_rows}
 lines.append(f"- The smallest step ratio of Blurring Diffusion is {smallest[min(smallest)]:.3f} at "
              f"{min(smallest)} steps and {smallest[max(smallest)]:.3f} at {max(smallest)}.")

@@ -28,7 +28,8 @@ from torch import Tensor
 
 __all__ = ["mean_colour", "colour_error", "principal_projection", "otsu_threshold", "split_colours",
            "shape_maps", "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
-           "prior_centres", "shared_noise_grid", "sample_grid", "grid_scores", "PAIR_KINDS"]
+           "prior_centres", "shared_noise_grid", "sample_grid", "grid_scores", "PAIR_KINDS", "images_at",
+           "spread_colours", "score_tables"]
 
 PAIR_KINDS = ("same noise", "same prior", "neither")
 
@@ -241,3 +242,45 @@ def grid_scores(samples: Tensor, centres: Tensor) -> dict:
     for name, m in mats.items():
         out[name] = grouped_means(m, P, N)
     return out
+
+
+# --- choosing priors and tabulating (chapter 6) -------------------------------------------------------
+def images_at(images, indices) -> Tensor:
+    """The images ``indices`` of a tensor or an indexable data set, as floats in [0, 1]."""
+    from ..training.data import to_float
+
+    idx = torch.as_tensor(indices).long()
+    x = images[idx] if isinstance(images, Tensor) else torch.stack([images[int(i)] for i in idx])
+    return to_float(x)
+
+
+def spread_colours(x: Tensor, n: int) -> list[int]:
+    """Indices of ``n`` images of ``x`` whose mean colours spread out: farthest-point sampling on the
+    mean colours, starting from the image closest to the average colour."""
+    _check_batch(x)
+    if not 1 <= n <= len(x):
+        raise ValueError(f"need 1 <= n <= {len(x)} images, got n={n}")
+    means = mean_colour(x.double())
+    chosen = [int(torch.argmin((means - means.mean(0)).norm(dim=1)))]
+    for _ in range(n - 1):
+        chosen.append(int(torch.cdist(means, means[chosen]).min(dim=1).values.argmax()))
+    return chosen
+
+
+_MEASURES = ("shape correlation", "mask IoU", "mean-colour distance", "foreground-colour distance",
+             "background-colour distance")
+_KIND_LABELS = {"same noise": "same noise, different u_K", "same prior": "same u_K, different noise",
+                "neither": "different both"}
+
+
+def score_tables(scores: dict) -> tuple[list[dict], list[dict]]:
+    """The two tables of :func:`grid_scores`: (one row per measure with a column per kind of pair,
+    labelled with its number of pairs; the mean-colour error against the sample's own prior and
+    against the other rows' priors)."""
+    n_pairs = {k: scores["shape correlation"][k][1] for k in _KIND_LABELS}
+    rows = [{"measure": m} | {f"{label} (n = {n_pairs[k]} pairs)": scores[m][k][0] for k, label in _KIND_LABELS.items()}
+            for m in _MEASURES]
+    own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]
+    err = [{"mean-colour error against": "its own prior u_K", "mean": own[0], "n (sample, prior) pairs": own[1]},
+           {"mean-colour error against": "the other rows' priors", "mean": other[0], "n (sample, prior) pairs": other[1]}]
+    return rows, err

@@ -26,7 +26,7 @@ from ..training.config import preset_names
 from ..training.data import load_dataset
 __all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll", "evaluate_recognisability",
            "evaluate_explosions", "sampling_steps", "step_sweep", "high_frequency_rms", "record_score", "read_scores",
-           "score", "draw_samples", "main"]
+           "score", "draw_samples", "sweep_rows", "option_rows", "min_step_ratio", "high_frequency_trace", "main"]
 
 # FID reference set per training data set (App. B.3: training set for CIFAR-10 and LSUN, the
 # whole data set for FFHQ and AFHQ, whose folders are used whole; MNIST: its training split).
@@ -307,6 +307,47 @@ def step_sweep(run, sweep, *, n_default: int, seed: int = 0, fid_ref_n: int | No
             rec[metric] = score(r, metric, n=n, seed=seed, **extra)
         out.append(rec)
     return out
+
+
+# --- tables of chapter 9 (the three processes at equal budget) ---------------------------------------
+
+def sweep_rows(name: str, recs: list[dict], train_minutes: float) -> list[dict]:
+    """One table row per :func:`step_sweep` record (all three metrics) of the process ``name``: its
+    training cost, the sampling cost (network evaluations per sample) and the scores."""
+    return [{"process": name, "config": rec["run"].cfg.name, "training steps": rec["run"].step,
+             "train time (min)": round(train_minutes, 1), "network evals / sample": rec["steps"],
+             "samples": rec["samples"], "recognisability": rec["recognisability"]["value"],
+             "FID": rec["fid"]["value"], "exploded chains": f"{rec['explosions']['value']} of {rec['samples']}"}
+            for rec in recs]
+
+
+def option_rows(option: str, recs: list[dict]) -> list[dict]:
+    """One table row per :func:`step_sweep` record scored for recognisability and explosions, for
+    the sampling or training ``option`` it was run with."""
+    return [{"model": rec["run"].cfg.name, "option": option, "steps": rec["steps"], "samples": rec["samples"],
+             "recognisability": rec["recognisability"]["value"], "exploded chains": rec["explosions"]["value"]}
+            for rec in recs]
+
+
+def min_step_ratio(run, steps: int, **options) -> float:
+    """The smallest per-frequency step ratio alpha_t / alpha_s over all steps of ``run`` sampled on
+    ``steps`` steps (with sampling ``options`` such as ``grid="edge"``)."""
+    return float(run.sampled_with(steps=steps, **options).process.step_ratios().min())
+
+
+def high_frequency_trace(run, n: int, *, seed: int = 0):
+    """Sample ``n`` chains and return (t_k, high-frequency RMS of each chain's state (n, L), sigma_t)
+    at the levels k = 1..K: :func:`high_frequency_rms` of every state the sampler passes, against
+    the noise level the forward process gives the same frequencies (data have almost no energy there).
+    The prior draw uses ``seed``, the step noise ``seed + 1``."""
+    from ..model.sampling import sample
+
+    proc, trace = run.process, {}
+    z_K = proc.prior_sample(n, None, generator=torch.Generator().manual_seed(seed))
+    sample(run.net, proc, z_K, generator=torch.Generator(device=proc.device).manual_seed(seed + 1),
+           callback=lambda s: trace.__setitem__(s["k"], high_frequency_rms(proc.to_data(s["x"])).cpu()))
+    ks = sorted(k for k in trace if k > 0)
+    return proc.times.cpu()[ks], torch.stack([trace[k] for k in ks], 1), proc.sigma.cpu()[ks]
 
 
 def main(argv=None) -> int:
