@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 __all__ = ["figures_dir", "provenance", "savefig", "save_table", "read_index", "image_grid", "show_images", "label_rows",
-           "label_columns", "describe_config", "INDEX"]
+           "label_columns", "describe_config", "plot_power_law", "INDEX"]
 
 INDEX = "index.json"
 
@@ -190,3 +190,10 @@ def describe_config(cfg) -> dict:
         "training steps": f"{t.steps:,}",
         "data": f"{cfg.data.dataset} {cfg.data.image_size}x{cfg.data.image_size}",
     }
+
+
+def plot_power_law(ax, fit: dict, scale: float = 1.0, **kw):
+    """Draw the line scale * A / f^alpha of :func:`ihdm_core.model.spectra.fit_power_law` over its fit range
+    (a straight line on log-log axes)."""
+    f = [fit["fmin"], fit["fmax"]]
+    return ax.loglog(f, [scale * fit["A"] * x ** -fit["alpha"] for x in f], **kw)
