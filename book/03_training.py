@@ -25,7 +25,11 @@
 # regress $\|\mu_\theta(\hat{\mathbf u}_k, k) - \mathbf u_{k-1}\|_2^2$. The network learns to take one
 # small step *backwards* along the heat equation, from a slightly noisy input. This MSE is, up to
 # the factor $1/(2\delta^2)$ and constants, the term $L_{k-1}$ of the ELBO (Eq. 10): training
-# ignores $\delta$ altogether.
+# ignores $\delta$ altogether. With the skip connection the network outputs the *change*
+# $f_\theta(\hat{\mathbf u}_k, k) \approx \mathbf u_{k-1} - \hat{\mathbf u}_k$: it removes the noise
+# $\boldsymbol\varepsilon$ and takes one step back along the heat equation. The paper compares this
+# to denoising score matching, with the difference that the target is a less blurred image
+# rather than the denoised input itself.
 #
 # **Algorithm 2 (sampling).** Draw $\mathbf u_K \sim p(\mathbf u_K)$, a kernel density estimate on
 # blurred training images (a training image blurred to $t_K$ plus $\mathcal N(\mathbf 0, \delta^2\mathbf I)$),
@@ -51,17 +55,18 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core import build_model, get_preset, kde_prior_sample
-from ihdm_core.model.sampling import sample
+from ihdm_core import get_preset, kde_prior_sample
 from ihdm_core.book.animate import Recorder, frame_levels, save_animation, show_animation
-from ihdm_core.training.data import load_dataset, to_float
-from ihdm_core.evaluation.scores import REFERENCE_SETS, draw_samples, score
-from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.book.figures import describe_config, label_columns, label_rows, save_table, savefig, show_images
+from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.digits import digit_classifier, recognisability
+from ihdm_core.evaluation.dynamics import branch_spread, loss_curve, loss_per_level, smoothed
 from ihdm_core.evaluation.fid import fid_from_features, reference_stats
 from ihdm_core.evaluation.inception import inception_features
-from ihdm_core.book.profiles import start
-from ihdm_core.training.train import ensure_trained, read_metrics, training_seconds
+from ihdm_core.evaluation.scores import REFERENCE_SETS, draw_samples, score
+from ihdm_core.model.sampling import sample
+from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.training.train import ensure_trained, training_seconds
 
 P = start(profile)
 cfg = P.config("ihdm")
@@ -71,17 +76,6 @@ train_images = load_dataset(cfg.data)
 test_images = load_dataset(cfg.data.dataset, split="test")
 print(f"profile {P.name}: {cfg.name}, K = {K}, sigma = {sigma}, delta = {delta}, "
       f"{len(train_images)} training / {len(test_images)} held-out images")
-
-
-def label_columns(ax, labels, size, pad=1, **kw):
-    """Write one label above each column of a ``show_images`` grid of ``size``-pixel tiles."""
-    for j, text in enumerate(labels):
-        ax.text(pad + j * (size + pad) + size / 2, -1.5, text, ha="center", va="bottom", fontsize=7, **kw)
-
-
-def label_rows(ax, labels, size, pad=1, **kw):
-    for i, text in enumerate(labels):
-        ax.text(-1.5, pad + i * (size + pad) + size / 2, text, ha="right", va="center", fontsize=7, **kw)
 
 
 # %% [markdown]
@@ -95,31 +89,14 @@ def label_rows(ax, labels, size, pad=1, **kw):
 # identity and checked against its SHA-256. `python -m ihdm_core book --retrain` ignores the
 # shipped weights and trains every model from scratch. Everything this chapter shows is still a
 # small-scale reproduction: the paper's method at a CPU budget, not its sample quality.
+#
+# The network is the paper's (App. B.1): a U-Net with residual blocks, GroupNorm, dropout,
+# self-attention at low resolutions, average-pooling down and nearest-neighbour up, and the level
+# $k$ entering every residual block through a sinusoidal embedding. `describe_config` reads the
+# quantities of Tables 1 and 2 from a config and counts the parameters of the network it builds.
 
 # %%
-def n_params(c):
-    return sum(p.numel() for p in build_model(c).parameters())
-
-
-def describe(c):
-    m, p, t = c.model, c.process, c.train
-    return {
-        "network": f"U-Net, {m.base_channels} base channels x {tuple(m.channel_mult)}, {m.num_res_blocks} res-blocks, "
-                   f"attention at {tuple(m.attn_resolutions)}, dropout {m.dropout}",
-        "parameters": f"{n_params(c) / 1e6:.2f} M",
-        "K": str(p.K),
-        "sigma_B,min .. sigma_B,max": f"{p.sigma_min} .. {p.sigma_max}",
-        "sigma (training noise)": str(p.sigma),
-        "delta (sampling noise)": str(p.delta),
-        "learning rate": f"{t.lr:g} (warm-up {t.warmup} steps, {t.lr_schedule})",
-        "EMA": str(t.ema),
-        "batch size": str(t.batch_size),
-        "training steps": f"{t.steps:,}",
-        "data": f"{c.data.dataset} {c.data.image_size}x{c.data.image_size}",
-    }
-
-
-ours, theirs = describe(cfg), describe(paper)
+ours, theirs = describe_config(cfg), describe_config(paper)
 rows = [{"quantity": q, f"profile '{P.name}'": ours[q], "paper (MNIST)": theirs[q]} for q in ours]
 md = save_table(rows, "tab01_ihdm_config", profile=P.name, runs=[cfg, paper],
                 caption=f"The profile's IHDM model next to the paper's MNIST model (Tables 1-2; the paper gives no "
@@ -135,6 +112,11 @@ display(Markdown(md))
 # norm 1, an exponential moving average of the weights). The loss curve below is the training log,
 # shipped with the weights or written now. Levels are
 # drawn from all of $\{1, \dots, K\}$ (the 2023 release never trained level $K$).
+#
+# App. B.1 lists the paper's optimiser settings, which the presets follow: Adam with
+# $\beta_1 = 0.9$, $\beta_2 = 0.999$, $\varepsilon = 10^{-8}$, the learning rate warmed up linearly
+# from 0, gradient norms clipped at 1, and samples drawn from the EMA of the weights. The cell
+# prints where the weights came from and how long training took according to its log.
 
 # %%
 print(f"{cfg.name}: {cfg.train.steps:,} steps (shipped or cached weights are loaded; otherwise trained now on "
@@ -142,9 +124,7 @@ print(f"{cfg.name}: {cfg.train.steps:,} steps (shipped or cached weights are loa
 t0 = time.perf_counter()
 run = ensure_trained(cfg, device=P.device, progress=False)
 call_s = time.perf_counter() - t0
-log = read_metrics(run.run_dir)
-steps = np.concatenate([np.arange(r["step"] - len(r["losses"]) + 1, r["step"] + 1) for r in log])
-losses = np.concatenate([r["losses"] for r in log])
+steps, losses = loss_curve(run.run_dir)
 train_s = training_seconds(run.run_dir)
 assert run.step == cfg.train.steps and steps[-1] == run.step and np.all(np.diff(steps) > 0)
 assert np.isfinite(losses).all()
@@ -163,21 +143,18 @@ print(f"training wall time in the log: {train_s / 60:.1f} min, {len(losses) / tr
 # removes most of the training noise $\boldsymbol\varepsilon$, which it can because blurred digits
 # lie close to a low-dimensional set.
 
-# %%
+# %% tags=["hide-input"]
 n_pix = math.prod(train_images.shape[1:])
-win = max(1, len(losses) // 40)
-smooth = np.convolve(losses, np.ones(win) / win, mode="valid")
+s_steps, smooth, win = smoothed(steps, losses)
 fig, ax = plt.subplots(figsize=(6.2, 3.0))
 ax.plot(steps, losses, lw=0.5, alpha=0.35 if win > 1 else 1.0, color="C0", label="per step")
 if win > 1:
-    ax.plot(steps[win - 1:], smooth, lw=1.6, color="C0", label=f"moving average ({win} steps)")
+    ax.plot(s_steps, smooth, lw=1.6, color="C0", label=f"moving average ({win} steps)")
 ax.axhline(n_pix * sigma ** 2, color="k", ls="--", lw=1, label=r"$N\sigma^2$")
-ax.set_yscale("log")
 ax.axvline(cfg.train.warmup, color="0.6", ls=":", lw=1)
+ax.set(yscale="log", xlabel="training step", ylabel=r"$\|\mu_\theta(\hat{\mathbf{u}}_k, k) - \mathbf{u}_{k-1}\|^2$",
+       title=f"Training loss (Alg. 1), {cfg.name}")
 ax.text(cfg.train.warmup, ax.get_ylim()[1], " end of warm-up", fontsize=7, color="0.4", va="top")
-ax.set_xlabel("training step")
-ax.set_ylabel(r"$\|\mu_\theta(\hat{\mathbf{u}}_k, k) - \mathbf{u}_{k-1}\|^2$")
-ax.set_title(f"Training loss (Alg. 1), {cfg.name}")
 ax.legend(fontsize=7, loc="upper right")
 savefig(fig, "ch03_training_loss", profile=P.name, runs=[run], seed=cfg.train.seed, n=len(losses),
         caption=f"Training loss against step, raw and smoothed; batch {cfg.train.batch_size}, levels drawn "
@@ -191,43 +168,33 @@ plt.show()
 # trained EMA network on held-out digits, shows which reverse steps are hard. Two references:
 # the loss of the skip connection alone ($f_\theta = 0$, i.e. $\mu = \hat{\mathbf u}_k$), which is
 # $N\sigma^2$ plus the size of the actual step $\|\mathbf u_k - \mathbf u_{k-1}\|^2$, and $N\sigma^2$.
+# `loss_per_level` draws one $\boldsymbol\varepsilon$ per level for a fixed set of held-out digits
+# (drawn at random: the offline test split is stored by class) and returns both.
 
 # %%
-g_idx = torch.Generator().manual_seed(P.seed)
 n_lv = min(P.n_grid, len(test_images))
-held_out = test_images[torch.randperm(len(test_images), generator=g_idx)[:n_lv]]  # mnist5k is stored by class
-x0 = to_float(held_out).to(P.device)
-g = torch.Generator(device=P.device).manual_seed(P.seed)
-mse_k, skip_k = np.zeros(K + 1), np.zeros(K + 1)
-with torch.no_grad():
-    for k in range(1, K + 1):
-        kk = torch.full((n_lv,), k, dtype=torch.long, device=P.device)
-        u_hat, target = run.process.training_pair(x0, kk, generator=g)  # (u_k + eps, u_{k-1})
-        mu = run.process.predict(run.net, u_hat, kk)
-        mse_k[k] = (mu - target).pow(2).flatten(1).sum(1).mean().item()
-        skip_k[k] = (u_hat - target).pow(2).flatten(1).sum(1).mean().item()
+x0 = to_float(test_images[torch.randperm(len(test_images), generator=torch.Generator().manual_seed(P.seed))[:n_lv]])
+mse_k, skip_k = loss_per_level(run.net, run.process, x0.to(P.device), torch.Generator(device=P.device).manual_seed(P.seed))
 levels = np.arange(1, K + 1)
 sB = run.process.sigma_B.cpu().numpy()
 low = levels <= max(1, K // 4)
-print(f"mean over levels: {mse_k[1:].mean():.4g} (held-out, EMA net); last {win} training steps: "
+print(f"mean over levels: {mse_k.mean():.4g} (held-out, EMA net); last {win} training steps: "
       f"{losses[-win:].mean():.4g} (training batches, raw net)")
 print(f"share of the summed loss in the lowest quarter of levels (k <= {levels[low][-1]}, sigma_B <= "
-      f"{sB[levels[low][-1]]:.2f} px): {mse_k[1:][low].sum() / mse_k[1:].sum():.0%}")
-print(f"loss / skip-connection loss: {np.min(mse_k[1:] / skip_k[1:]):.2f} .. {np.max(mse_k[1:] / skip_k[1:]):.2f}")
+      f"{sB[levels[low][-1]]:.2f} px): {mse_k[low].sum() / mse_k.sum():.0%}")
+print(f"loss / skip-connection loss: {np.min(mse_k / skip_k):.2f} .. {np.max(mse_k / skip_k):.2f}")
 
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.2, 3.1))
-ax.plot(levels, skip_k[1:], ".-", ms=3, color="0.55", label=r"skip connection only, $\mu = \hat{\mathbf{u}}_k$")
-ax.plot(levels, mse_k[1:], ".-", ms=3, color="C0", label=r"trained $\mu_\theta$ (EMA)")
+ax.plot(levels, skip_k, ".-", ms=3, color="0.55", label=r"skip connection only, $\mu = \hat{\mathbf{u}}_k$")
+ax.plot(levels, mse_k, ".-", ms=3, color="C0", label=r"trained $\mu_\theta$ (EMA)")
 ax.axhline(n_pix * sigma ** 2, color="k", ls="--", lw=1, label=r"$N\sigma^2$")
-ax.set_yscale("log")
-ax.set_xlabel("level $k$")
-ax.set_ylabel("squared error per image")
+ax.set(yscale="log", xlabel="level $k$", ylabel="squared error per image")
+ax.set_title(f"Alg. 1 loss per level on {n_lv} held-out digits", fontsize=9)
 ticks = np.unique(np.round(np.linspace(1, K, 6)).astype(int))
 top = ax.secondary_xaxis("top")
-top.set_xticks(ticks)
-top.set_xticklabels([f"{sB[t]:.2g}" for t in ticks], fontsize=7)
+top.set_xticks(ticks, [f"{sB[t]:.2g}" for t in ticks], fontsize=7)
 top.set_xlabel(r"$\sigma_{B,k}$ (pixels)", fontsize=8)
-ax.set_title(f"Alg. 1 loss per level on {n_lv} held-out digits", fontsize=9)
 ax.legend(fontsize=7)
 savefig(fig, "ch03_loss_per_level", profile=P.name, runs=[run], seed=P.seed, n=n_lv,
         caption=f"The loss of Alg. 1 at each level k, one Monte-Carlo draw of the training noise on {n_lv} "
@@ -251,7 +218,9 @@ plt.show()
 #
 # The samples below are the first ones of exactly the set that is scored: `draw_samples` draws
 # them with Alg. 2 (prior draws and sampling noise seeded with the profile's seed) and the scores
-# reuse the same tensors.
+# reuse the same tensors. Each sample costs $K$ network evaluations, one per reverse step. As in
+# App. B.1, the last step adds no noise, $\mathbf u_0 = \mu_\theta(\mathbf u_1, 1)$: noise at that
+# point cannot improve the output.
 
 # %%
 t0 = time.perf_counter()
@@ -260,10 +229,10 @@ sample_s = time.perf_counter() - t0
 assert x_eval.shape == (P.n_eval, *train_images.shape[1:]) and 0 <= x_eval.min() and x_eval.max() <= 1
 print(f"{P.n_eval} samples with K = {K} steps in {sample_s:.1f} s ({P.n_eval / max(sample_s, 1e-9):.1f} samples/s)")
 
+# %% tags=["hide-input"]
 nrow = math.ceil(math.sqrt(P.n_grid))
 fig, ax = plt.subplots(figsize=(0.62 * nrow + 0.4, 0.62 * math.ceil(P.n_grid / nrow) + 0.5))
-show_images(ax, x_eval[:P.n_grid], nrow=nrow)
-ax.set_title(f"Uncurated IHDM samples ({cfg.name}, delta = {delta}, K = {K})")
+show_images(ax, x_eval[:P.n_grid], nrow=nrow, title=f"Uncurated IHDM samples ({cfg.name}, delta = {delta}, K = {K})")
 savefig(fig, "fig14_uncurated_samples", profile=P.name, runs=[run], seed=P.seed, n=P.n_grid,
         caption=f"Fig. 14: uncurated samples, the first {P.n_grid} of the {P.n_eval} that are scored below. "
                 f"{P.caption}")
@@ -282,15 +251,27 @@ plt.show()
 #   (with an extra "not a digit" class) assigns to one digit with confidence $\ge 0.9$. Real
 #   held-out digits score about 0.9 on it, which is the practical ceiling. It is much less noisy
 #   than FID at small $n$ and says directly whether the samples look like digits.
+#
+# The paper reports FID on its other data sets and no MNIST FID (Sec. 4), so the table has no
+# paper column; it places the model between the floor and the ceiling that real digits reach
+# with the same $n$ and the same reference.
 
 # %%
 t0 = time.perf_counter()
 rec_r = score(run, "recognisability", n=P.n_eval, seed=P.seed, progress=False)
 rec_f = score(run, "fid", n=P.n_eval, seed=P.seed, ref_n=P.fid_ref_n, device=P.device, progress=False)
 score_s = time.perf_counter() - t0
+for rec in (rec_r, rec_f):
+    print(f"{rec['metric']:>16}: {rec['value']:.4g} on {rec['n_samples']} samples, reference: {rec['reference']} "
+          f"(n = {rec.get('reference_n', '-')}), delta = {rec['delta']}, seed {rec['seed']}; "
+          f"score time {rec['time_s']['total']:.1f} s, recorded {rec.get('recorded', 'now')}")
 
-clf = digit_classifier()
-real_r = recognisability(test_images, classifier=clf)
+# %% [markdown]
+# The same two scores for real held-out digits: recognisability on the whole test split, FID on as
+# many test digits as there are samples, against the same reference statistics.
+
+# %%
+real_r = recognisability(test_images, classifier=digit_classifier())
 ds, split = REFERENCE_SETS.get(cfg.data.dataset, (cfg.data.dataset, "train"))
 ref = reference_stats(ds, split, P.fid_ref_n, device=P.device, progress=False)
 n_real = min(P.n_eval, len(test_images))
@@ -298,24 +279,16 @@ real_idx = torch.randperm(len(test_images), generator=torch.Generator().manual_s
 t1 = time.perf_counter()
 real_fid = fid_from_features(inception_features(test_images[real_idx], n_real, device=P.device), ref)
 real_s = time.perf_counter() - t1
+print(f"this cell and the last: {score_s:.1f} s for the two scores, {real_s:.1f} s for the real-digit FID")
 
-for rec in (rec_r, rec_f):
-    print(f"{rec['metric']:>16}: {rec['value']:.4g} on {rec['n_samples']} samples, reference: {rec['reference']} "
-          f"(n = {rec.get('reference_n', '-')}), delta = {rec['delta']}, seed {rec['seed']}; "
-          f"score time {rec['time_s']['total']:.1f} s, "
-          f"recorded {rec.get('recorded', 'now')}")
-print(f"this cell: {score_s:.1f} s for the two scores, {real_s:.1f} s for the real-digit FID")
-
-rows = [
-    {"metric": "FID", "images": f"IHDM samples (delta = {delta})", "n": rec_f["n_samples"], "value": rec_f["value"],
-     "reference": f"{ref.meta.get('reference', ds)} (n = {ref.n})", "time (s)": rec_f["time_s"]["total"]},
-    {"metric": "FID", "images": f"real held-out digits ({ds} test)", "n": n_real, "value": real_fid,
-     "reference": f"{ref.meta.get('reference', ds)} (n = {ref.n})", "time (s)": real_s},
-    {"metric": "recognisability", "images": f"IHDM samples (delta = {delta})", "n": rec_r["n_samples"],
-     "value": rec_r["value"], "reference": "digit CNN, confidence >= 0.9", "time (s)": rec_r["time_s"]["total"]},
-    {"metric": "recognisability", "images": f"real held-out digits ({ds} test)", "n": real_r["n"],
-     "value": real_r["share_confident"], "reference": "digit CNN, confidence >= 0.9", "time (s)": None},
-]
+# %% tags=["hide-input"]
+ours, real = f"IHDM samples (delta = {delta})", f"real held-out digits ({ds} test)"
+fid_ref, cnn = f"{ref.meta.get('reference', ds)} (n = {ref.n})", "digit CNN, confidence >= 0.9"
+rows = [dict(zip(["metric", "images", "n", "value", "reference", "time (s)"], r)) for r in [
+    ("FID", ours, rec_f["n_samples"], rec_f["value"], fid_ref, rec_f["time_s"]["total"]),
+    ("FID", real, n_real, real_fid, fid_ref, real_s),
+    ("recognisability", ours, rec_r["n_samples"], rec_r["value"], cnn, rec_r["time_s"]["total"]),
+    ("recognisability", real, real_r["n"], real_r["share_confident"], cnn, None)]]
 md = save_table(rows, "tab05_ihdm_scores", profile=P.name, runs=[run], seed=P.seed, n=P.n_eval,
                 caption=f"Sample quality of the profile's IHDM model, with real held-out digits scored the same way "
                         f"as the floor (FID) and ceiling (recognisability) at this sample count. The paper reports "
@@ -337,22 +310,22 @@ print("class histogram of the samples (digits 0-9):", rec_r["details"]["class_hi
 # log-spaced in $\sigma_{B,k}$). Generation starts from an almost flat image, the prior draw, and
 # the network redistributes its mass into a digit, coarse shape first, strokes last. The mean
 # intensity of the image is kept throughout (the heat equation conserves it, and so, nearly, does
-# its learned inverse).
+# its learned inverse). The sampler's callback receives every state $\mathbf u_k$; the cell keeps
+# the ones at the levels shown and prints the mean intensity of the first and last.
 
 # %%
 n_show = max(2, math.isqrt(P.n_grid) // 2)
 seq_levels = sorted({int(v) for v in np.round(np.linspace(K, 0, 8))}, reverse=True)
-prior_gen = torch.Generator().manual_seed(P.seed + 1)
-gen = torch.Generator(device=P.device).manual_seed(P.seed + 1)
-u_K, _ = kde_prior_sample(run.process, train_images, n_show, generator=prior_gen)
-states = {}
-x_seq = sample(run.net, run.process, u_K, generator=gen,
-               callback=lambda s: states.__setitem__(s["k"], s["x"].cpu()) if s["k"] in seq_levels else None)
-seq = torch.stack([states[k] for k in seq_levels], 1)  # (n_show, levels, C, H, W)
+u_K, _ = kde_prior_sample(run.process, train_images, n_show, generator=torch.Generator().manual_seed(P.seed + 1))
+rec = Recorder(seq_levels, clamp=False)
+x_seq = sample(run.net, run.process, u_K, generator=torch.Generator(device=P.device).manual_seed(P.seed + 1),
+               callback=rec)
+seq = rec.frames().transpose(0, 1)  # (n_show, levels, C, H, W)
 assert torch.equal(seq[:, -1], x_seq.cpu()) and torch.equal(seq[:, 0], u_K.cpu())
 print("mean intensity, u_K vs u_0:", np.round(u_K.mean((1, 2, 3)).cpu().numpy(), 3),
       np.round(x_seq.mean((1, 2, 3)).cpu().numpy(), 3))
 
+# %% tags=["hide-input"]
 H = train_images.shape[-1]
 fig, ax = plt.subplots(figsize=(0.75 * len(seq_levels) + 0.6, 0.75 * n_show + 0.6))
 show_images(ax, seq.flatten(0, 1), nrow=len(seq_levels))
@@ -364,6 +337,10 @@ savefig(fig, "fig05a_generation_sequences", profile=P.name, runs=[run], seed=P.s
 plt.show()
 
 # %% [markdown]
+# Compare the columns with Fig. 1 read backwards: the left columns look like the forward process
+# at large $t_k$, because $\mathbf u_K$ *is* a training digit blurred to $t_K$, plus noise of
+# standard deviation $\delta$; what the right columns add is generated by the network and the noise.
+#
 # The same, animated: a grid of samples, one frame per level (every level up to 40 of them,
 # otherwise 40 evenly spaced ones), from the prior draw $\mathbf u_K$ to the sample $\mathbf u_0$.
 # `ihdm_core.book.animate.Recorder` is the sampler's callback; it keeps the states it is asked for.
@@ -393,65 +370,43 @@ display(show_animation(gif))
 # with fresh noise (Alg. 2 from $k$ down to 1, `reverse_step` in a loop). The paper's observation:
 # large-scale structure is determined early; later splits change only details.
 #
+# This is the role of $\sigma$ in the paper's Fig. 3b: with $\sigma > 0$ the forward paths of
+# nearby images merge within the noise, so a reverse path may split into several sharper images,
+# and the sampling noise $\delta$ decides which one it takes.
+#
 # The right panel makes this quantitative over several source trajectories and many split levels:
 # the spread between continuations (RMS pixel difference, averaged over pairs), split into a
 # coarse part (the continuations blurred to the middle level $K/2$) and the fine remainder.
+# `ihdm_core.evaluation.dynamics.branch_spread` runs the continuations and measures both.
 
 # %%
-def continue_from(u, k_from, generator):
-    """Alg. 2 from the state u at level k_from down to level 0, with fresh sampling noise."""
-    with torch.no_grad():
-        for k in range(k_from, 0, -1):
-            z = torch.randn(u.shape, generator=generator, device=generator.device).to(u.device)
-            u = run.process.reverse_step(run.net, u, k, z)
-    return u
-
-
-def pair_spread(x):
-    """Mean over pairs of the RMS difference between continuations: x is (sources, branches, C, H, W)."""
-    d = (x[:, :, None] - x[:, None]).pow(2).flatten(3).mean(3).sqrt()  # (S, B, B)
-    b = x.shape[1]
-    return float(d.sum((1, 2)).mean() / (b * (b - 1)))
-
-
-n_branch = max(2, math.isqrt(P.n_grid) // 2)
-n_src = n_branch
-prior_gen = torch.Generator().manual_seed(P.seed + 2)
+n_branch = n_src = max(2, math.isqrt(P.n_grid) // 2)
 gen = torch.Generator(device=P.device).manual_seed(P.seed + 2)
-u_K, _ = kde_prior_sample(run.process, train_images, n_src, generator=prior_gen)
+u_K, _ = kde_prior_sample(run.process, train_images, n_src, generator=torch.Generator().manual_seed(P.seed + 2))
 traj = {}
 sample(run.net, run.process, u_K, generator=gen, callback=lambda s: traj.__setitem__(s["k"], s["x"]))
-
 k_coarse = max(1, K // 2)
 split_levels = sorted({int(v) for v in np.round(np.linspace(K, 2, min(K - 1, 8)))}, reverse=True)
 show_levels = sorted({min(split_levels, key=lambda k: abs(k - f * K)) for f in (0.9, 0.7, 0.5, 0.3)}, reverse=True)
-spread_coarse, spread_fine, shown = [], [], {}
-for kb in split_levels:
-    u = traj[kb].repeat_interleave(n_branch, 0)
-    x = continue_from(u, kb, gen).clamp(0, 1)
-    coarse = run.process.blur(x, k_coarse)
-    xs, cs = x.view(n_src, n_branch, *x.shape[1:]), coarse.view(n_src, n_branch, *x.shape[1:])
-    spread_coarse.append(pair_spread(cs))
-    spread_fine.append(pair_spread(xs - cs))
-    if kb in show_levels:
-        shown[kb] = torch.cat([traj[kb][:1].cpu(), xs[0].cpu()])  # shared state, then its continuations
+branches = {kb: branch_spread(run.net, run.process, traj[kb], kb, n_branch, k_coarse, gen) for kb in split_levels}
+spread_coarse = np.array([b["coarse"] for b in branches.values()])
+spread_fine = np.array([b["fine"] for b in branches.values()])
 print("RMS spread, coarse:", np.round(spread_coarse, 4), " fine:", np.round(spread_fine, 4))
 
+# %% tags=["hide-input"]
 fig = plt.figure(figsize=(9.2, 0.85 * len(show_levels) + 1.0))
 gs = fig.add_gridspec(len(show_levels), 2, width_ratios=[1.25, 1])
 for i, kb in enumerate(show_levels):
     ax = fig.add_subplot(gs[i, 0])
-    show_images(ax, shown[kb], nrow=n_branch + 1)
+    show_images(ax, torch.cat([traj[kb][:1].cpu(), branches[kb]["x"][0].cpu()]), nrow=n_branch + 1)
     label_rows(ax, [f"split at k={kb}\n" + rf"($\sigma_B$={sB[kb]:.2g})"], H)
     if i == 0:
         label_columns(ax, [r"$u_k$"] + [f"cont. {j + 1}" for j in range(n_branch)], H)
 ax2 = fig.add_subplot(gs[:, 1])
-ax2.plot(split_levels, np.array(spread_coarse) / spread_coarse[0], "o-", ms=3,
-         label=f"coarse (blurred to k={k_coarse})")
-ax2.plot(split_levels, np.array(spread_fine) / spread_fine[0], "s-", ms=3, label="fine (remainder)")
-ax2.set_ylim(0, None)
-ax2.set_xlabel("split level $k$ (generation runs right to left)")
-ax2.set_ylabel(f"spread between continuations\n(relative to a split at k={split_levels[0]})")
+ax2.plot(split_levels, spread_coarse / spread_coarse[0], "o-", ms=3, label=f"coarse (blurred to k={k_coarse})")
+ax2.plot(split_levels, spread_fine / spread_fine[0], "s-", ms=3, label="fine (remainder)")
+ax2.set(ylim=(0, None), xlabel="split level $k$ (generation runs right to left)",
+        ylabel=f"spread between continuations\n(relative to a split at k={split_levels[0]})")
 ax2.invert_xaxis()
 ax2.legend(fontsize=7)
 ax2.set_title(f"{n_src} trajectories x {n_branch} continuations per split", fontsize=8)
@@ -478,21 +433,21 @@ plt.show()
 # nearly flat and carries little more than the digit's overall brightness and a faint centre of
 # mass. Different noise then produces different digits from the same start, often of different
 # classes: the information content of a sample comes from the sampling noise, not from the prior.
+# In the code, each prior draw is repeated once per column before sampling.
 
 # %%
 n_rows = math.isqrt(P.n_grid)
 n_cols = max(1, P.n_grid // n_rows)
-prior_gen = torch.Generator().manual_seed(P.seed + 3)
-gen = torch.Generator(device=P.device).manual_seed(P.seed + 3)
-u_rows, idx_rows = kde_prior_sample(run.process, train_images, n_rows, generator=prior_gen)
+u_rows, idx_rows = kde_prior_sample(run.process, train_images, n_rows, generator=torch.Generator().manual_seed(P.seed + 3))
 u_K = u_rows.repeat_interleave(n_cols, 0)
 assert torch.equal(u_K.view(n_rows, n_cols, *u_K.shape[1:])[:, -1], u_rows)
-x_shared = sample(run.net, run.process, u_K, generator=gen).clamp(0, 1).cpu()
-tiles = torch.cat([u_rows.cpu()[:, None], x_shared.view(n_rows, n_cols, *x_shared.shape[1:])], 1).flatten(0, 1)
+x_shared = sample(run.net, run.process, u_K, generator=torch.Generator(device=P.device).manual_seed(P.seed + 3))
+tiles = torch.cat([u_rows.cpu()[:, None], x_shared.clamp(0, 1).cpu().view(n_rows, n_cols, *u_K.shape[1:])], 1)
 print(f"prior training indices: {idx_rows.tolist()}")
 
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(0.62 * (n_cols + 1) + 0.4, 0.62 * n_rows + 0.6))
-show_images(ax, tiles, nrow=n_cols + 1)
+show_images(ax, tiles.flatten(0, 1), nrow=n_cols + 1)
 ax.axvline(1 + H + 0.5, color="C3", lw=1.2)
 label_columns(ax, ["$u_K$"] + [""] * n_cols, H)
 ax.set_title("Shared initial state per row; different sampling noise", pad=12)
@@ -509,9 +464,8 @@ plt.show()
 # %%
 rows_a, cols_a = min(n_rows, 4), min(n_cols, 4)
 rec = Recorder(frame_levels(K))
-u_shared = u_rows[:rows_a].repeat_interleave(cols_a, 0)
-sample(run.net, run.process, u_shared, generator=torch.Generator(device=P.device).manual_seed(P.seed + 5),
-       callback=rec)
+sample(run.net, run.process, u_rows[:rows_a].repeat_interleave(cols_a, 0), callback=rec,
+       generator=torch.Generator(device=P.device).manual_seed(P.seed + 5))
 shared_traj = rec.frames()
 start_rows = shared_traj[0].view(rows_a, cols_a, *shared_traj.shape[2:])
 assert torch.equal(start_rows, start_rows[:, :1].expand_as(start_rows))  # one start per row

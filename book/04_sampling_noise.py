@@ -33,6 +33,7 @@ profile = "quick"
 # %%
 import math
 import time
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -40,14 +41,19 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import draw_noise, kde_prior_sample
-from ihdm_core.model.sampling import sample
-from ihdm_core.training.data import load_dataset, to_float
-from ihdm_core.evaluation.scores import score
-from ihdm_core.book.figures import save_table, savefig, show_images
-from ihdm_core.model.likelihood import bin_centres, bits_per_dim, dequantize, elbo_terms, prior_kl_bound
-from ihdm_core.evaluation.digits import digit_classifier, recognisability
+from ihdm_core.book.animate import Recorder
+from ihdm_core.book.figures import label_columns, label_rows, save_table, savefig, show_images
 from ihdm_core.book.profiles import start
-from ihdm_core.training.train import ensure_trained, read_metrics, training_seconds
+from ihdm_core.evaluation.digits import digit_classifier, recognisability
+from ihdm_core.evaluation.dynamics import loss_curve, noise_gain, smoothed
+from ihdm_core.evaluation.scores import nll_indices, score
+from ihdm_core.model.likelihood import (bin_centres, dequantize, elbo_against_delta, elbo_optimal_delta, elbo_terms,
+                                        kl_floor, prior_kl_bound, terms_at_delta, transition_errors)
+from ihdm_core.model.prior import kde_centres
+from ihdm_core.model.sampling import sample
+from ihdm_core.model.spectra import inverse_step_gain
+from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.training.train import ensure_trained, training_seconds
 
 P = start(profile)
 cfg = P.config("ihdm")
@@ -60,16 +66,6 @@ N = math.prod(train_images.shape[1:])  # dimensions per image (the paper's N)
 deltas = tuple(float(d) for d in P.deltas)
 print(f"profile {P.name}: {cfg.name} step {run.step}, K = {K}, sigma = {sigma}, the paper's delta = {delta_paper}")
 print(f"delta sweep: {deltas}")
-
-
-def label_rows(ax, labels, size, pad=1, **kw):
-    for i, text in enumerate(labels):
-        ax.text(-1.5, pad + i * (size + pad) + size / 2, text, ha="right", va="center", fontsize=7, **kw)
-
-
-def label_columns(ax, labels, size, pad=1, **kw):
-    for j, text in enumerate(labels):
-        ax.text(pad + j * (size + pad) + size / 2, -1.5, text, ha="center", va="bottom", fontsize=7, **kw)
 
 
 # %% [markdown]
@@ -86,14 +82,13 @@ def label_columns(ax, labels, size, pad=1, **kw):
 
 # %%
 n_per = max(2, P.n_grid // len(deltas))
-prior_gen = torch.Generator().manual_seed(P.seed)
-gen = torch.Generator(device=P.device).manual_seed(P.seed)
-u_K, _ = kde_prior_sample(run.process, train_images, n_per, generator=prior_gen)
-z = draw_noise(K, u_K.shape, generator=gen, device=P.device)  # one standard-normal draw per step, reused
+u_K, _ = kde_prior_sample(run.process, train_images, n_per, generator=torch.Generator().manual_seed(P.seed))
+z = draw_noise(K, u_K.shape, generator=torch.Generator(device=P.device).manual_seed(P.seed), device=P.device)  # one standard-normal draw per step, reused
 sweep = {d: sample(run.net, run.process, u_K, delta=d, noise=z).clamp(0, 1).cpu() for d in deltas}
 if 0.0 in sweep:  # delta = 0 is the deterministic path: the noise draws must not matter
     assert torch.equal(sweep[0.0], sample(run.net, run.process, u_K, delta=0.0).clamp(0, 1).cpu())
 
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(deltas), figsize=(0.78 * len(deltas) + 0.4, 0.75 * n_per + 0.8))
 for ax, d in zip(axes, deltas):
     show_images(ax, sweep[d], nrow=1)
@@ -145,38 +140,14 @@ print("sub-pixel detail (RMS of u_0 - F(t_1) u_0):", {f"{d:g}": round(v, 4) for 
 # few images against a direct evaluation at a second $\delta$.
 
 # %%
-def kl_const(d):
-    """The distance-free part of one KL term L_{k-1} (Eq. 10), in nats per image."""
-    r = (sigma / d) ** 2
-    return 0.5 * N * (r - 1.0 - math.log(r))
-
-
-def mse_from_terms(terms, d0):
-    """Invert Eqs. 10-11: m[k-1] = mean squared error of the transition k -> k-1, k = 1..K."""
-    terms = np.asarray(terms, dtype=np.float64)
-    m = np.empty(K)
-    m[0] = 2 * d0 ** 2 * (terms[0] - N * math.log(d0 * math.sqrt(2 * math.pi)))
-    m[1:] = 2 * d0 ** 2 * (terms[1:K] - kl_const(d0))
-    return m
-
-
-def terms_at(m, d, prior):
-    """Mean ELBO terms L_0..L_K (nats per image) at sampling noise d, from the transition errors m."""
-    return np.concatenate([[m[0] / (2 * d ** 2) + N * math.log(d * math.sqrt(2 * math.pi))],
-                           kl_const(d) + m[1:] / (2 * d ** 2), [prior]])
-
-
-centres = torch.cat([run.process.blur(bin_centres(c).to(P.device), K) for c in train_images.split(4096)])
-
-# The identity, on a few held-out digits with fixed noise: terms at d1 from the terms at d0.
+centres = kde_centres(run.process, train_images, bin_centres=True)
+# The identity, on a few held-out digits with fixed noise: terms at d1 from the terms at delta_paper.
 d1 = min((d for d in deltas if d > 0 and d != delta_paper), key=lambda d: abs(d - sigma))
 g = torch.Generator().manual_seed(P.seed)
-few = dequantize(test_images[torch.randperm(len(test_images), generator=g)[:min(4, P.n_nll)]], generator=g)
-few = few.to(P.device)
+few = dequantize(test_images[torch.randperm(len(test_images), generator=g)[:min(4, P.n_nll)]], generator=g).to(P.device)
 eps = torch.randn((K, *few.shape), generator=g).to(P.device)
-t0 = elbo_terms(run.net, run.process, few, centres, delta=delta_paper, noise=eps).mean(0).cpu().numpy()
-t1 = elbo_terms(run.net, run.process, few, centres, delta=d1, noise=eps).mean(0).cpu().numpy()
-pred = terms_at(mse_from_terms(t0, delta_paper), d1, t1[-1])
+t0, t1 = (elbo_terms(run.net, run.process, few, centres, delta=d, noise=eps).mean(0).cpu().numpy() for d in (delta_paper, d1))
+pred = terms_at_delta(transition_errors(t0, delta_paper, sigma, N), sigma, d1, N, t1[-1])
 assert np.allclose(pred[:-1], t1[:-1], rtol=1e-6, atol=1e-6 * N), np.abs(pred - t1).max()
 print(f"closed form in delta reproduces a direct ELBO evaluation at delta = {d1:g}: "
       f"max |difference| = {np.abs(pred[:-1] - t1[:-1]).max():.2e} nats")
@@ -193,50 +164,31 @@ for d in eval_deltas:
           f"({P.n_delta_eval} samples; computed in {r['time_s']['total'] + f['time_s']['total']:.0f} s)")
 t_quality = time.perf_counter() - t_start
 
+# %% [markdown]
+# The negative ELBO at the paper's $\delta$ is recorded by `score(run, "nll")` (App. A.2-A.3 with
+# one Monte-Carlo draw per level). `elbo_against_delta` turns its mean terms into the transition
+# errors $m_k$ and rebuilds the whole curve in $\delta$; for the prior term it evaluates the A.3
+# bound at every $\delta$ for the same held-out digits (`nll_indices` says which), taken at the
+# centres of their dequantisation bins: the dequantisation noise hardly survives a blur to
+# $\sigma_{B,\max}$, and the cell asserts that the rebuilt value at the paper's $\delta$ matches
+# the recorded one to $10^{-3}$ bits/dim.
+
+# %%
 t_start = time.perf_counter()
 nll = score(run, "nll", n=P.n_nll, delta=delta_paper, seed=P.seed, progress=False)
 det = nll["details"]
 assert det["dims"] == N and det["K"] == K and len(det["terms_nats"]) == K + 1
-m = mse_from_terms(det["terms_nats"], delta_paper)
-
-# The prior term L_K at any delta: the A.3 bound for the same held-out digits (bin centres; the
-# dequantisation noise hardly survives a blur to sigma_B,max).
-n_test = len(test_images)
-sub = (torch.randperm(n_test, generator=torch.Generator().manual_seed(P.seed))[:P.n_nll].sort().values
-       if P.n_nll < n_test else torch.arange(n_test))  # the images evaluate_nll scores
-mean_K = run.process.blur(bin_centres(test_images[sub]).to(P.device), K)
+mean_K = run.process.blur(bin_centres(test_images[nll_indices(len(test_images), P.n_nll, P.seed)]).to(P.device), K)
 
 
-
-
-def prior_terms(ds):
-    """Mean A.3 bound on L_K (Eq. 36-42) at every delta in ds. The distances between blurred test and
-    training images do not depend on delta, so they are computed once per chunk of training images."""
-    shift = centres.flatten(1).double().mean(0)
-    a = mean_K.flatten(1).double() - shift
-    lse = torch.full((len(ds), a.shape[0]), -math.inf, dtype=torch.float64, device=a.device)
-    for c in centres.split(4096):
-        d2 = torch.cdist(a, c.flatten(1).double() - shift).pow(2)
-        for i, d in enumerate(ds):
-            lse[i] = torch.logaddexp(lse[i], torch.logsumexp(-d2 / (2 * d ** 2), dim=1))
-    const = torch.tensor([kl_const(d) + math.log(len(centres)) for d in ds], dtype=torch.float64, device=a.device)
-    return (const[:, None] - lse).mean(1).cpu().numpy()
-
-
-def nelbo_bpd(ds):
-    """Negative ELBO in bits/dim at each delta in ds (same Monte-Carlo draws as the recorded score)."""
-    ds = [float(d) for d in ds]
-    return np.array([bits_per_dim(terms_at(m, d, p).sum(), N) for d, p in zip(ds, prior_terms(ds))])
-
-
-ref_prior = float(prior_kl_bound(mean_K, centres, sigma, delta_paper).mean())
-assert abs(prior_terms([delta_paper])[0] - ref_prior) < 1e-6 * max(1.0, abs(ref_prior))
-gap = nelbo_bpd([delta_paper])[0] - nll["value"]
+elbo_at = partial(elbo_against_delta, det["terms_nats"], delta_paper, sigma=sigma, mean_K=mean_K, centres=centres)
+m = transition_errors(det["terms_nats"], delta_paper, sigma, N)
+gap = elbo_at([delta_paper])["bits_per_dim"][0] - nll["value"]
 assert abs(gap) < 1e-3, gap
 d_grid = np.geomspace(min(d for d in deltas if d > 0) / 2, max(deltas) * 1.15, 60)
-curve = nelbo_bpd(d_grid)
+curve = elbo_at(d_grid)["bits_per_dim"]
 pos = [d for d in deltas if d > 0]
-nll_at = dict(zip(pos, nelbo_bpd(pos)))
+nll_at = dict(zip(pos, elbo_at(pos)["bits_per_dim"]))
 t_nll = time.perf_counter() - t_start
 print(f"negative ELBO at the paper's delta = {delta_paper}: {nll['value']:.4f} +- {det['bits_per_dim_sem']:.4f} "
       f"bits/dim on {nll['n_samples']} held-out digits ({nll['reference']}); closed form - recorded = {gap:.1e}")
@@ -259,37 +211,36 @@ print(f"time: recognisability + FID {t_quality:.0f} s, ELBO {t_nll:.0f} s")
 
 # %%
 m_bar = m.mean()
-delta_star = math.sqrt((K - 1) / K * sigma ** 2 + m_bar / N)
+delta_star = elbo_optimal_delta(m, sigma, N)
 best_nll_grid = float(d_grid[np.argmin(curve)])
 print(f"mean transition error m_bar = {m_bar:.4g} (per pixel {m_bar / N:.3g}; sigma^2 = {sigma ** 2:.3g})")
 print(f"ELBO-optimal delta: analytic (transitions only) {delta_star:.5f}, numerical (with L_K) {best_nll_grid:.5f}; "
       f"sigma = {sigma}")
 
+two = elbo_at([sigma, delta_paper])["terms"]  # (2, K+1): L_0..L_K at delta = sigma and at the paper's delta
+for d, terms in zip((sigma, delta_paper), two):
+    print(f"delta = {d:g}: L_0 = {terms[0]:.1f}, sum of KL terms = {terms[1:K].sum():.1f}, L_K = {terms[K]:.1f} nats")
+dd = np.linspace(0.6 * sigma, max(max(deltas) * 1.15, 1.3 * delta_star), 200)
+no_mse = np.array([kl_floor(sigma, d, N) for d in dd])
+with_mse = no_mse + m_bar / (2 * dd ** 2)
+
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.3))
 ax = axes[0]
-ks = np.arange(2, K + 1)
-for d, c in ((sigma, "C0"), (delta_paper, "C3")):
-    terms = terms_at(m, d, prior_terms([d])[0])
-    ax.plot(ks, terms[1:K], ".-", ms=3, color=c, label=rf"$L_{{k-1}}$, $\delta$ = {d:g}")
-    if kl_const(d) > 0:
-        ax.axhline(kl_const(d), color=c, ls="--", lw=1, label=rf"MSE-free part at $\delta$ = {d:g}")
-    print(f"delta = {d:g}: L_0 = {terms[0]:.1f}, sum of KL terms = {terms[1:K].sum():.1f}, L_K = {terms[K]:.1f} nats")
-ax.set_yscale("log")
-ax.set_xlabel("transition $k \\to k-1$")
-ax.set_ylabel("nats per image")
+for d, c, terms in zip((sigma, delta_paper), ("C0", "C3"), two):
+    ax.plot(np.arange(2, K + 1), terms[1:K], ".-", ms=3, color=c, label=rf"$L_{{k-1}}$, $\delta$ = {d:g}")
+    if kl_floor(sigma, d, N) > 0:
+        ax.axhline(kl_floor(sigma, d, N), color=c, ls="--", lw=1, label=rf"MSE-free part at $\delta$ = {d:g}")
+ax.set(yscale="log", xlabel="transition $k \\to k-1$", ylabel="nats per image")
 ax.set_title("Per-level ELBO terms (held-out digits)", fontsize=9)
 ax.legend(fontsize=7)
 ax = axes[1]
-dd = np.linspace(0.6 * sigma, max(max(deltas) * 1.15, 1.3 * delta_star), 200)
-no_mse = np.array([kl_const(d) for d in dd])
-with_mse = no_mse + m_bar / (2 * dd ** 2)
 ax.plot(dd, no_mse, color="0.4", ls="--", label="without the MSE term (min at σ)")
 ax.plot(dd, with_mse, color="C2", label=r"with the mean MSE $\bar m$ (min at $\delta_\ast$)")
 ax.axvline(sigma, color="0.4", ls=":", lw=1)
 ax.axvline(delta_star, color="C2", ls=":", lw=1)
-ax.set_ylim(0, 1.15 * max(no_mse.max(), 3 * with_mse.min()))
-ax.set_xlabel(r"sampling noise $\delta$")
-ax.set_ylabel("nats per image, one transition")
+ax.set(ylim=(0, 1.15 * max(no_mse.max(), 3 * with_mse.min())), xlabel=r"sampling noise $\delta$",
+       ylabel="nats per image, one transition")
 ax.set_title(rf"App. C.1: $\delta_\ast$ = {delta_star:.4f} vs $\sigma$ = {sigma}", fontsize=9)
 ax.legend(fontsize=7)
 savefig(fig, "ch04_elbo_terms", profile=P.name, runs=[run], seed=P.seed, n=nll["n_samples"],
@@ -304,7 +255,10 @@ real_recog = recognisability(test_images, classifier=classifier)["share_confiden
 best_recog = max(eval_deltas, key=lambda d: quality[d][0])
 best_fid = min(eval_deltas, key=lambda d: quality[d][1])
 best_nll = min(nll_at, key=nll_at.get)
+print(f"best delta: recognisability {best_recog:g}, FID {best_fid:g}, NLL {best_nll:g} "
+      f"(grid optimum {best_nll_grid:.4f}); sigma = {sigma}, paper's delta = {delta_paper}")
 
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
 ev = np.array(eval_deltas)
 panels = [(axes[0], [quality[d][0] for d in eval_deltas], best_recog, "recognisability (share, conf. ≥ 0.9)"),
@@ -324,9 +278,8 @@ ax.set_ylabel(f"negative ELBO (bits/dim, {nll['n_samples']} held-out)")
 for ax in axes:
     ax.axvline(sigma, color="0.5", ls=":", lw=1)
     ax.axvline(delta_paper, color="C3", ls="--", lw=0.8)
-    ax.set_xlim(-0.04 * max(deltas), 1.17 * max(deltas))
+    ax.set(xlim=(-0.04 * max(deltas), 1.17 * max(deltas)), xlabel="sampling noise δ")
     ax.xaxis.set_major_locator(plt.MaxNLocator(5))
-    ax.set_xlabel("sampling noise δ")
     ax.legend(fontsize=7)
 fig.suptitle("Fig. 11: sample quality and likelihood against the sampling noise δ "
              "(dotted: σ, dashed: the paper's δ)", fontsize=9)
@@ -335,9 +288,8 @@ savefig(fig, "fig11_delta_metrics", profile=P.name, runs=[run], seed=P.seed, n=P
                 f"negative ELBO ({P.n_nll} held-out digits, every delta > 0) against delta. Stars mark the best "
                 f"value of each measure. {P.caption}")
 plt.show()
-print(f"best delta: recognisability {best_recog:g}, FID {best_fid:g}, NLL {best_nll:g} "
-      f"(grid optimum {best_nll_grid:.4f}); sigma = {sigma}, paper's delta = {delta_paper}")
 
+# %%
 rows = [{"delta": d, "recognisability": quality[d][0] if d in quality else None,
          "FID": quality[d][1] if d in quality else None, "NLL (bits/dim)": nll_at.get(d),
          "high-freq. RMS (Fig. 6)": hf[d]} for d in deltas]
@@ -380,7 +332,6 @@ print(f"training {cfg0.name} for {cfg0.train.steps:,} steps on {P.device} (skipp
 t0 = time.perf_counter()
 run0 = ensure_trained(cfg0, device=P.device, progress=False)
 call_s = time.perf_counter() - t0
-log0, log1 = read_metrics(run0.run_dir), read_metrics(run.run_dir)
 train0_s = training_seconds(run0.run_dir)
 print(f"sigma = 0 model {run0.run_dir.name}: {run0.step} training steps (main model: {run.step}"
       f"{'; shorter budget in this profile' if run0.step < run.step else ''}); training took {train0_s / 60:.1f} min "
@@ -392,10 +343,8 @@ print(f"sigma = 0 model {run0.run_dir.name}: {run0.step} training steps (main mo
 
 # %%
 n_cmp = max(2, P.n_grid // 2)
-prior_gen = torch.Generator().manual_seed(P.seed + 1)
-gen = torch.Generator(device=P.device).manual_seed(P.seed + 1)
-u_K, _ = kde_prior_sample(run.process, train_images, n_cmp, generator=prior_gen)
-z = draw_noise(K, u_K.shape, generator=gen, device=P.device)
+u_K, _ = kde_prior_sample(run.process, train_images, n_cmp, generator=torch.Generator().manual_seed(P.seed + 1))
+z = draw_noise(K, u_K.shape, generator=torch.Generator(device=P.device).manual_seed(P.seed + 1), device=P.device)
 raw = {f"σ = {sigma:g} (main model)": sample(run.net, run.process, u_K, delta=delta_paper, noise=z).cpu(),
        "σ = 0": sample(run0.net, run0.process, u_K, delta=delta_paper, noise=z).cpu()}
 for name, x in raw.items():
@@ -407,20 +356,18 @@ seq_levels = sorted({int(v) for v in np.round(np.linspace(K, 0, 8))}, reverse=Tr
 trajs, labels = [], []
 for name, r_ in (("σ = 0", run0), (f"σ = {sigma:g}", run)):
     for d in (0.0, delta_paper):
-        states = {}
-        sample(r_.net, r_.process, u_K[:1], delta=d, noise=z[:, :1],
-               callback=lambda s: states.__setitem__(s["k"], s["x"].cpu()) if s["k"] in seq_levels else None)
-        trajs.append(torch.cat([states[k] for k in seq_levels]))
+        rec = Recorder(seq_levels, clamp=False)
+        sample(r_.net, r_.process, u_K[:1], delta=d, noise=z[:, :1], callback=rec)
+        trajs.append(rec.frames()[:, 0])
         labels.append(f"{name}\nδ = {d:g}")
 
+# %% tags=["hide-input"]
 ncol = max(2, math.isqrt(2 * n_cmp))
 nrow_a = math.ceil(n_cmp / ncol)
 fig = plt.figure(figsize=(max(1.3 * ncol + 0.8, 7.5), 0.65 * nrow_a + 0.8 * len(trajs) + 1.4))
 gs = fig.add_gridspec(2, 2, height_ratios=[nrow_a, 1.15 * len(trajs)])
 for j, (name, x) in enumerate(raw.items()):
-    ax = fig.add_subplot(gs[0, j])
-    show_images(ax, x.clamp(0, 1), nrow=ncol)
-    ax.set_title(f"(a) samples, {name}, δ = {delta_paper:g}", fontsize=9)
+    show_images(fig.add_subplot(gs[0, j]), x.clamp(0, 1), nrow=ncol, title=f"(a) samples, {name}, δ = {delta_paper:g}")
 ax = fig.add_subplot(gs[1, :])
 show_images(ax, torch.cat(trajs), nrow=len(seq_levels))
 label_rows(ax, labels, H)
@@ -450,37 +397,20 @@ n_g = math.isqrt(P.n_grid)
 g = torch.Generator().manual_seed(P.seed + 2)
 xg = to_float(test_images[torch.randperm(len(test_images), generator=g)[:n_g]]).to(P.device)
 eta = (delta_paper * torch.randn(xg.shape, generator=g)).to(P.device)
-gain = {}
-with torch.no_grad():
-    for name, r_ in ((f"σ = {sigma:g}", run), ("σ = 0", run0)):
-        gk = []
-        for k in range(1, K + 1):
-            u = r_.process.blur(xg, k)
-            kk = torch.full((2 * n_g,), k, dtype=torch.long, device=P.device)
-            mu = r_.process.predict(r_.net, torch.cat([u, u + eta]), kk)
-            diff = (mu[n_g:] - mu[:n_g]).flatten(1).norm(dim=1) / eta.flatten(1).norm(dim=1)
-            gk.append(float(diff.mean()))
-        gain[name] = np.array(gk)
-lam = (math.pi * torch.arange(H, dtype=torch.float64) / H) ** 2
-lam2 = (lam[:, None] + lam[None, :]).flatten()
+gain = {name: noise_gain(r_.net, r_.process, xg, eta) for name, r_ in ((f"σ = {sigma:g}", run), ("σ = 0", run0))}
 t_k = run.process.t.double().cpu()
-log10_exact = np.array([(0.5 * (torch.logsumexp(2 * lam2 * (t_k[k] - t_k[k - 1]), 0) - math.log(lam2.numel()))
-                         / math.log(10)).item() for k in range(1, K + 1)])
+log10_exact = np.array([inverse_step_gain(t_k[k], t_k[k - 1], H) for k in range(1, K + 1)])
 print("exact inverse step, white-noise gain: " + ", ".join(f"k={k}: 1e{log10_exact[k - 1]:.1f}"
                                                            for k in sorted({1, max(1, K // 2), K})))
 for name, gk in gain.items():
     print(f"{name:>9}: gain {gk.min():.2f} .. {gk.max():.2f} (median {np.median(gk):.2f})")
 
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.2))
 ax = axes[0]
-for lg, name, c in ((log1, f"σ = {sigma:g}", "C0"), (log0, "σ = 0", "C3")):
-    st = np.concatenate([np.arange(r["step"] - len(r["losses"]) + 1, r["step"] + 1) for r in lg])
-    ls = np.concatenate([r["losses"] for r in lg])
-    w = max(1, len(ls) // 40)
-    ax.plot(st[w - 1:], np.convolve(ls, np.ones(w) / w, mode="valid"), color=c, label=name)
-ax.set_yscale("log")
-ax.set_xlabel("training step")
-ax.set_ylabel("training loss (moving average)")
+for r_, name, c in ((run, f"σ = {sigma:g}", "C0"), (run0, "σ = 0", "C3")):
+    ax.plot(*smoothed(*loss_curve(r_.run_dir))[:2], color=c, label=name)
+ax.set(yscale="log", xlabel="training step", ylabel="training loss (moving average)")
 ax.set_title("Alg. 1 loss", fontsize=9)
 ax.legend(fontsize=7)
 ax = axes[1]
@@ -489,11 +419,8 @@ for (name, gk), c in zip(gain.items(), ("C0", "C3")):
     ax.plot(lv, gk, ".-", ms=3, color=c, label=name)
 ax.plot(lv, 10 ** np.minimum(log10_exact, 30), color="0.6", ls="--", lw=1, label="exact inverse heat step")
 ax.axhline(1, color="k", lw=0.8, ls=":")
-ax.set_yscale("log")
-top = max(max(gk.max() for gk in gain.values()) * 5, 2.0)
-ax.set_ylim(min(min(gk.min() for gk in gain.values()) / 2, 0.5), top)
-ax.set_xlabel("level $k$")
-ax.set_ylabel(r"$\|\Delta\mu_\theta\| / \|\eta\|$")
+ax.set(yscale="log", ylim=(min(min(gk.min() for gk in gain.values()) / 2, 0.5), max(max(gk.max() for gk in gain.values()) * 5, 2.0)),
+       xlabel="level $k$", ylabel=r"$\|\Delta\mu_\theta\| / \|\eta\|$")
 ax.set_title(f"Noise gain of one reverse step (η ~ N(0, {delta_paper:g}²))", fontsize=9)
 ax.legend(fontsize=7)
 savefig(fig, "ch04_sigma0_diagnostics", profile=P.name, runs=[run, run0], seed=P.seed + 2, n=n_g,

@@ -51,11 +51,13 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core.book.animate import save_animation, show_animation
-from ihdm_core.training.data import load_dataset
 from ihdm_core.book.figures import save_table, savefig, show_images
-from ihdm_core.model.prior import kde_prior_sample
 from ihdm_core.book.profiles import start
-from ihdm_core.model.sampling import ddim_sample, draw_noise, sample, slerp
+from ihdm_core.evaluation.dynamics import path_norms, smoothness
+from ihdm_core.model.interpolation import lerp_path, slerp_path
+from ihdm_core.model.prior import kde_prior_sample
+from ihdm_core.model.sampling import ddim_sample, draw_noise, sample
+from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained
 
 P = start(profile)
@@ -80,40 +82,24 @@ print(f"profile {P.name}: IHDM K = {ihdm.process.K}, delta = {ihdm.process.delta
 n_frames = P.n_interp
 n_pairs = max(2, P.n_grid // 16)  # a few endpoint pairs; the smoothness statistics average over them
 alpha = torch.linspace(0, 1, n_frames)
-phi = alpha * math.pi / 2
 gen = torch.Generator().manual_seed(P.seed)
-
-
-def lerp_path(a, b):
-    """(..., C, H, W) endpoints -> (..., n_frames, C, H, W), linear in alpha."""
-    w = alpha.view(n_frames, 1, 1, 1)
-    return (1 - w) * a.unsqueeze(-4) + w * b.unsqueeze(-4)
-
-
-def slerp_path(a, b):
-    """(..., C, H, W) endpoints -> (..., n_frames, C, H, W); slerp(z1, z2, phi) is z2 at phi = 0, z1 at pi/2."""
-    return torch.stack([slerp(b, a, float(p)) for p in phi], dim=-4)
-
-
-def flat(x):
-    """(n_pairs, n_frames, ...) -> (n_pairs * n_frames, ...), pair-major; works on (K, n_pairs, ...) too."""
-    return x.flatten(-5, -4)
-
+# Paths come back as (..., n_pairs, n_frames, C, H, W); the samplers take pairs and frames as one
+# batch, pair-major: flatten(-5, -4).
 
 # IHDM: prior states and noises of the 2 * n_pairs endpoints.
 K = ihdm.process.K
 uK_end, _ = kde_prior_sample(ihdm.process, train_images, 2 * n_pairs, generator=gen)
 uK_end = uK_end.cpu().view(n_pairs, 2, C, H, W)
 nu_end = draw_noise(K, (2 * n_pairs, C, H, W), generator=gen).view(K, n_pairs, 2, C, H, W)
-uK_path = flat(lerp_path(uK_end[:, 0], uK_end[:, 1]))                 # (n_pairs * N, C, H, W)
-nu_path = flat(slerp_path(nu_end[:, :, 0], nu_end[:, :, 1]))          # (K, n_pairs * N, C, H, W)
+uK_path = lerp_path(uK_end[:, 0], uK_end[:, 1], n_frames).flatten(-5, -4)           # (n_pairs * N, C, H, W)
+nu_path = slerp_path(nu_end[:, :, 0], nu_end[:, :, 1], n_frames).flatten(-5, -4)    # (K, n_pairs * N, C, H, W)
 
 # DDPM: Gaussian initial states and per-step noises, all slerped.
 Kd = ddpm.process.K
 xK_end = ddpm.process.prior_sample(2 * n_pairs, generator=gen).cpu().view(n_pairs, 2, C, H, W)
 eps_end = draw_noise(Kd, (2 * n_pairs, C, H, W), generator=gen).view(Kd, n_pairs, 2, C, H, W)
-xK_path = flat(slerp_path(xK_end[:, 0], xK_end[:, 1]))
-eps_path = flat(slerp_path(eps_end[:, :, 0], eps_end[:, :, 1]))
+xK_path = slerp_path(xK_end[:, 0], xK_end[:, 1], n_frames).flatten(-5, -4)
+eps_path = slerp_path(eps_end[:, :, 0], eps_end[:, :, 1], n_frames).flatten(-5, -4)
 
 # Invariants: the paths start and end at the endpoints' latents.
 B = n_pairs * n_frames
@@ -131,15 +117,8 @@ assert torch.allclose(xK_path[last], xK_end[:, 1], atol=1e-6)
 # sags to $\sqrt{(1-\alpha)^2 + \alpha^2}$ of it, $1/\sqrt 2 \approx 0.71$ half-way.
 
 # %%
-def path_norms(path):
-    """Norm of each frame's whole noise set, relative to the first endpoint: (n_pairs, N)."""
-    v = path.view(path.shape[0], n_pairs, n_frames, -1).permute(1, 2, 0, 3).flatten(2)
-    n = v.norm(dim=-1)
-    return n / n[:, :1]
-
-
-norm_slerp = path_norms(nu_path)
-norm_lerp = path_norms(flat(lerp_path(nu_end[:, :, 0], nu_end[:, :, 1])))
+norm_slerp = path_norms(nu_path, n_frames)
+norm_lerp = path_norms(lerp_path(nu_end[:, :, 0], nu_end[:, :, 1], n_frames).flatten(-5, -4), n_frames)
 cos_end = torch.nn.functional.cosine_similarity(nu_end[:, :, 0].transpose(0, 1).flatten(1),
                                                 nu_end[:, :, 1].transpose(0, 1).flatten(1), dim=1)
 print(f"cosine between the two endpoint noise sets: {cos_end.abs().max():.2e} (max over pairs) - nearly orthogonal")
@@ -148,16 +127,15 @@ print(f"half-way norm / endpoint norm: slerp {norm_slerp[:, n_frames // 2].mean(
 assert (norm_slerp - 1).abs().max() < 0.05           # slerp keeps the norm (to the small cosine)
 assert norm_lerp[:, n_frames // 2].mean() < 0.75     # linear shrinks it to ~1/sqrt(2) half-way
 
+# %% tags=["hide-input"]
 a_fine = np.linspace(0, 1, 200)
 fig, ax = plt.subplots(figsize=(4.6, 3))
 ax.plot(a_fine, np.ones_like(a_fine), color="C0", lw=1, alpha=0.5)
 ax.plot(a_fine, np.sqrt((1 - a_fine) ** 2 + a_fine ** 2), color="C3", lw=1, alpha=0.5)
 ax.plot(alpha, norm_slerp.mean(0), "o", color="C0", ms=4, label=r"slerp: $\sin\phi\,\nu^{(2)} + \cos\phi\,\nu^{(1)}$")
 ax.plot(alpha, norm_lerp.mean(0), "s", color="C3", ms=4, label=r"linear: $(1-\alpha)\nu^{(1)} + \alpha\nu^{(2)}$")
-ax.set_xlabel(r"position along the path $\alpha = 2\phi/\pi$")
-ax.set_ylabel(r"$\|\nu(\alpha)\| \,/\, \|\nu^{(1)}\|$")
-ax.set_ylim(0.6, 1.08)
-ax.set_title("Norm of the interpolated sampling noise")
+ax.set(xlabel=r"position along the path $\alpha = 2\phi/\pi$", ylabel=r"$\|\nu(\alpha)\| \,/\, \|\nu^{(1)}\|$",
+       ylim=(0.6, 1.08), title="Norm of the interpolated sampling noise")
 ax.legend(fontsize=7, loc="lower center")
 savefig(fig, "fig07b_slerp_norm", profile=P.name, runs=[ihdm], seed=P.seed, n=n_pairs,
         caption=f"Norm of the interpolated noise sets (K = {K} steps of {C}x{H}x{W} noise) along the path, "
@@ -190,7 +168,7 @@ for name, x in rows.items():
     assert x.shape == (B, C, H, W) and torch.isfinite(x).all()
 print("sampling time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + f"  ({B} images each)")
 
-# %%
+# %% tags=["hide-input"]
 n_show = min(n_pairs, 3)
 fig, axes = plt.subplots(3 * n_show, 1, figsize=(0.85 * n_frames + 1.2, 0.92 * 3 * n_show),
                          gridspec_kw={"hspace": 0.06})
@@ -240,41 +218,27 @@ display(show_animation(gif))
 #   space; larger when the path passes through images that are in neither endpoint).
 
 # %%
-def frame_steps(x):
-    x = x.reshape(n_pairs, n_frames, -1)
-    return (x[:, 1:] - x[:, :-1]).norm(dim=-1)  # (n_pairs, N - 1)
+smooth = {name: smoothness(x, n_frames) for name, x in rows.items()}
+stats = [{"sampler": name, "mean step (L2)": float(m["steps"].mean()), "jump ratio": float(m["jump"].mean()),
+          "jump ratio (worst pair)": float(m["jump"].max()), "detour": float(m["detour"].mean()),
+          "endpoint distance": float(m["ends"].mean()), "seconds": round(timings[name], 2)} for name, m in smooth.items()]
 
-
-stats, steps = [], {}
-for name, x in rows.items():
-    d = frame_steps(x)
-    steps[name] = d
-    ends = (x.reshape(n_pairs, n_frames, -1)[:, -1] - x.reshape(n_pairs, n_frames, -1)[:, 0]).norm(dim=-1)
-    jump = d.max(1).values / d.mean(1).clamp_min(1e-12)
-    detour = d.sum(1) / ends.clamp_min(1e-12)
-    stats.append({"sampler": name, "mean step (L2)": float(d.mean()), "jump ratio": float(jump.mean()),
-                  "jump ratio (worst pair)": float(jump.max()), "detour": float(detour.mean()),
-                  "endpoint distance": float(ends.mean()), "seconds": round(timings[name], 2)})
-
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.1))
 mid = np.arange(n_frames - 1) + 0.5
-for r, (name, d) in enumerate(steps.items()):
-    x = rows[name].reshape(n_pairs, n_frames, -1)
-    even = ((x[:, -1] - x[:, 0]).norm(dim=-1) / (n_frames - 1)).clamp_min(1e-12)[:, None]
+for r, (name, m) in enumerate(smooth.items()):
+    d, even = m["steps"], (m["ends"] / (n_frames - 1)).clamp_min(1e-12)[:, None]
     for ax, dd in zip(axes, (d, d / even)):
         for dp in dd:
             ax.plot(mid, dp, color=f"C{r}", lw=0.6, alpha=0.3)
         ax.plot(mid, dd.mean(0), "o-", color=f"C{r}", ms=4, label=name)
-axes[0].set_ylabel(r"$d_i = \|\mathbf{x}_{i+1} - \mathbf{x}_i\|_2$")
-axes[0].set_title("Step between consecutive frames")
+axes[0].set(ylabel=r"$d_i = \|\mathbf{x}_{i+1} - \mathbf{x}_i\|_2$", title="Step between consecutive frames")
 axes[1].axhline(1, color="0.5", lw=0.8, ls=":")
-axes[1].set_ylabel(r"$d_i \,/\, (\|\mathbf{x}_{N-1} - \mathbf{x}_0\|_2 / (N-1))$")
-axes[1].set_title("Relative to an evenly spaced straight path (= 1)")
+axes[1].set(ylabel=r"$d_i \,/\, (\|\mathbf{x}_{N-1} - \mathbf{x}_0\|_2 / (N-1))$",
+            title="Relative to an evenly spaced straight path (= 1)")
 for ax in axes:
-    ax.set_xticks(np.arange(n_frames))
-    ax.set_xlim(-0.2, n_frames - 0.8)
-    ax.set_ylim(0, None)
-    ax.set_xlabel(r"frame index (step $i \to i+1$ plotted at $i + \frac{1}{2}$)")
+    ax.set(xticks=np.arange(n_frames), xlim=(-0.2, n_frames - 0.8), ylim=(0, None),
+           xlabel=r"frame index (step $i \to i+1$ plotted at $i + \frac{1}{2}$)")
 axes[0].legend(fontsize=7)
 savefig(fig, "fig07b_smoothness", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=B,
         caption="L2 distance between consecutive interpolation frames (thick: mean over the "

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 __all__ = ["figures_dir", "provenance", "savefig", "save_table", "read_index", "image_grid", "show_images", "label_rows",
-           "label_columns", "INDEX"]
+           "label_columns", "describe_config", "plot_power_law", "INDEX"]
 
 INDEX = "index.json"
 
@@ -167,3 +167,33 @@ def label_columns(ax, labels, size: int, pad: int = 1, **kw) -> None:
     """Write ``labels`` above the columns of an :func:`image_grid` of ``size``-pixel tiles."""
     for j, text in enumerate(labels):
         ax.text(pad + j * (size + pad) + size / 2, -1.5, text, ha="center", va="bottom", fontsize=7, **kw)
+
+
+def describe_config(cfg) -> dict:
+    """The quantities of Tables 1-2 for an IHDM config, as display strings (the parameter count
+    builds the network once)."""
+    from ..training.build import build_model
+
+    m, p, t = cfg.model, cfg.process, cfg.train
+    n_params = sum(q.numel() for q in build_model(cfg).parameters())
+    return {
+        "network": f"U-Net, {m.base_channels} base channels x {tuple(m.channel_mult)}, {m.num_res_blocks} res-blocks, "
+                   f"attention at {tuple(m.attn_resolutions)}, dropout {m.dropout}",
+        "parameters": f"{n_params / 1e6:.2f} M",
+        "K": str(p.K),
+        "sigma_B,min .. sigma_B,max": f"{p.sigma_min} .. {p.sigma_max}",
+        "sigma (training noise)": str(p.sigma),
+        "delta (sampling noise)": str(p.delta),
+        "learning rate": f"{t.lr:g} (warm-up {t.warmup} steps, {t.lr_schedule})",
+        "EMA": str(t.ema),
+        "batch size": str(t.batch_size),
+        "training steps": f"{t.steps:,}",
+        "data": f"{cfg.data.dataset} {cfg.data.image_size}x{cfg.data.image_size}",
+    }
+
+
+def plot_power_law(ax, fit: dict, scale: float = 1.0, **kw):
+    """Draw the line scale * A / f^alpha of :func:`ihdm_core.model.spectra.fit_power_law` over its fit range
+    (a straight line on log-log axes)."""
+    f = [fit["fmin"], fit["fmax"]]
+    return ax.loglog(f, [scale * fit["A"] * x ** -fit["alpha"] for x in f], **kw)

@@ -24,7 +24,8 @@ import torch
 
 from ..training.config import preset_names
 from ..training.data import load_dataset
-__all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll", "evaluate_recognisability",
+__all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll", "nll_indices",
+           "evaluate_recognisability",
            "evaluate_explosions", "sampling_steps", "step_sweep", "high_frequency_rms", "record_score", "read_scores",
            "score", "draw_samples", "sweep_rows", "option_rows", "min_step_ratio", "high_frequency_trace", "main"]
 
@@ -179,6 +180,13 @@ def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 
     }
 
 
+def nll_indices(n_images: int, n: int | None, seed: int = 0) -> torch.Tensor:
+    """Which of ``n_images`` held-out images :func:`evaluate_nll` scores for ``n`` and ``seed``, sorted."""
+    if n is None or n >= n_images:
+        return torch.arange(n_images)
+    return torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
 def evaluate_nll(run, *, split: str = "test", n: int | None = None, delta: float | None = None, seed: int = 0,
                  batch_size: int = 250, progress: bool = True) -> dict:
     """Negative ELBO (App. A.2-A.3) of held-out images in bits/dim, KDE prior on the training images."""
@@ -186,7 +194,7 @@ def evaluate_nll(run, *, split: str = "test", n: int | None = None, delta: float
 
     images = load_dataset(run.cfg.data.dataset, split=split)
     if n is not None and n < len(images):
-        idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        idx = nll_indices(len(images), n, seed)
         images = images[idx] if isinstance(images, torch.Tensor) else torch.utils.data.Subset(images, idx.tolist())
     train_images = load_dataset(run.cfg.data)
     res = negative_elbo(run.net, run.process, images, train_images, delta=delta, batch_size=batch_size, seed=seed,

@@ -36,11 +36,13 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["dequantize", "bin_centres", "bits_per_dim", "gaussian_kl", "gaussian_nll",
-           "prior_kl_bound", "elbo_terms", "negative_elbo"]
+__all__ = ["dequantize", "bin_centres", "bits_per_dim", "gaussian_kl", "gaussian_nll", "kl_floor",
+           "prior_kl_bound", "prior_kl_bounds", "elbo_terms", "negative_elbo", "transition_errors",
+           "terms_at_delta", "elbo_against_delta", "elbo_optimal_delta"]
 
 N_BINS = 256
 
@@ -85,10 +87,16 @@ def gaussian_kl(mean_q: Tensor, std_q: float, mean_p: Tensor, std_p: float) -> T
     """
     if std_q <= 0 or std_p <= 0:
         raise ValueError(f"standard deviations must be positive, got {std_q}, {std_p}")
-    D = mean_q[0].numel()
-    r = (std_q / std_p) ** 2
-    const = 0.5 * D * (r - 1.0 - math.log(r))
-    return const + 0.5 * _flat_sq(mean_q - mean_p) / std_p ** 2
+    return kl_floor(std_q, std_p, mean_q[0].numel()) + 0.5 * _flat_sq(mean_q - mean_p) / std_p ** 2
+
+
+def kl_floor(sigma: float, delta: float, dims: int) -> float:
+    """The distance-free part of KL[N(m, sigma^2 I) || N(m', delta^2 I)] over ``dims`` dimensions:
+    1/2 D (sigma^2/delta^2 - 1 - log(sigma^2/delta^2)), zero at delta = sigma (Eq. 10, App. C.1)."""
+    if sigma <= 0 or delta <= 0:
+        raise ValueError(f"standard deviations must be positive, got sigma={sigma}, delta={delta}")
+    r = (sigma / delta) ** 2
+    return 0.5 * dims * (r - 1.0 - math.log(r))
 
 
 def gaussian_nll(x: Tensor, mean: Tensor, std: float) -> Tensor:
@@ -105,30 +113,44 @@ def prior_kl_bound(mean_K: Tensor, centres: Tensor, sigma: float, delta: float, 
     """App. A.3 upper bound on L_K = KL[N(mean_K, sigma^2 I) || KDE(centres, delta^2)] per sample.
 
     ``mean_K``: F(t_K) u_0, shape (B, ...); ``centres``: the blurred training images (N_T, ...).
+    One bandwidth of :func:`prior_kl_bounds`.
+    """
+    return prior_kl_bounds(mean_K, centres, sigma, [delta], chunk=chunk, dtype=dtype)[0]
+
+
+@torch.no_grad()
+def prior_kl_bounds(mean_K: Tensor, centres: Tensor, sigma: float, deltas, *,
+                    chunk: int = 8192, dtype: torch.dtype = torch.float64) -> Tensor:
+    """The A.3 bound on L_K for every KDE bandwidth in ``deltas``: (len(deltas), B) float64.
+
     The squared distances come from one matrix product per chunk of centres, after
     subtracting the centres' mean (which leaves distances unchanged and avoids the
     cancellation in |a|^2 + |b|^2 - 2 a.b), with a running log-sum-exp over chunks, so
-    memory stays at B x chunk however large the training set is.
+    memory stays at B x chunk however large the training set is. The distances do not
+    depend on delta, so a sweep over delta costs one pass over the centres.
     """
     if mean_K.shape[1:] != centres.shape[1:]:
         raise ValueError(f"centres have shape {tuple(centres.shape[1:])}, images {tuple(mean_K.shape[1:])}")
     n_train = centres.shape[0]
     if n_train < 1:
         raise ValueError("need at least one KDE centre")
+    deltas = [float(d) for d in deltas]
+    if not deltas or min(deltas) <= 0:
+        raise ValueError(f"KDE bandwidths must be positive, got {deltas}")
     device = mean_K.device
     # The shift is applied in float64 before any cast to ``dtype``, so float32 runs stay accurate.
     shift = centres.flatten(1).to(device, torch.float64).mean(0)
     a = (mean_K.flatten(1).double() - shift).to(dtype)
     a_sq = a.pow(2).sum(1, keepdim=True)
-    lse = torch.full((a.shape[0],), -math.inf, dtype=dtype, device=device)
+    lse = torch.full((len(deltas), a.shape[0]), -math.inf, dtype=dtype, device=device)
     for start in range(0, n_train, chunk):
         c = (centres[start:start + chunk].flatten(1).to(device, torch.float64) - shift).to(dtype)
         d2 = (a_sq + c.pow(2).sum(1)[None] - 2.0 * a @ c.T).clamp_min_(0.0)
-        lse = torch.logaddexp(lse, torch.logsumexp(-0.5 * d2 / delta ** 2, dim=1))
+        for i, d in enumerate(deltas):
+            lse[i] = torch.logaddexp(lse[i], torch.logsumexp(-0.5 * d2 / d ** 2, dim=1))
     D = a.shape[1]
-    r = (sigma / delta) ** 2
-    const = 0.5 * D * (r - 1.0 - math.log(r))  # the distance-free part of every KL_i
-    return (const + math.log(n_train) - lse).to(torch.float64)
+    const = torch.tensor([kl_floor(sigma, d, D) + math.log(n_train) for d in deltas], dtype=dtype, device=device)
+    return (const[:, None] - lse).to(torch.float64)
 
 
 def _check_ihdm(process) -> None:
@@ -257,3 +279,55 @@ def negative_elbo(net, process, images, train_images, *, delta: float | None = N
         "per_image_bits_per_dim": bpd,
         "per_image_terms": terms,
     }
+
+
+# --- the ELBO as a function of delta ------------------------------------------------------
+# Training never sees delta, and the network evaluations of the ELBO do not depend on it: with
+# m_k = E||mu_theta(u_k, k) - F(t_{k-1}) u_0||^2, Eqs. 10-11 are
+#     L_{k-1} = kl_floor(sigma, delta, N) + m_k / (2 delta^2)          (k >= 2)
+#     L_0     = m_1 / (2 delta^2) + N log(delta sqrt(2 pi)),
+# so one evaluation at delta_0 gives every m_k, and with them the whole curve in delta.
+
+def transition_errors(terms, delta: float, sigma: float, dims: int) -> np.ndarray:
+    """Invert Eqs. 10-11: the mean squared errors m_1..m_K of the transitions k -> k-1 from the
+    mean ELBO terms L_0..L_K (nats, as ``negative_elbo(...)["terms_nats"]``) evaluated at ``delta``."""
+    terms = np.asarray(terms, dtype=np.float64)
+    K = len(terms) - 1
+    if K < 1:
+        raise ValueError(f"need the K+1 terms L_0..L_K, got {len(terms)}")
+    m = np.empty(K)
+    m[0] = 2 * delta ** 2 * (terms[0] - dims * math.log(delta * math.sqrt(2 * math.pi)))
+    m[1:] = 2 * delta ** 2 * (terms[1:K] - kl_floor(sigma, delta, dims))
+    return m
+
+
+def terms_at_delta(m, sigma: float, delta: float, dims: int, prior: float) -> np.ndarray:
+    """Mean ELBO terms L_0..L_K (nats per image) at sampling noise ``delta`` from the transition
+    errors ``m`` (:func:`transition_errors`) and the prior term ``prior`` = L_K at that delta."""
+    m = np.asarray(m, dtype=np.float64)
+    first = m[0] / (2 * delta ** 2) + dims * math.log(delta * math.sqrt(2 * math.pi))
+    return np.concatenate([[first], kl_floor(sigma, delta, dims) + m[1:] / (2 * delta ** 2), [prior]])
+
+
+def elbo_against_delta(terms, delta0: float, deltas, *, sigma: float, mean_K: Tensor, centres: Tensor) -> dict:
+    """The negative ELBO at every delta in ``deltas`` from one evaluation at ``delta0``.
+
+    ``terms``: mean L_0..L_K at delta0; ``mean_K``: F(t_K) u_0 of the same images (their bin
+    centres); ``centres``: the KDE centres. Returns ``bits_per_dim`` (len(deltas),), ``terms``
+    (len(deltas), K+1) in nats, ``prior`` (the mean A.3 bound per delta) and ``m`` (the
+    transition errors). Same Monte-Carlo draws as the evaluation at delta0, so exact.
+    """
+    dims = mean_K[0].numel()
+    m = transition_errors(terms, delta0, sigma, dims)
+    deltas = [float(d) for d in deltas]
+    prior = prior_kl_bounds(mean_K, centres, sigma, deltas).mean(1).cpu().numpy()
+    rows = np.stack([terms_at_delta(m, sigma, d, dims, p) for d, p in zip(deltas, prior)])
+    return {"bits_per_dim": bits_per_dim(rows.sum(1), dims), "terms": rows, "prior": prior, "m": m}
+
+
+def elbo_optimal_delta(m, sigma: float, dims: int) -> float:
+    """The delta that minimises the K transition terms (App. C.1), prior term left out:
+    d/d delta of sum_k L_{k-1} = 0 gives delta^2 = (K-1)/K sigma^2 + mean(m) / N."""
+    m = np.asarray(m, dtype=np.float64)
+    K = len(m)
+    return math.sqrt((K - 1) / K * sigma ** 2 + m.mean() / dims)

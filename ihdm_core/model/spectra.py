@@ -23,7 +23,7 @@ from torch import Tensor
 from .heat import dct2, laplacian_eigenvalues
 
 __all__ = ["dct_power", "radial_index", "radial_average", "radial_psd", "fit_power_law", "heat_psd",
-           "diffusion_psd"]
+           "diffusion_psd", "psd_z_scores", "share_above", "inverse_step_gain"]
 
 
 def dct_power(x: Tensor) -> Tensor:
@@ -105,3 +105,40 @@ def diffusion_psd(power: Tensor, alpha_bar) -> Tensor:
     """Expected DCT power of sqrt(abar) u + sqrt(1 - abar) eps: (len(abar), H, W)."""
     a = torch.as_tensor(alpha_bar, dtype=torch.float64).reshape(-1, 1, 1)
     return a * power.double() + (1 - a)
+
+
+def psd_z_scores(mc_power: Tensor, expected: Tensor, noise_var: float, n_draws: int) -> tuple[np.ndarray, float]:
+    """Per contour, (Monte-Carlo PSD - closed form) / its standard error, and the largest relative deviation.
+
+    ``mc_power``: DCT power averaged over ``n_draws`` noisy draws (H, W); ``expected``: the closed-form
+    expected power (H, W) of a coefficient a + s eps with noise variance s^2 = ``noise_var``. Since
+    Var|a + s eps|^2 = 4 a^2 s^2 + 2 s^4, a contour of c coefficients has standard error
+    sqrt(mean var / (c n_draws)).
+    """
+    h, w = expected.shape[-2:]
+    idx, _ = radial_index(h, w)
+    counts = torch.bincount(idx.flatten()).double()
+    counts = counts[counts > 0].numpy()
+    expected = expected.double()
+    var = 4 * (expected - noise_var).clamp_min(0) * noise_var + 2 * noise_var ** 2
+    _, mc = radial_average(mc_power)
+    _, ex = radial_average(expected)
+    _, v = radial_average(var)
+    return (mc - ex) / np.sqrt(v / (counts * n_draws)), float(np.abs(mc / ex - 1).max())
+
+
+def share_above(power: Tensor, t, floor: float) -> np.ndarray:
+    """Share of the DCT coefficients whose power exp(-2 lambda t) |u~|^2 at heat time t is above
+    ``floor`` (the training-noise power sigma^2 in Fig. 9): one value per t."""
+    return (heat_psd(power, t) > floor).double().mean((1, 2)).numpy()
+
+
+def inverse_step_gain(t_from: float, t_to: float, h: int, w: int | None = None) -> float:
+    """log10 of the factor by which the exact inverse heat step F(t_to) F(t_from)^-1 (t_to < t_from)
+    amplifies white noise on an H x W image: sqrt(mean_nm exp(2 lambda_nm (t_from - t_to))).
+
+    Returned as a log because the factor overflows float64 at large steps.
+    """
+    lam = laplacian_eigenvalues(h, w or h, dtype=torch.float64).flatten()
+    log_mean = torch.logsumexp(2 * lam * (float(t_from) - float(t_to)), 0) - math.log(lam.numel())
+    return float(0.5 * log_mean / math.log(10))
