@@ -33,7 +33,9 @@ class _SharedCall:
     """The network, remembering its last call: the same inputs again return the same output.
 
     The callback's ``denoised`` and the reverse step each ask the network about the same state;
-    this makes that one evaluation. Inputs are compared by value (a cheap check next to a U-Net).
+    this makes that one evaluation. Inputs are compared by value (a cheap check next to a U-Net,
+    though on a GPU it reads one boolean back per step; only sampling with a callback pays it, and
+    callbacks usually copy the state to the host anyway).
     """
 
     def __init__(self, net):
