@@ -24,6 +24,8 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from ._util import randn_like
+
 __all__ = [
     "dct_matrix",
     "heat_matrix",
@@ -252,7 +254,7 @@ class HeatDissipation:
     def marginal(self, u0: Tensor, k, generator=None) -> Tensor:
         """A draw from q(u_k | u_0) = N(F(t_k) u_0, sigma^2 I)."""
         uk = self.blur(u0, k)
-        return uk + self.sigma * _randn_like(uk, generator)
+        return uk + self.sigma * randn_like(uk, generator)
 
     # -- interface shared by all processes ----------------------------------------------
     def sample_levels(self, n: int, generator=None) -> Tensor:
@@ -265,7 +267,7 @@ class HeatDissipation:
         k = self._levels(k, u0.shape[0])
         uk = self.blur(u0, k)
         target = self.blur(u0, k - 1)
-        return uk + self.sigma * _randn_like(uk, generator), target
+        return uk + self.sigma * randn_like(uk, generator), target
 
     def prior_sample(self, n: int, images, *, generator: torch.Generator | None = None,
                      delta: float | None = None) -> Tensor:
@@ -326,8 +328,3 @@ def check_levels(k: Tensor, K: int) -> Tensor:
         torch._assert_async(ok, f"levels must lie in 0..{K}")
     return k
 
-
-def _randn_like(x: Tensor, generator=None) -> Tensor:
-    if generator is None:
-        return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
