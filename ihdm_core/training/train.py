@@ -263,7 +263,7 @@ def _write_grid(path: Path, cfg: Config, ema, process, images, step: int, run_di
     save_grid(sample_seeds(run, range(cfg.train.grid_n), batch_size=cfg.train.grid_n, images=images), path)
 
 
-def _accumulated_step(model, net, opt, scaler, process, x0: Tensor, tc, gen: torch.Generator,
+def _accumulated_step(model, opt, scaler, process, x0: Tensor, tc, gen: torch.Generator,
                       ddp=None) -> Tensor:
     """Backward passes for one optimiser step on ``x0`` in ``tc.accum_steps`` micro-batches; returns
     the batch's mean loss. The levels and noisy inputs of the whole batch are drawn first, exactly as
@@ -498,7 +498,7 @@ def _optimiser_step(cfg: Config, state: _State, model, ddp, process, x0: Tensor,
     lr = learning_rate(tc, step)
     for group in state.opt.param_groups:
         group["lr"] = lr
-    loss = _accumulated_step(model, state.net, state.opt, state.scaler, process, x0, tc, gen, ddp)
+    loss = _accumulated_step(model, state.opt, state.scaler, process, x0, tc, gen, ddp)
     if tc.grad_clip > 0:
         state.scaler.unscale_(state.opt)
         torch.nn.utils.clip_grad_norm_(state.net.parameters(), tc.grad_clip)
