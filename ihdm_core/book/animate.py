@@ -109,27 +109,8 @@ def _as_frames(x):
     return x
 
 
-def save_animation(frames, name: str, *, caption: str, profile: str, labels=None, nrow: int | None = None,
-                   fps: float = 8, hold: int = 6, bounce: bool = False, scale: int = 2, runs=(),
-                   seed: int | None = None, n: int | None = None, chapter: str | None = None, **extra) -> Path:
-    """Write a trajectory (or several side by side) as ``<figures dir>/<name>.gif``; return its path.
-
-    frames: (T, B, C, H, W) in [0, 1] (a list of T batches works too), or a dict
-            {panel title: trajectory} of trajectories with the same T, drawn side by side.
-    labels: one string per state, drawn above the grids (default "frame i/T").
-    nrow:   samples per row of each grid (default: about square).
-    hold:   the last state (and the first, when bouncing) stays on screen ``hold + 1`` frame times.
-    bounce: play forwards then backwards, so the loop has no jump (for interpolations).
-    scale:  screen pixels per image pixel (nearest-neighbour).
-    The GIF is recorded in the figures index (kind "animation") with the provenance, the number
-    of states and the number of GIF frames.
-    """
-    # A bare Figure, not pyplot: nothing is registered with the notebook's inline backend,
-    # so the animation's canvas is never shown as a stray static image.
-    from matplotlib.animation import FuncAnimation, PillowWriter
-    from matplotlib.figure import Figure
-
-    _check_name(name)
+def _panels(frames, labels) -> tuple[dict, list[str]]:
+    """{panel title (None for a single panel): (T, B, C, H, W) trajectory} and one label per state, checked."""
     panels = frames if isinstance(frames, dict) else {None: frames}
     if not panels:
         raise ValueError("no trajectory to animate")
@@ -144,16 +125,18 @@ def save_animation(frames, name: str, *, caption: str, profile: str, labels=None
     if len(labels) != T or len(set(labels)) != T:
         raise ValueError(f"labels must be {T} distinct strings (one per state), got {len(labels)} "
                          f"({len(set(labels))} distinct)")
-    if int(scale) != scale or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps!r}")
+    return panels, labels
 
-    grids = {title: [image_grid(x[t], nrow=nrow or max(1, math.ceil(math.sqrt(x.shape[1])))) for t in range(T)]
-             for title, x in panels.items()}
+
+def _canvas(grids: dict, first_label: str, scale: int):
+    """(figure, one image artist per panel, the frame label's text artist, dpi), showing the first state."""
+    # A bare Figure, not pyplot: nothing is registered with the notebook's inline backend,
+    # so the animation's canvas is never shown as a stray static image.
+    from matplotlib.figure import Figure
+
     # Layout in pixels: a line for the frame label, a line per panel title, the grids side by side.
     dpi, gap, label_h = 100, 10, 22
-    title_h = 16 if any(t is not None for t in panels) else 0
+    title_h = 16 if any(t is not None for t in grids) else 0
     sizes = [(g[0].shape[0] * scale, g[0].shape[1] * scale) for g in grids.values()]
     width = sum(w for _, w in sizes) + gap * (len(sizes) + 1)
     height = max(h for h, _ in sizes) + label_h + title_h + gap
@@ -170,7 +153,37 @@ def save_animation(frames, name: str, *, caption: str, profile: str, labels=None
             fig.text((x0 + w / 2) / width, (height - label_h - title_h / 2) / height, title, ha="center",
                      va="center", fontsize=8)
         x0 += w + gap
-    label = fig.text(0.5, 1 - label_h / 2 / height, labels[0], ha="center", va="center", fontsize=9)
+    label = fig.text(0.5, 1 - label_h / 2 / height, first_label, ha="center", va="center", fontsize=9)
+    return fig, images, label, dpi
+
+
+def save_animation(frames, name: str, *, caption: str, profile: str, labels=None, nrow: int | None = None,
+                   fps: float = 8, hold: int = 6, bounce: bool = False, scale: int = 2, runs=(),
+                   seed: int | None = None, n: int | None = None, chapter: str | None = None, **extra) -> Path:
+    """Write a trajectory (or several side by side) as ``<figures dir>/<name>.gif``; return its path.
+
+    frames: (T, B, C, H, W) in [0, 1] (a list of T batches works too), or a dict
+            {panel title: trajectory} of trajectories with the same T, drawn side by side.
+    labels: one string per state, drawn above the grids (default "frame i/T").
+    nrow:   samples per row of each grid (default: about square).
+    hold:   the last state (and the first, when bouncing) stays on screen ``hold + 1`` frame times.
+    bounce: play forwards then backwards, so the loop has no jump (for interpolations).
+    scale:  screen pixels per image pixel (nearest-neighbour).
+    The GIF is recorded in the figures index (kind "animation") with the provenance, the number
+    of states and the number of GIF frames.
+    """
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    _check_name(name)
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    panels, labels = _panels(frames, labels)
+    T = len(labels)
+    grids = {title: [image_grid(x[t], nrow=nrow or max(1, math.ceil(math.sqrt(x.shape[1])))) for t in range(T)]
+             for title, x in panels.items()}
+    fig, images, label, dpi = _canvas(grids, labels[0], scale)
 
     def draw(t):
         for im, g in zip(images, grids.values()):

@@ -46,6 +46,7 @@ import math
 import torch
 from torch import Tensor
 
+from ._util import randn
 from .heat import check_levels, dct2, idct2, laplacian_eigenvalues
 
 __all__ = ["linear_alpha_bars", "cosine_logsnr", "blur_heat_times", "GaussianDiffusion", "DDPM",
@@ -329,7 +330,7 @@ class GaussianDiffusion:
         self._check_size(x0)
         k = self._levels(k, x0.shape[0])
         if eps is None:
-            eps = _randn(x0.shape, generator, x0.device)
+            eps = randn(x0.shape, generator, x0.device)
         alpha, _, sigma = self._coefficients(k)
         with torch.autocast(x0.device.type, enabled=False):
             mean = self._scale(self.from_data(x0.float()), alpha)
@@ -344,7 +345,7 @@ class GaussianDiffusion:
 
     def training_pair(self, x0: Tensor, k: Tensor, generator: torch.Generator | None = None):
         """(network input z, regression target): eps, v = a eps - sigma x, or x (model space)."""
-        eps = _randn(x0.shape, generator, x0.device)
+        eps = randn(x0.shape, generator, x0.device)
         z = self.marginal(x0, k, eps=eps)
         if self.prediction == "eps":
             return z, eps
@@ -372,7 +373,7 @@ class GaussianDiffusion:
         """z_K ~ N(0, I) in model space (``images`` is ignored: the prior does not use data)."""
         _no_delta(delta)
         shape = (n, self.channels, *self.image_size)
-        return _randn(shape, generator, generator.device if generator is not None else self.device).to(self.device)
+        return randn(shape, generator, self.device)
 
     def reverse_step(self, net, z: Tensor, k: int, noise: Tensor | None, delta: float | None = None) -> Tensor:
         """z_{k-1} ~ q(z_{k-1} | z_k, x = x_hat(z_k)), elementwise over frequencies.
@@ -586,8 +587,3 @@ def _no_delta(delta) -> None:
         raise ValueError("delta is IHDM's sampling noise; Gaussian diffusions have none (pass delta=None; "
                          "for deterministic sampling use ihdm_core.model.sampling.ddim_sample)")
 
-
-def _randn(shape, generator, device) -> Tensor:
-    if generator is None:
-        return torch.randn(shape, device=device)
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)

@@ -3,10 +3,9 @@
 Everything here is float32: the original release promoted the blur to float64 through a
 NumPy schedule, which is slow on GPUs and buys nothing at 8-bit data precision.
 
-The DCT is done with precomputed orthonormal DCT-II matrices. The heat operator itself is
-applied without going through frequency space at all: the Neumann Laplacian's eigenbasis and
-eigenvalues are separable, so F(t) = V exp(-Lambda t) V^T factorises exactly into one
-symmetric H x H matrix acting on columns and one W x W matrix acting on rows,
+The heat operator is applied without going through frequency space at all: the Neumann
+Laplacian's eigenbasis and eigenvalues are separable, so F(t) = V exp(-Lambda t) V^T factorises
+exactly into one symmetric H x H matrix acting on columns and one W x W matrix acting on rows,
 
     F(t) u = A_H(t) u A_W(t),   A_N(t) = C_N^T diag(exp(-(pi n / N)^2 t)) C_N,
 
@@ -14,6 +13,10 @@ which is two matrix products instead of the four of DCT -> decay -> inverse DCT.
 matrices are built in float64 and cached per level. For the paper's image sizes (28 to 256
 pixels) this beats FFT-based DCTs on CPU and GPU, is exact to float32 round-off, and
 handles any H x W, not only squares.
+
+The 2-D DCT (:func:`dct2`, products with precomputed orthonormal DCT-II matrices) is kept for
+what needs frequency space: the power spectra, the Gaussian diffusions' per-frequency
+arithmetic, and :meth:`HeatDissipation.trajectory`, which applies all K + 1 decays to one DCT.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from functools import lru_cache
 
 import torch
 from torch import Tensor
+
+from ._util import randn_like
 
 __all__ = [
     "dct_matrix",
@@ -186,8 +191,10 @@ def heat_times(K: int, sigma_min: float = 0.5, sigma_max: float = 20.0) -> Tenso
 class HeatDissipation:
     """The IHDM forward process q(u_k | u_0) = N(F(t_k) u_0, sigma^2 I) and its reverse step.
 
-    The decay factors exp(-lambda t_k) of every level are computed once and cached, so a
-    blur at a per-sample level k is one DCT, one elementwise product and one inverse DCT.
+    The 1-D heat operators A_H(t_k), A_W(t_k) of every level are built once, so a blur to one level
+    for the whole batch is two matrix products, and one level per sample two batched products.
+    The frequency-space decays exp(-lambda t_k) are cached too: :meth:`trajectory` applies all of
+    them to one DCT of the image.
 
     It implements :class:`ihdm_core.model.process.Process`, the interface the training loop and
     the samplers use, as DDPM and Blurring Diffusion do.
@@ -252,7 +259,7 @@ class HeatDissipation:
     def marginal(self, u0: Tensor, k, generator=None) -> Tensor:
         """A draw from q(u_k | u_0) = N(F(t_k) u_0, sigma^2 I)."""
         uk = self.blur(u0, k)
-        return uk + self.sigma * _randn_like(uk, generator)
+        return uk + self.sigma * randn_like(uk, generator)
 
     # -- interface shared by all processes ----------------------------------------------
     def sample_levels(self, n: int, generator=None) -> Tensor:
@@ -265,7 +272,7 @@ class HeatDissipation:
         k = self._levels(k, u0.shape[0])
         uk = self.blur(u0, k)
         target = self.blur(u0, k - 1)
-        return uk + self.sigma * _randn_like(uk, generator), target
+        return uk + self.sigma * randn_like(uk, generator), target
 
     def prior_sample(self, n: int, images, *, generator: torch.Generator | None = None,
                      delta: float | None = None) -> Tensor:
@@ -326,8 +333,3 @@ def check_levels(k: Tensor, K: int) -> Tensor:
         torch._assert_async(ok, f"levels must lie in 0..{K}")
     return k
 
-
-def _randn_like(x: Tensor, generator=None) -> Tensor:
-    if generator is None:
-        return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

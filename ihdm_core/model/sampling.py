@@ -22,6 +22,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from ._util import eval_mode, randn, randn_like
+# likelihood.negative_elbo imports these two from here; new code uses eval_mode.
+from ._util import _restore_modes, _training_modes  # noqa: F401
 from .unet import Autocast
 
 __all__ = ["sample", "ddim_sample", "ddim_levels", "draw_noise", "slerp", "Callback"]
@@ -50,6 +53,13 @@ class _SharedCall:
         return self._out
 
 
+def _step_net(net, autocast_dtype, callback):
+    """The network as the steps call it: under autocast if asked, sharing its evaluation with the
+    callback's ``denoised`` when there is a callback."""
+    step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
+    return _SharedCall(step_net) if callback is not None else step_net
+
+
 def _report(callback: Callback | None, process, net, x: Tensor, k: int) -> None:
     if callback is not None:
         callback({"k": int(k), "x": x, "denoised": process.denoised(net, x, k) if k > 0 else x})
@@ -63,9 +73,7 @@ def draw_noise(K: int, shape, *, shared: bool = False, generator: torch.Generato
     """
     shape = tuple(shape)
     draw_shape = (K, 1, *shape[1:]) if shared else (K, *shape)
-    gdev = generator.device if generator is not None else device
-    z = torch.randn(draw_shape, generator=generator, device=gdev)
-    z = z.to(device) if device is not None else z
+    z = randn(draw_shape, generator, device)
     return z.expand(K, *shape) if shared else z
 
 
@@ -98,14 +106,9 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None,
     """
     K = process.K
     noise = _resolve_noise(noise, K, u_K, generator)
-    modes = _training_modes(net)
-    step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
-    if callback is not None:
-        step_net = _SharedCall(step_net)
-    if hasattr(net, "eval"):
-        net.eval()
+    step_net = _step_net(net, autocast_dtype, callback)
     u = u_K
-    try:
+    with eval_mode(net):
         steps = range(K, 0, -1)
         if progress:
             from tqdm.auto import tqdm
@@ -113,7 +116,7 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None,
             steps = tqdm(steps, desc="sampling", leave=False)
         for k in steps:
             if noise is None:
-                z = None if k == 1 else _randn(u, generator)
+                z = None if k == 1 else randn_like(u, generator)
             elif callable(noise):
                 z = _check_step_noise(noise(k), u, k).to(u.device)
             else:
@@ -121,8 +124,6 @@ def sample(net, process, u_K: Tensor, *, delta: float | None = None,
             _report(callback, process, step_net, u, k)
             u = process.reverse_step(step_net, u, k, z, delta=delta)
         _report(callback, process, step_net, u, 0)
-    finally:
-        _restore_modes(net, modes)
     return u
 
 
@@ -131,18 +132,6 @@ def _check_step_noise(z, u: Tensor, k: int) -> Tensor:
         got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
         raise ValueError(f"noise({k}) must return a tensor (B|1, {', '.join(map(str, u.shape[1:]))}), got {got}")
     return z
-
-
-def _training_modes(net) -> list | None:
-    """The train/eval flag of every submodule. Restoring only the top module's flag would switch
-    a wrapped eval-mode network (Autocast(net), a compiled module) back to training, dropout on."""
-    return [m.training for m in net.modules()] if hasattr(net, "modules") else None
-
-
-def _restore_modes(net, modes: list | None) -> None:
-    if modes is not None:
-        for m, flag in zip(net.modules(), modes):
-            m.training = flag
 
 
 def _resolve_noise(noise, steps: int, x: Tensor, generator) -> Tensor | None:
@@ -157,12 +146,6 @@ def _resolve_noise(noise, steps: int, x: Tensor, generator) -> Tensor | None:
         raise ValueError(f"noise must have shape ({steps}, B, {', '.join(map(str, x.shape[1:]))}), "
                          f"got {tuple(noise.shape)}")
     return noise
-
-
-def _randn(u: Tensor, generator) -> Tensor:
-    if generator is None:
-        return torch.randn_like(u)
-    return torch.randn(u.shape, generator=generator, device=generator.device).to(u.device)
 
 
 def ddim_levels(K: int, steps: int) -> list[int]:
@@ -194,14 +177,9 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
     if callable(noise):
         raise TypeError("ddim_sample takes noise as None, 'shared' or a tensor, not a callable")
     noise = _resolve_noise(noise, n, x_T, generator)
-    modes = _training_modes(net)
-    step_net = Autocast(net, autocast_dtype) if autocast_dtype is not None else net
-    if callback is not None:
-        step_net = _SharedCall(step_net)
-    if hasattr(net, "eval"):
-        net.eval()
+    step_net = _step_net(net, autocast_dtype, callback)
     x = x_T
-    try:
+    with eval_mode(net):
         pairs = range(n)
         if progress:
             from tqdm.auto import tqdm
@@ -211,10 +189,8 @@ def ddim_sample(net, process, x_T: Tensor, steps: int | None = None, *, eta: flo
             t, s = levels[j], levels[j + 1]
             z = None
             if eta > 0 and s > 0:
-                z = _randn(x, generator) if noise is None else noise[n - j - 1].to(x.device)
+                z = randn_like(x, generator) if noise is None else noise[n - j - 1].to(x.device)
             _report(callback, process, step_net, x, t)
             x = process.ddim_step(step_net, x, t, s, eta=eta, noise=z)
         _report(callback, process, step_net, x, 0)
-    finally:
-        _restore_modes(net, modes)
     return x

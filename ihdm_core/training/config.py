@@ -511,15 +511,7 @@ _register(Config(
                       attn_resolutions=(7,), dropout=0.0),
     process=ProcessConfig(K=50, sigma_min=0.5, sigma_max=20.0, sigma=0.01, delta=0.0125),
     data=DataConfig(dataset="mnist5k", image_size=28, channels=1),
-    # Sized so that the quick book (about half an hour on 2 CPU cores) can train three models
-    # (IHDM, DDPM, Blurring Diffusion at equal budget) and the sigma = 0 model: ~5 steps/s on
-    # this network, where base 32 ran at 2 steps/s; batch 32 beat 64 per CPU-second. At 2,000
-    # steps it reached recognisability 0.22 and FID 64.8 (500 samples), but the book took 68
-    # min; at 1,500 steps 0.25 (300 samples), book 38 min; at 1,000 steps 0.26 (250 samples),
-    # book 29.7 min, so the quality plateaus for this width. Base 32 reached 0.39 at 3,000 and
-    # 0.48 at 7,000 steps.
-    # channels_last off: on 2 CPU cores this 16-channel U-Net trains 1.18x faster in the default
-    # layout (benchmarks/bench_train.py: 5.09 vs 4.33 steps/s); not part of the run identity.
+    # Width, batch, steps and channels_last were measured for the half-hour book: docs/tuning-history.md.
     train=TrainConfig(steps=1000, batch_size=32, lr=1e-3, warmup=200, ema=0.995,
                       log_every=50, ckpt_every=500, num_workers=0, channels_last=False),
     notes="Small-scale CPU run on 5,000 real MNIST digits; not the paper's setting.",

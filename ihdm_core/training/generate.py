@@ -307,7 +307,27 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def main(argv=None) -> int:
+def _write_npz_ranks(path, images, seeds: list[int], rank: int, world: int) -> None:
+    """The samples of all ranks in one .npz, in the order of ``seeds``; rank r holds ``seeds[r::world]``.
+    Each rank leaves its shard and rank 0 puts them back in seed order."""
+    mine = seeds[rank::world]
+    if world == 1:
+        write_npz(path, images, mine)
+        return
+    write_npz(Path(f"{path}.rank{rank}.npz"), images, mine)
+    _barrier(world)
+    if rank == 0:
+        shards = [np.load(f"{path}.rank{r}.npz") for r in range(world)]
+        pos = {s: i for i, s in enumerate(seeds)}
+        arr = np.concatenate([sh["arr_0"] for sh in shards])
+        got = np.concatenate([sh["seeds"] for sh in shards])
+        order = np.argsort([pos[int(s)] for s in got], kind="stable")
+        write_npz(path, arr[order], got[order].tolist())
+        for r in range(world):
+            Path(f"{path}.rank{r}.npz").unlink()
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m ihdm_core sample",
         description="Sample a trained run: one PNG per seed (--outdir), an npz (--npz), or a PNG grid (--out).")
@@ -330,6 +350,11 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--bf16", action="store_true", help="network in bf16 autocast (GPU)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     if not (args.preset or args.run_dir):
         ap.error("give --preset or --run-dir")
@@ -369,22 +394,7 @@ def main(argv=None) -> int:
         info["outdir"] = str(args.outdir)
     if args.npz:
         x = torch.cat(parts) if parts else torch.empty(0, run.cfg.data.channels, *(run.cfg.data.image_size,) * 2)
-        if world == 1:
-            write_npz(args.npz, to_uint8(x), mine)
-        else:
-            # each rank leaves its shard; rank 0 puts them back in seed order
-            part = Path(f"{args.npz}.rank{rank}.npz")
-            write_npz(part, to_uint8(x), mine)
-            _barrier(world)
-            if rank == 0:
-                shards = [np.load(f"{args.npz}.rank{r}.npz") for r in range(world)]
-                pos = {s: i for i, s in enumerate(seeds)}
-                arr = np.concatenate([sh["arr_0"] for sh in shards])
-                got = np.concatenate([sh["seeds"] for sh in shards])
-                order = np.argsort([pos[int(s)] for s in got], kind="stable")
-                write_npz(args.npz, arr[order], got[order].tolist())
-                for r in range(world):
-                    Path(f"{args.npz}.rank{r}.npz").unlink()
+        _write_npz_ranks(args.npz, to_uint8(x), seeds, rank, world)
         info["npz"] = str(args.npz)
     if not (args.outdir or args.npz):
         info["out"] = str(save_grid(torch.cat(parts), args.out or run.run_dir / "samples.png"))

@@ -1,4 +1,4 @@
-"""The training loop (one readable function, nanoGPT style), checkpoints and the train CLI.
+"""The training loop (commented sections over small helpers), checkpoints and the train CLI.
 
     python -m ihdm_core train --preset mnist-quick
     torchrun --nproc_per_node 4 -m ihdm_core train --preset cifar10      # DDP
@@ -257,13 +257,13 @@ def _eval_loss(ema, process, held: Tensor, batch_size: int, seed: int, device) -
 
 def _write_grid(path: Path, cfg: Config, ema, process, images, step: int, run_dir: Path) -> None:
     """A PNG grid of the EMA network's samples for seeds 0..grid_n-1, the same seeds at every step."""
-    from .generate import sample_seeds, save_grid  # here: sample imports this module
+    from .generate import sample_seeds, save_grid  # here: generate imports this module
 
     run = Run(ema, process, cfg, step, run_dir)
     save_grid(sample_seeds(run, range(cfg.train.grid_n), batch_size=cfg.train.grid_n, images=images), path)
 
 
-def _accumulated_step(model, net, opt, scaler, process, x0: Tensor, tc, gen: torch.Generator,
+def _accumulated_step(model, opt, scaler, process, x0: Tensor, tc, gen: torch.Generator,
                       ddp=None) -> Tensor:
     """Backward passes for one optimiser step on ``x0`` in ``tc.accum_steps`` micro-batches; returns
     the batch's mean loss. The levels and noisy inputs of the whole batch are drawn first, exactly as
@@ -312,13 +312,10 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
     if (world > 1 or _under_launcher()) and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     tc = cfg.train
+    # TrainConfig checks its own fields; the number of processes is known only here.
     if tc.batch_size % (world * tc.accum_steps):
         raise ConfigError(f"train.batch_size={tc.batch_size} is not allowed with {world} processes and "
                           f"train.accum_steps={tc.accum_steps}: it must be a multiple of {world * tc.accum_steps}")
-    if tc.lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {tc.lr_schedule!r}")
-    if tc.amp not in ("bf16", "fp16", "none"):
-        raise ValueError(f"amp must be 'bf16', 'fp16' or 'none', got {tc.amp!r}")
 
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
     # One trainer per run folder: a second one would interleave checkpoints and logs.
@@ -340,186 +337,253 @@ def train(cfg: Config, *, run_dir: str | Path | None = None, device=None, data=N
             lock.release()
 
 
-def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_at: int | None, progress: bool,
-                  rank: int, world: int) -> TrainResult:
-    tc = cfg.train
-    cuda = device.type == "cuda"
+# --- the run behind the lock: its parts, then the loop -----------------------------------------
+@dataclass
+class _State:
+    """What a checkpoint holds besides the step: the network, its EMA, the optimiser, the loss scaler."""
+    net: torch.nn.Module
+    ema: torch.nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None  # the network's autocast precision (None: float32)
+
+
+def _every(n: int, done: int) -> bool:
+    return n > 0 and done % n == 0
+
+
+def _find_checkpoint(cfg: Config, run_dir: Path, rank: int) -> tuple[dict | None, int | None]:
+    """The checkpoint to resume from (the one in place, else the newest good snapshot), and the step
+    of the one in place, which becomes a snapshot on the next save unless it is damaged."""
     ckpt_path = run_dir / CHECKPOINT
-    ckpt, saved_step = None, None
     if rank == 0:
         remove_temporaries(run_dir)  # a save cut short by a kill; we hold the lock, so nobody writes them
-    if ckpt_path.exists() or snapshots(run_dir):
-        ckpt, source = load_checkpoint(ckpt_path, quiet=rank != 0)
-        # The checkpoint now in place becomes a snapshot on the next save, unless it is damaged.
-        saved_step = ckpt["step"] if source == ckpt_path else None
-        if from_dict(ckpt["config"]).identity() != cfg.identity():
-            raise RuntimeError(f"{ckpt_path} belongs to a different config; refusing to mix runs")
-        if ckpt["step"] >= tc.steps:
-            if rank == 0 and progress:
-                print(f"[ihdm] reusing finished run {run_dir} (step {ckpt['step']})", file=sys.stderr)
-            return TrainResult(run_dir, ckpt["step"], reused=True, last_loss=ckpt.get("last_loss"))
+    if not (ckpt_path.exists() or snapshots(run_dir)):
+        return None, None
+    ckpt, source = load_checkpoint(ckpt_path, quiet=rank != 0)
+    if from_dict(ckpt["config"]).identity() != cfg.identity():
+        raise RuntimeError(f"{ckpt_path} belongs to a different config; refusing to mix runs")
+    return ckpt, (ckpt["step"] if source == ckpt_path else None)
 
-    images = data if data is not None else load_dataset(cfg.data)
-    process = build_process(cfg, device)
+
+def _construct(cfg: Config, device: torch.device) -> _State:
+    tc = cfg.train
+    cuda = device.type == "cuda"
     torch.manual_seed(tc.seed)  # same initial weights on every rank and every fresh start
     net = build_model(cfg).to(device)
     if tc.channels_last:  # faster convolutions on CUDA; on CPU it depends on the net (mnist presets: off)
         net = net.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, fused=(cuda and tc.fused_adam) or None)
-    use_fp16 = cuda and tc.amp == "fp16"
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if cuda else None
-    scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and tc.amp == "fp16")
+    return _State(net, ema, opt, scaler, amp_dtype)
 
+
+def _restore(state: _State, ckpt: dict, device: torch.device) -> int:
+    """Load a checkpoint into ``state``, the random generators' states too; returns its step."""
+    state.net.load_state_dict(ckpt["model"])
+    state.ema.load_state_dict(ckpt["ema"])
+    state.opt.load_state_dict(ckpt["optimizer"])
+    state.scaler.load_state_dict(ckpt["scaler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if device.type == "cuda" and "cuda" in ckpt["rng"]:
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+    return ckpt["step"]
+
+
+def _prepare_run_dir(cfg: Config, run_dir: Path, start: int) -> None:
+    """The run's config, and its log and snapshots cut back to the step we start from."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=list))
+    _trim_metrics(run_dir / METRICS, start)
+    forget_snapshots_after(run_dir, start)
+
+
+def _wrap(state: _State, device: torch.device, compile: bool):
+    """(the network as the loop calls it, the DDP wrapper or None). Reduced precision applies to the
+    network only, never the blur; DDP is used whenever a process group runs, also for a 1-process
+    torchrun launch, so that launch runs the multi-GPU path."""
+    model, ddp = Autocast(state.net, state.amp_dtype), None
+    if dist.is_initialized():
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            state.net, device_ids=[device.index] if device.type == "cuda" else None)
+        model = Autocast(ddp, state.amp_dtype)
+    return (torch.compile(model) if compile else model), ddp
+
+
+class _Saver:
+    """Writes the checkpoint (rank 0) and, every ``snapshot_every`` steps, a snapshot; all ranks wait
+    for it under DDP. ``saved_step`` is the step of the checkpoint in place (rank 0)."""
+
+    def __init__(self, cfg: Config, run_dir: Path, state: _State, device, rank: int, world: int, ddp,
+                 saved_step: int | None):
+        self.cfg, self.run_dir, self.state, self.device = cfg, run_dir, state, device
+        self.rank, self.world, self.ddp, self.saved_step = rank, world, ddp, saved_step
+        self.path = run_dir / CHECKPOINT
+
+    def __call__(self, step: int, last_loss: float | None, eval_loss: float | None) -> None:
+        tc, s = self.cfg.train, self.state
+        if self.rank == 0:
+            # Plain Python types and tensors only, so that it loads with torch.load(weights_only=True).
+            save_checkpoint({
+                "step": step, "config": self.cfg.to_dict(), "identity": self.cfg.identity(),
+                "model": s.net.state_dict(), "ema": s.ema.state_dict(), "optimizer": s.opt.state_dict(),
+                "scaler": s.scaler.state_dict(), "rng": _rng_state(self.device), "last_loss": last_loss,
+                "torch_version": str(torch.__version__), "world_size": self.world,
+                "dist_backend": dist.get_backend() if self.ddp is not None else None,
+            }, self.path, prev_step=self.saved_step)
+            self.saved_step = step
+            if _every(tc.snapshot_every, step):
+                write_snapshot(self.run_dir, step, eval_loss)
+                rotate_snapshots(self.run_dir, tc.keep_snapshots)
+        if self.ddp is not None:
+            dist.barrier()
+
+
+class _LossMeter:
+    """The step losses since the last log record, kept on the device so that the loop syncs with
+    the host once per log interval; the progress bar and the log (both on rank 0 only)."""
+
+    def __init__(self, cfg: Config, run_dir: Path, start: int, rank: int, progress: bool):
+        self.name, self.pending, self.last_loss, self.t_log = cfg.name, [], None, time.perf_counter()
+        self.bar = None
+        if progress and rank == 0:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.name, dynamic_ncols=True)
+        self.log = _Log(run_dir, start, cfg.train.tensorboard) if rank == 0 else None
+
+    def add(self, loss: Tensor, done: int, lr: float, flush: bool, ckpt_path: Path) -> None:
+        self.pending.append(loss.detach())
+        if flush:
+            self._flush(done, lr, ckpt_path)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _flush(self, done: int, lr: float, ckpt_path: Path) -> None:
+        vals = torch.stack(self.pending).float().cpu()  # the host sync
+        self.pending.clear()
+        if not torch.isfinite(vals).all():
+            raise FloatingPointError(
+                f"{self.name}: loss became {vals[~torch.isfinite(vals)][0].item()} between steps "
+                f"{done - len(vals) + 1} and {done}; the last good checkpoint is {ckpt_path} "
+                f"(try a lower lr, amp='none', or a longer warmup)")
+        self.last_loss = float(vals.mean())
+        if self.log is not None:
+            now = time.perf_counter()
+            self.log.write({"step": done, "loss": self.last_loss, "lr": lr, "losses": vals.tolist(),
+                            "steps_per_s": len(vals) / max(now - self.t_log, 1e-9)})
+            self.t_log = now
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{self.last_loss:.4g}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.log is not None:
+            self.log.close()
+
+
+def _optimiser_step(cfg: Config, state: _State, model, ddp, process, x0: Tensor, step: int,
+                    gen: torch.Generator) -> tuple[float, Tensor]:
+    """One step of Alg. 1 on the batch ``x0``: flip augmentation, the learning rate, the (accumulated)
+    backward pass, gradient clipping, the Adam step and the EMA update. Returns (lr, loss on device)."""
+    tc = cfg.train
+    if cfg.data.hflip:
+        flip = torch.rand(x0.shape[0], device=x0.device, generator=gen) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+    if tc.channels_last:
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    lr = learning_rate(tc, step)
+    for group in state.opt.param_groups:
+        group["lr"] = lr
+    loss = _accumulated_step(model, state.opt, state.scaler, process, x0, tc, gen, ddp)
+    if tc.grad_clip > 0:
+        state.scaler.unscale_(state.opt)
+        torch.nn.utils.clip_grad_norm_(state.net.parameters(), tc.grad_clip)
+    state.scaler.step(state.opt)
+    state.scaler.update()
+    _ema_update(state.ema, state.net, tc.ema)
+    return lr, loss
+
+
+def _train_locked(cfg: Config, run_dir: Path, device: torch.device, data, stop_at: int | None, progress: bool,
+                  rank: int, world: int) -> TrainResult:
+    tc = cfg.train
+    # Resume: from the checkpoint in place, or reuse a finished run as it is.
+    ckpt, saved_step = _find_checkpoint(cfg, run_dir, rank)
+    if ckpt is not None and ckpt["step"] >= tc.steps:
+        if rank == 0 and progress:
+            print(f"[ihdm] reusing finished run {run_dir} (step {ckpt['step']})", file=sys.stderr)
+        return TrainResult(run_dir, ckpt["step"], reused=True, last_loss=ckpt.get("last_loss"))
+
+    # Load the data set; construct the process, the network, its EMA and the optimiser; restore them.
+    images = data if data is not None else load_dataset(cfg.data)
+    process = build_process(cfg, device)
+    state = _construct(cfg, device)
     start = 0
     if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if cuda and "cuda" in ckpt["rng"]:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
-        start = ckpt["step"]
+        start = _restore(state, ckpt, device)
         if rank == 0 and progress:
             print(f"[ihdm] resuming {run_dir} from step {start}", file=sys.stderr)
     if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=list))
-        _trim_metrics(run_dir / METRICS, start)
-        forget_snapshots_after(run_dir, start)
+        _prepare_run_dir(cfg, run_dir, start)
+    model, ddp = _wrap(state, device, tc.compile)
 
-    model = Autocast(net, amp_dtype)  # reduced precision for the network only, never the blur
-    ddp = None
-    if dist.is_initialized():  # also a 1-process torchrun launch, so it runs the multi-GPU path
-        ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
-        model = Autocast(ddp, amp_dtype)
-    if tc.compile:
-        model = torch.compile(model)
-
+    # Data order, outputs (log, progress bar, held-out images) and checkpoints.
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
-    stream = IndexStream(len(images), tc.seed)
-    batches = _batches(images, stream, start, tc.batch_size, rank, world, device,
+    batches = _batches(images, IndexStream(len(images), tc.seed), start, tc.batch_size, rank, world, device,
                        tc.num_workers if not isinstance(images, Tensor) else 0)
     gen = torch.Generator(device=device)
-    pending: list[Tensor] = []
-    last_loss, t_log = None, time.perf_counter()
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=tc.steps, initial=start, desc=cfg.name, dynamic_ncols=True)
-    log = _Log(run_dir, start, tc.tensorboard) if rank == 0 else None
+    meter = _LossMeter(cfg, run_dir, start, rank, progress)
     held = split = None
     if rank == 0 and (tc.eval_every or tc.snapshot_every):
         held, split = _held_out(cfg, images, tc.eval_n)
-    eval_loss = None
-
-    def every(n: int, done: int) -> bool:
-        return n > 0 and done % n == 0
-
-    def save(step: int) -> None:
-        nonlocal saved_step
-        if rank == 0:
-            # Plain Python types and tensors only, so that it loads with torch.load(weights_only=True).
-            save_checkpoint({
-                "step": step, "config": cfg.to_dict(), "identity": cfg.identity(),
-                "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict(), "rng": _rng_state(device), "last_loss": last_loss,
-                "torch_version": str(torch.__version__), "world_size": world,
-                "dist_backend": dist.get_backend() if ddp is not None else None,
-            }, ckpt_path, prev_step=saved_step)
-            saved_step = step
-            if every(tc.snapshot_every, step):
-                write_snapshot(run_dir, step, eval_loss)
-                rotate_snapshots(run_dir, tc.keep_snapshots)
-        if ddp is not None:
-            dist.barrier()
+    save = _Saver(cfg, run_dir, state, device, rank, world, ddp, saved_step)
 
     # SIGTERM (a scheduler's pre-emption, `kill`): finish the current step, save it, then exit.
-    terminate = []
-    old_handler = None
+    terminate, old_handler = [], None
     if threading.current_thread() is threading.main_thread():
         old_handler = signal.signal(signal.SIGTERM, lambda *_: terminate.append(True))
-    completed = start
-    step = start
-    net.train()
+    completed, eval_loss = start, None
+    state.net.train()
     try:
         for step in range(start, end):
+            # Reseed from (seed, rank, step): a resumed run draws what the uninterrupted one would.
             seed = _step_seed(tc.seed, rank, step)
             gen.manual_seed(seed)
             torch.manual_seed(seed)  # dropout masks
             x0 = next(batches)
             if step == start:
                 check_images(x0, cfg.data.channels)
-            if cfg.data.hflip:
-                flip = torch.rand(x0.shape[0], device=device, generator=gen) < 0.5
-                x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-            if tc.channels_last:
-                x0 = x0.contiguous(memory_format=torch.channels_last)
-            lr = learning_rate(tc, step)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss = _accumulated_step(model, net, opt, scaler, process, x0, tc, gen, ddp)
-            if tc.grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            _ema_update(ema, net, tc.ema)
-            completed = step + 1
-            pending.append(loss.detach())
+            lr, loss = _optimiser_step(cfg, state, model, ddp, process, x0, step, gen)
+            completed = done = step + 1
+            meter.add(loss, done, lr, flush=done % tc.log_every == 0 or done == end, ckpt_path=save.path)
 
-            done = step + 1
-            if done % tc.log_every == 0 or done == end:
-                # The only host sync of the loop: once per log interval.
-                vals = torch.stack(pending).float().cpu()
-                pending.clear()
-                if not torch.isfinite(vals).all():
-                    raise FloatingPointError(
-                        f"{cfg.name}: loss became {vals[~torch.isfinite(vals)][0].item()} between steps "
-                        f"{done - len(vals) + 1} and {done}; the last good checkpoint is {ckpt_path} "
-                        f"(try a lower lr, amp='none', or a longer warmup)")
-                last_loss = float(vals.mean())
-                if rank == 0:
-                    now = time.perf_counter()
-                    rec = {"step": done, "loss": last_loss, "lr": lr, "losses": vals.tolist(),
-                           "steps_per_s": len(vals) / max(now - t_log, 1e-9)}
-                    t_log = now
-                    log.write(rec)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{last_loss:.4g}")
-            if bar is not None:
-                bar.update(1)
+            # Held-out loss (a snapshot needs one to compete for "best"), sample grid, checkpoint.
             eval_loss = None
-            if held is not None and (every(tc.eval_every, done) or every(tc.snapshot_every, done)):
-                # A snapshot needs its held-out loss to compete for "best".
-                eval_loss = _eval_loss(ema, process, held, tc.batch_size, tc.seed, device)
-                log.write({"kind": "eval", "step": done, "eval_loss": eval_loss, "n": len(held), "split": split})
-            if rank == 0 and every(tc.grid_every, done):
-                _write_grid(run_dir / "grids" / f"step{done}.png", cfg, ema, process, images, done, run_dir)
-            if done % tc.ckpt_every == 0 or done == tc.steps or every(tc.snapshot_every, done):
-                save(done)
-            elif terminate:
-                save(done)
+            if held is not None and (_every(tc.eval_every, done) or _every(tc.snapshot_every, done)):
+                eval_loss = _eval_loss(state.ema, process, held, tc.batch_size, tc.seed, device)
+                meter.log.write({"kind": "eval", "step": done, "eval_loss": eval_loss, "n": len(held), "split": split})
+            if rank == 0 and _every(tc.grid_every, done):
+                _write_grid(run_dir / "grids" / f"step{done}.png", cfg, state.ema, process, images, done, run_dir)
+            if done % tc.ckpt_every == 0 or done == tc.steps or _every(tc.snapshot_every, done) or terminate:
+                save(done, meter.last_loss, eval_loss)
             if terminate:
                 if rank == 0:
-                    print(f"[ihdm] SIGTERM: saved {ckpt_path} at step {done}; resume by running the same command",
+                    print(f"[ihdm] SIGTERM: saved {save.path} at step {done}; resume by running the same command",
                           file=sys.stderr)
                 raise SystemExit(128 + signal.SIGTERM)
-        step = end
     except KeyboardInterrupt:
-        if completed > start and completed != saved_step:
-            save(completed)  # the last completed step, never a half-done one
+        if completed > start and completed != save.saved_step:
+            save(completed, meter.last_loss, eval_loss)  # the last completed step, never a half-done one
         raise
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-        if bar is not None:
-            bar.close()
-        if log is not None:
-            log.close()
-    return TrainResult(run_dir, end, reused=False, last_loss=last_loss)
+        meter.close()
+    return TrainResult(run_dir, end, reused=False, last_loss=meter.last_loss)
 
 
 # --- loading trained runs ------------------------------------------------------------------
