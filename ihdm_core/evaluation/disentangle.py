@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..model._util import randn
+
 __all__ = ["mean_colour", "colour_error", "principal_projection", "otsu_threshold", "split_colours",
            "shape_maps", "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
            "prior_centres", "shared_noise_grid", "sample_grid", "grid_scores", "PAIR_KINDS", "images_at",
@@ -174,15 +176,14 @@ def shared_noise_grid(centres: Tensor, K: int, n_noises: int, delta: float, *,
 
     Column n gets one prior noise nu_n and step noises z_{n,1..K}, the same in every row:
     u_K[p, n] = centres[p] + delta nu_n, and z_{n,k} at level k. Returns (u_K (PN, C, H, W),
-    noise (K, PN, C, H, W)) for ``samplers.sample(..., noise=noise)``. The noises are drawn on
+    noise (K, PN, C, H, W)) for ``sampling.sample(..., noise=noise)``. The noises are drawn on
     the generator's device (CPU by default) and moved to the centres' device, so a seeded grid is
     the same on CPU and GPU.
     """
     _check_batch(centres)
     P, shape = centres.shape[0], tuple(centres.shape[1:])
-    gdev = generator.device if generator is not None else "cpu"
-    nu = torch.randn((n_noises, *shape), generator=generator, device=gdev).to(centres.device)
-    z = torch.randn((K, n_noises, *shape), generator=generator, device=gdev).to(centres.device)
+    nu = randn((n_noises, *shape), generator, centres.device)
+    z = randn((K, n_noises, *shape), generator, centres.device)
     u_K = (centres[:, None] + delta * nu[None]).reshape(P * n_noises, *shape)
     noise = z[:, None].expand(K, P, n_noises, *shape).reshape(K, P * n_noises, *shape)
     return u_K, noise

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._util import eval_mode, randn_like
+
 __all__ = ["dequantize", "bin_centres", "bits_per_dim", "gaussian_kl", "gaussian_nll", "kl_floor",
            "prior_kl_bound", "prior_kl_bounds", "elbo_terms", "negative_elbo", "transition_errors",
            "terms_at_delta", "elbo_against_delta", "elbo_optimal_delta"]
@@ -183,18 +185,13 @@ def elbo_terms(net, process, u0: Tensor, centres: Tensor, *, delta: float | None
         raise ValueError(f"the ELBO needs delta > 0, got {delta}")
     if noise is not None and (noise.shape[0] != K or noise.shape[1:] != u0.shape):
         raise ValueError(f"noise must have shape ({K}, {', '.join(map(str, u0.shape))}), got {tuple(noise.shape)}")
-    from .sampling import _restore_modes, _training_modes
-
-    modes = _training_modes(net)  # every submodule's flag: a wrapped eval net must stay in eval
-    if hasattr(net, "eval"):
-        net.eval()
     B = u0.shape[0]
     terms = torch.zeros(B, K + 1, dtype=torch.float64, device=u0.device)
-    try:
+    with eval_mode(net):  # every submodule's flag comes back: a wrapped eval net stays in eval
         prev = u0  # F(t_{k-1}) u_0, carried down the loop
         for k in range(1, K + 1):
             mean_k = process.blur(u0, k)
-            eps = noise[k - 1].to(u0) if noise is not None else _randn(mean_k, generator)
+            eps = noise[k - 1].to(u0) if noise is not None else randn_like(mean_k, generator)
             u_k = mean_k + sigma * eps
             mu = process.predict(net, u_k, torch.full((B,), k, dtype=torch.long, device=u0.device)).float()
             if k == 1:
@@ -203,15 +200,7 @@ def elbo_terms(net, process, u0: Tensor, centres: Tensor, *, delta: float | None
                 terms[:, k - 1] = gaussian_kl(prev, sigma, mu, delta)
             prev = mean_k
         terms[:, K] = prior_kl_bound(prev, centres, sigma, delta)
-    finally:
-        _restore_modes(net, modes)
     return terms
-
-
-def _randn(like: Tensor, generator) -> Tensor:
-    if generator is None:
-        return torch.randn_like(like)
-    return torch.randn(like.shape, generator=generator, device=generator.device).to(like.device)
 
 
 def _gather(images, start: int, stop: int) -> Tensor:

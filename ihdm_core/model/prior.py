@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._util import randn
+
 __all__ = ["kde_prior_sample", "kde_centres", "to_float"]
 
 
@@ -45,7 +47,7 @@ def kde_prior_sample(process, images, n: int | None = None, *, indices: Tensor |
     uK = process.blur(x0, process.K)
     d = process.delta if delta is None else float(delta)
     if d > 0:
-        noise = torch.randn(uK.shape, generator=generator, device=generator.device if generator else "cpu")
+        noise = randn(uK.shape, generator)  # on the generator's device (CPU by default), then moved
         uK = uK + d * noise.to(device)
     return uK, indices
 

@@ -23,8 +23,6 @@ import torch
 from torch import Tensor
 
 from ._util import eval_mode, randn, randn_like
-# likelihood.negative_elbo imports these two from here; new code uses eval_mode.
-from ._util import _restore_modes, _training_modes  # noqa: F401
 from .unet import Autocast
 
 __all__ = ["sample", "ddim_sample", "ddim_levels", "draw_noise", "slerp", "Callback"]
