@@ -56,14 +56,13 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import get_preset, kde_prior_sample
+from ihdm_core.book import plots
 from ihdm_core.book.animate import Recorder, frame_levels, save_animation, show_animation
-from ihdm_core.book.figures import describe_config, label_columns, label_rows, save_table, savefig, show_images
+from ihdm_core.book.figures import describe_config, save_table, savefig, show_images
 from ihdm_core.book.profiles import start
-from ihdm_core.evaluation.digits import digit_classifier, recognisability
 from ihdm_core.evaluation.dynamics import branch_spread, loss_curve, loss_per_level, smoothed
-from ihdm_core.evaluation.fid import fid_from_features, reference_stats
-from ihdm_core.evaluation.inception import inception_features
-from ihdm_core.evaluation.scores import REFERENCE_SETS, draw_samples, score
+from ihdm_core.evaluation.quality import real_image_scores
+from ihdm_core.evaluation.scores import draw_samples, score
 from ihdm_core.model.sampling import sample
 from ihdm_core.training.data import load_dataset, to_float
 from ihdm_core.training.train import ensure_trained, training_seconds
@@ -145,17 +144,9 @@ print(f"training wall time in the log: {train_s / 60:.1f} min, {len(losses) / tr
 
 # %% tags=["hide-input"]
 n_pix = math.prod(train_images.shape[1:])
-s_steps, smooth, win = smoothed(steps, losses)
-fig, ax = plt.subplots(figsize=(6.2, 3.0))
-ax.plot(steps, losses, lw=0.5, alpha=0.35 if win > 1 else 1.0, color="C0", label="per step")
-if win > 1:
-    ax.plot(s_steps, smooth, lw=1.6, color="C0", label=f"moving average ({win} steps)")
-ax.axhline(n_pix * sigma ** 2, color="k", ls="--", lw=1, label=r"$N\sigma^2$")
-ax.axvline(cfg.train.warmup, color="0.6", ls=":", lw=1)
-ax.set(yscale="log", xlabel="training step", ylabel=r"$\|\mu_\theta(\hat{\mathbf{u}}_k, k) - \mathbf{u}_{k-1}\|^2$",
-       title=f"Training loss (Alg. 1), {cfg.name}")
-ax.text(cfg.train.warmup, ax.get_ylim()[1], " end of warm-up", fontsize=7, color="0.4", va="top")
-ax.legend(fontsize=7, loc="upper right")
+win = smoothed(steps, losses)[2]
+fig = plots.training_loss_figure(steps, losses, smoothed(steps, losses), n_pix * sigma ** 2, cfg.train.warmup,
+                                 f"Training loss (Alg. 1), {cfg.name}")
 savefig(fig, "ch03_training_loss", profile=P.name, runs=[run], seed=cfg.train.seed, n=len(losses),
         caption=f"Training loss against step, raw and smoothed; batch {cfg.train.batch_size}, levels drawn "
                 f"uniformly from 1..{K}. {P.caption}")
@@ -175,8 +166,7 @@ plt.show()
 n_lv = min(P.n_grid, len(test_images))
 x0 = to_float(test_images[torch.randperm(len(test_images), generator=torch.Generator().manual_seed(P.seed))[:n_lv]])
 mse_k, skip_k = loss_per_level(run.net, run.process, x0.to(P.device), torch.Generator(device=P.device).manual_seed(P.seed))
-levels = np.arange(1, K + 1)
-sB = run.process.sigma_B.cpu().numpy()
+levels, sB = np.arange(1, K + 1), run.process.sigma_B.cpu().numpy()
 low = levels <= max(1, K // 4)
 print(f"mean over levels: {mse_k.mean():.4g} (held-out, EMA net); last {win} training steps: "
       f"{losses[-win:].mean():.4g} (training batches, raw net)")
@@ -185,17 +175,7 @@ print(f"share of the summed loss in the lowest quarter of levels (k <= {levels[l
 print(f"loss / skip-connection loss: {np.min(mse_k / skip_k):.2f} .. {np.max(mse_k / skip_k):.2f}")
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(6.2, 3.1))
-ax.plot(levels, skip_k, ".-", ms=3, color="0.55", label=r"skip connection only, $\mu = \hat{\mathbf{u}}_k$")
-ax.plot(levels, mse_k, ".-", ms=3, color="C0", label=r"trained $\mu_\theta$ (EMA)")
-ax.axhline(n_pix * sigma ** 2, color="k", ls="--", lw=1, label=r"$N\sigma^2$")
-ax.set(yscale="log", xlabel="level $k$", ylabel="squared error per image")
-ax.set_title(f"Alg. 1 loss per level on {n_lv} held-out digits", fontsize=9)
-ticks = np.unique(np.round(np.linspace(1, K, 6)).astype(int))
-top = ax.secondary_xaxis("top")
-top.set_xticks(ticks, [f"{sB[t]:.2g}" for t in ticks], fontsize=7)
-top.set_xlabel(r"$\sigma_{B,k}$ (pixels)", fontsize=8)
-ax.legend(fontsize=7)
+fig = plots.loss_per_level_figure(mse_k, skip_k, n_pix * sigma ** 2, sB, f"Alg. 1 loss per level on {n_lv} held-out digits")
 savefig(fig, "ch03_loss_per_level", profile=P.name, runs=[run], seed=P.seed, n=n_lv,
         caption=f"The loss of Alg. 1 at each level k, one Monte-Carlo draw of the training noise on {n_lv} "
                 f"held-out digits, for the trained EMA network and for the skip connection alone. {P.caption}")
@@ -271,24 +251,18 @@ for rec in (rec_r, rec_f):
 # many test digits as there are samples, against the same reference statistics.
 
 # %%
-real_r = recognisability(test_images, classifier=digit_classifier())
-ds, split = REFERENCE_SETS.get(cfg.data.dataset, (cfg.data.dataset, "train"))
-ref = reference_stats(ds, split, P.fid_ref_n, device=P.device, progress=False)
-n_real = min(P.n_eval, len(test_images))
-real_idx = torch.randperm(len(test_images), generator=torch.Generator().manual_seed(P.seed))[:n_real]
-t1 = time.perf_counter()
-real_fid = fid_from_features(inception_features(test_images[real_idx], n_real, device=P.device), ref)
-real_s = time.perf_counter() - t1
-print(f"this cell and the last: {score_s:.1f} s for the two scores, {real_s:.1f} s for the real-digit FID")
+real = real_image_scores(cfg.data.dataset, n_fid=P.n_eval, seed=P.seed, ref_n=P.fid_ref_n, device=P.device)
+print(f"this cell and the last: {score_s:.1f} s for the two scores, {real['fid_seconds']:.1f} s for the real-digit FID")
 
 # %% tags=["hide-input"]
-ours, real = f"IHDM samples (delta = {delta})", f"real held-out digits ({ds} test)"
-fid_ref, cnn = f"{ref.meta.get('reference', ds)} (n = {ref.n})", "digit CNN, confidence >= 0.9"
+ours, theirs = f"IHDM samples (delta = {delta})", f"real held-out digits ({cfg.data.dataset} test)"
+ref, cnn = real["reference"], "digit CNN, confidence >= 0.9"
+fid_ref = f"{ref.meta.get('reference', cfg.data.dataset)} (n = {ref.n})"
 rows = [dict(zip(["metric", "images", "n", "value", "reference", "time (s)"], r)) for r in [
     ("FID", ours, rec_f["n_samples"], rec_f["value"], fid_ref, rec_f["time_s"]["total"]),
-    ("FID", real, n_real, real_fid, fid_ref, real_s),
+    ("FID", theirs, real["fid_n"], real["fid"], fid_ref, real["fid_seconds"]),
     ("recognisability", ours, rec_r["n_samples"], rec_r["value"], cnn, rec_r["time_s"]["total"]),
-    ("recognisability", real, real_r["n"], real_r["share_confident"], cnn, None)]]
+    ("recognisability", theirs, real["recognisability"]["n"], real["recognisability"]["share_confident"], cnn, None)]]
 md = save_table(rows, "tab05_ihdm_scores", profile=P.name, runs=[run], seed=P.seed, n=P.n_eval,
                 caption=f"Sample quality of the profile's IHDM model, with real held-out digits scored the same way "
                         f"as the floor (FID) and ceiling (recognisability) at this sample count. The paper reports "
@@ -326,11 +300,7 @@ print("mean intensity, u_K vs u_0:", np.round(u_K.mean((1, 2, 3)).cpu().numpy(),
       np.round(x_seq.mean((1, 2, 3)).cpu().numpy(), 3))
 
 # %% tags=["hide-input"]
-H = train_images.shape[-1]
-fig, ax = plt.subplots(figsize=(0.75 * len(seq_levels) + 0.6, 0.75 * n_show + 0.6))
-show_images(ax, seq.flatten(0, 1), nrow=len(seq_levels))
-label_columns(ax, [f"k={k}\n" + (rf"$\sigma_B$={sB[k]:.2g}" if k else "sample") for k in seq_levels], H)
-ax.set_title("Generation: $u_K$ (left) to $u_0$ (right)", pad=22)
+fig = plots.sequence_figure(seq, seq_levels, sB, "Generation: $u_K$ (left) to $u_0$ (right)")
 savefig(fig, "fig05a_generation_sequences", profile=P.name, runs=[run], seed=P.seed + 1, n=n_show,
         caption=f"Fig. 5a: the states u_k of the reverse process at evenly spaced levels k = K..0 for {n_show} "
                 f"samples (delta = {delta}). {P.caption}")
@@ -389,27 +359,12 @@ k_coarse = max(1, K // 2)
 split_levels = sorted({int(v) for v in np.round(np.linspace(K, 2, min(K - 1, 8)))}, reverse=True)
 show_levels = sorted({min(split_levels, key=lambda k: abs(k - f * K)) for f in (0.9, 0.7, 0.5, 0.3)}, reverse=True)
 branches = {kb: branch_spread(run.net, run.process, traj[kb], kb, n_branch, k_coarse, gen) for kb in split_levels}
-spread_coarse = np.array([b["coarse"] for b in branches.values()])
-spread_fine = np.array([b["fine"] for b in branches.values()])
-print("RMS spread, coarse:", np.round(spread_coarse, 4), " fine:", np.round(spread_fine, 4))
+spread = {"levels": split_levels, **{p: np.array([b[p] for b in branches.values()]) for p in ("coarse", "fine")}}
+print("RMS spread, coarse:", np.round(spread["coarse"], 4), " fine:", np.round(spread["fine"], 4))
 
 # %% tags=["hide-input"]
-fig = plt.figure(figsize=(9.2, 0.85 * len(show_levels) + 1.0))
-gs = fig.add_gridspec(len(show_levels), 2, width_ratios=[1.25, 1])
-for i, kb in enumerate(show_levels):
-    ax = fig.add_subplot(gs[i, 0])
-    show_images(ax, torch.cat([traj[kb][:1].cpu(), branches[kb]["x"][0].cpu()]), nrow=n_branch + 1)
-    label_rows(ax, [f"split at k={kb}\n" + rf"($\sigma_B$={sB[kb]:.2g})"], H)
-    if i == 0:
-        label_columns(ax, [r"$u_k$"] + [f"cont. {j + 1}" for j in range(n_branch)], H)
-ax2 = fig.add_subplot(gs[:, 1])
-ax2.plot(split_levels, spread_coarse / spread_coarse[0], "o-", ms=3, label=f"coarse (blurred to k={k_coarse})")
-ax2.plot(split_levels, spread_fine / spread_fine[0], "s-", ms=3, label="fine (remainder)")
-ax2.set(ylim=(0, None), xlabel="split level $k$ (generation runs right to left)",
-        ylabel=f"spread between continuations\n(relative to a split at k={split_levels[0]})")
-ax2.invert_xaxis()
-ax2.legend(fontsize=7)
-ax2.set_title(f"{n_src} trajectories x {n_branch} continuations per split", fontsize=8)
+fig = plots.branching_figure(traj, branches, show_levels, spread, k_coarse, sB,
+                             f"{n_src} trajectories x {n_branch} continuations per split")
 savefig(fig, "fig05b_stochastic_branching", profile=P.name, runs=[run], seed=P.seed + 2, n=n_src * n_branch,
         caption=f"Fig. 5b: one trajectory split at several levels into {n_branch} continuations with fresh noise "
                 f"(left); spread between continuations against the split level, coarse vs. fine (right). "
@@ -446,11 +401,7 @@ tiles = torch.cat([u_rows.cpu()[:, None], x_shared.clamp(0, 1).cpu().view(n_rows
 print(f"prior training indices: {idx_rows.tolist()}")
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(0.62 * (n_cols + 1) + 0.4, 0.62 * n_rows + 0.6))
-show_images(ax, tiles.flatten(0, 1), nrow=n_cols + 1)
-ax.axvline(1 + H + 0.5, color="C3", lw=1.2)
-label_columns(ax, ["$u_K$"] + [""] * n_cols, H)
-ax.set_title("Shared initial state per row; different sampling noise", pad=12)
+fig = plots.shared_start_figure(tiles, "Shared initial state per row; different sampling noise")
 savefig(fig, "fig15_shared_initial_states", profile=P.name, runs=[run], seed=P.seed + 3, n=n_rows * n_cols,
         caption=f"Figs. 15/17: samples with shared initial states u_K: each row starts from the prior draw in its first "
                 f"column ({n_cols} samples per row, delta = {delta}). {P.caption}")

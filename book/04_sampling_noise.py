@@ -41,14 +41,15 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import draw_noise, kde_prior_sample
-from ihdm_core.book.animate import Recorder
-from ihdm_core.book.figures import label_columns, label_rows, save_table, savefig, show_images
+from ihdm_core.book import plots
+from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.digits import digit_classifier, recognisability
-from ihdm_core.evaluation.dynamics import loss_curve, noise_gain, smoothed
+from ihdm_core.evaluation.dynamics import loss_curve, noise_gain, smoothed, states_at
+from ihdm_core.evaluation.quality import elbo_identity_check, real_image_scores, scores_against_delta
 from ihdm_core.evaluation.scores import nll_indices, score
-from ihdm_core.model.likelihood import (bin_centres, dequantize, elbo_against_delta, elbo_optimal_delta, elbo_terms,
-                                        kl_floor, prior_kl_bound, terms_at_delta, transition_errors)
+from ihdm_core.model.likelihood import (bin_centres, elbo_against_delta, elbo_optimal_delta, kl_floor,
+                                        transition_errors)
 from ihdm_core.model.prior import kde_centres
 from ihdm_core.model.sampling import sample
 from ihdm_core.model.spectra import inverse_step_gain
@@ -89,12 +90,8 @@ if 0.0 in sweep:  # delta = 0 is the deterministic path: the noise draws must no
     assert torch.equal(sweep[0.0], sample(run.net, run.process, u_K, delta=0.0).clamp(0, 1).cpu())
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, len(deltas), figsize=(0.78 * len(deltas) + 0.4, 0.75 * n_per + 0.8))
-for ax, d in zip(axes, deltas):
-    show_images(ax, sweep[d], nrow=1)
-    ax.set_title(f"{d:g}" + ("\n= σ" if d == sigma else ("\npaper" if d == delta_paper else "\n")),
-                 fontsize=8, color="C3" if d == delta_paper else "k")
-fig.suptitle("Sampling noise δ (same prior states and noise draws in every column)", fontsize=9)
+fig = plots.delta_sweep_figure(sweep, sigma, delta_paper,
+                               "Sampling noise δ (same prior states and noise draws in every column)")
 savefig(fig, "fig06_delta_sweep", profile=P.name, runs=[run], seed=P.seed, n=n_per,
         caption=f"Fig. 6: samples with sampling noise delta in {deltas}; each row shares its prior state u_K and its "
                 f"standard-normal noise draws across columns (eps_k = delta z_k). sigma = {sigma}. {P.caption}")
@@ -112,6 +109,13 @@ plt.show()
 # %%
 hf = {d: float((sweep[d] - run.process.blur(sweep[d].to(P.device), 1).cpu()).pow(2).mean().sqrt()) for d in deltas}
 print("sub-pixel detail (RMS of u_0 - F(t_1) u_0):", {f"{d:g}": round(v, 4) for d, v in hf.items()})
+
+# %% [markdown]
+# The measure is $\sqrt{\operatorname{mean}\,(\mathbf u_0 - \mathbf F(t_1)\mathbf u_0)^2}$ over the pixels of
+# the samples of each column: what the smallest blur of the forward process would remove. It
+# grows with $\delta$ for two reasons that the number cannot tell apart: the strokes get sharper
+# (detail the eye wants) and the last steps' noise is not fully removed (detail it does not). Its
+# value at $\delta = 0$ is the network's own sharpening, with no sampling noise at all.
 
 # %% [markdown]
 # ## Figure 11: sample quality and likelihood against $\delta$
@@ -138,31 +142,32 @@ print("sub-pixel detail (RMS of u_0 - F(t_1) u_0):", {f"{d:g}": round(v, 4) for 
 # training images. So one ELBO evaluation at the paper's $\delta$ gives every $m_k$, and with them the
 # whole curve in $\delta$, exactly (same Monte-Carlo draws). The next cell checks this identity on a
 # few images against a direct evaluation at a second $\delta$.
+#
+# `elbo_identity_check` draws a few held-out digits, dequantises them, and evaluates the terms
+# $L_0, \dots, L_K$ twice with the same forward draws $\mathbf u_k \sim q(\mathbf u_k\mid\mathbf u_0)$:
+# at the paper's $\delta$, from which it solves for the $m_k$ and predicts the terms at the second
+# $\delta$, and directly at that second $\delta$. The two must agree to rounding, since the network
+# outputs $\mu_\theta(\mathbf u_k, k)$ do not depend on $\delta$.
 
 # %%
-centres = kde_centres(run.process, train_images, bin_centres=True)
-# The identity, on a few held-out digits with fixed noise: terms at d1 from the terms at delta_paper.
+centres = kde_centres(run.process, train_images, bin_centres=True).to(P.device)
 d1 = min((d for d in deltas if d > 0 and d != delta_paper), key=lambda d: abs(d - sigma))
-g = torch.Generator().manual_seed(P.seed)
-few = dequantize(test_images[torch.randperm(len(test_images), generator=g)[:min(4, P.n_nll)]], generator=g).to(P.device)
-eps = torch.randn((K, *few.shape), generator=g).to(P.device)
-t0, t1 = (elbo_terms(run.net, run.process, few, centres, delta=d, noise=eps).mean(0).cpu().numpy() for d in (delta_paper, d1))
-pred = terms_at_delta(transition_errors(t0, delta_paper, sigma, N), sigma, d1, N, t1[-1])
+pred, t1 = elbo_identity_check(run.net, run.process, test_images, centres, delta_paper, d1, n=min(4, P.n_nll), seed=P.seed)
 assert np.allclose(pred[:-1], t1[:-1], rtol=1e-6, atol=1e-6 * N), np.abs(pred - t1).max()
 print(f"closed form in delta reproduces a direct ELBO evaluation at delta = {d1:g}: "
       f"max |difference| = {np.abs(pred[:-1] - t1[:-1]).max():.2e} nats")
 
+# %% [markdown]
+# `scores_against_delta` draws `P.n_delta_eval` samples per $\delta$ with Alg. 2 (the same seeds for
+# every $\delta$, so the prior states and the standard-normal draws are shared as in Fig. 6) and
+# scores them twice; both scores are recorded in the run folder and read back on a later run.
+
 # %%
 t_start = time.perf_counter()
 eval_deltas = sorted(set(deltas[::2]) | {delta_paper})
-quality = {}
-for d in eval_deltas:
-    r = score(run, "recognisability", n=P.n_delta_eval, delta=d, seed=P.seed, progress=False)
-    f = score(run, "fid", n=P.n_delta_eval, delta=d, seed=P.seed, ref_n=P.fid_ref_n, device=P.device, progress=False)
-    quality[d] = (r["value"], f["value"])
-    print(f"delta = {d:<7g} recognisability {r['value']:.3f}   FID {f['value']:7.2f}   "
-          f"({P.n_delta_eval} samples; computed in {r['time_s']['total'] + f['time_s']['total']:.0f} s)")
-t_quality = time.perf_counter() - t_start
+recs = scores_against_delta(run, eval_deltas, n=P.n_delta_eval, seed=P.seed, ref_n=P.fid_ref_n, device=P.device)
+quality = {d: (r["recognisability"]["value"], r["fid"]["value"]) for d, r in recs.items()}
+t_quality = time.perf_counter() - t_start  # the scores are printed in the table below
 
 # %% [markdown]
 # The negative ELBO at the paper's $\delta$ is recorded by `score(run, "nll")` (App. A.2-A.3 with
@@ -179,16 +184,13 @@ nll = score(run, "nll", n=P.n_nll, delta=delta_paper, seed=P.seed, progress=Fals
 det = nll["details"]
 assert det["dims"] == N and det["K"] == K and len(det["terms_nats"]) == K + 1
 mean_K = run.process.blur(bin_centres(test_images[nll_indices(len(test_images), P.n_nll, P.seed)]).to(P.device), K)
-
-
 elbo_at = partial(elbo_against_delta, det["terms_nats"], delta_paper, sigma=sigma, mean_K=mean_K, centres=centres)
 m = transition_errors(det["terms_nats"], delta_paper, sigma, N)
 gap = elbo_at([delta_paper])["bits_per_dim"][0] - nll["value"]
 assert abs(gap) < 1e-3, gap
 d_grid = np.geomspace(min(d for d in deltas if d > 0) / 2, max(deltas) * 1.15, 60)
 curve = elbo_at(d_grid)["bits_per_dim"]
-pos = [d for d in deltas if d > 0]
-nll_at = dict(zip(pos, elbo_at(pos)["bits_per_dim"]))
+nll_at = dict(zip(pos := [d for d in deltas if d > 0], elbo_at(pos)["bits_per_dim"]))
 t_nll = time.perf_counter() - t_start
 print(f"negative ELBO at the paper's delta = {delta_paper}: {nll['value']:.4f} +- {det['bits_per_dim_sem']:.4f} "
       f"bits/dim on {nll['n_samples']} held-out digits ({nll['reference']}); closed form - recorded = {gap:.1e}")
@@ -225,33 +227,29 @@ no_mse = np.array([kl_floor(sigma, d, N) for d in dd])
 with_mse = no_mse + m_bar / (2 * dd ** 2)
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.3))
-ax = axes[0]
-for d, c, terms in zip((sigma, delta_paper), ("C0", "C3"), two):
-    ax.plot(np.arange(2, K + 1), terms[1:K], ".-", ms=3, color=c, label=rf"$L_{{k-1}}$, $\delta$ = {d:g}")
-    if kl_floor(sigma, d, N) > 0:
-        ax.axhline(kl_floor(sigma, d, N), color=c, ls="--", lw=1, label=rf"MSE-free part at $\delta$ = {d:g}")
-ax.set(yscale="log", xlabel="transition $k \\to k-1$", ylabel="nats per image")
-ax.set_title("Per-level ELBO terms (held-out digits)", fontsize=9)
-ax.legend(fontsize=7)
-ax = axes[1]
-ax.plot(dd, no_mse, color="0.4", ls="--", label="without the MSE term (min at σ)")
-ax.plot(dd, with_mse, color="C2", label=r"with the mean MSE $\bar m$ (min at $\delta_\ast$)")
-ax.axvline(sigma, color="0.4", ls=":", lw=1)
-ax.axvline(delta_star, color="C2", ls=":", lw=1)
-ax.set(ylim=(0, 1.15 * max(no_mse.max(), 3 * with_mse.min())), xlabel=r"sampling noise $\delta$",
-       ylabel="nats per image, one transition")
-ax.set_title(rf"App. C.1: $\delta_\ast$ = {delta_star:.4f} vs $\sigma$ = {sigma}", fontsize=9)
-ax.legend(fontsize=7)
+fig = plots.elbo_terms_figure(dict(zip((sigma, delta_paper), two)), {d: kl_floor(sigma, d, N) for d in (sigma, delta_paper)},
+                              dd, no_mse, with_mse, sigma, delta_star)
 savefig(fig, "ch04_elbo_terms", profile=P.name, runs=[run], seed=P.seed, n=nll["n_samples"],
         caption=f"Left: the ELBO's per-level KL terms at delta = sigma and at the paper's delta, with their "
                 f"delta-dependent floor. Right: App. C.1's argument, one transition's term against delta with and "
                 f"without the network's mean squared error. {P.caption}")
 plt.show()
 
+# %% [markdown]
+# **Reading the ELBO terms.** At $\delta = \sigma$ the MSE-free part of each $L_{k-1}$ vanishes and
+# the term is $m_k / (2\sigma^2)$, the Alg. 1 error of chapter 3 scaled; at the paper's $\delta$ the
+# terms sit on the floor $\tfrac12 N(\sigma^2/\delta^2 - 1 - \log(\sigma^2/\delta^2))$ wherever $m_k$ is
+# small, so a larger $\delta$ pays this floor at every one of the $K - 1$ transitions. On the right,
+# the same trade for one transition: the floor alone is minimal at $\sigma$, and the
+# $\bar m / (2\delta^2)$ term moves the minimum to $\delta_\ast$.
+#
+# Fig. 11 puts the three measures side by side. The real held-out digits give the ceiling for
+# recognisability (`real_image_scores`, the same helper as chapter 3); each measure's best
+# $\delta$ is printed, the NLL's both on the sweep and on the fine grid of the closed form.
+
 # %%
 classifier = digit_classifier()
-real_recog = recognisability(test_images, classifier=classifier)["share_confident"]
+real_recog = real_image_scores(cfg.data.dataset, n_fid=0, classifier=classifier)["recognisability"]["share_confident"]
 best_recog = max(eval_deltas, key=lambda d: quality[d][0])
 best_fid = min(eval_deltas, key=lambda d: quality[d][1])
 best_nll = min(nll_at, key=nll_at.get)
@@ -259,35 +257,18 @@ print(f"best delta: recognisability {best_recog:g}, FID {best_fid:g}, NLL {best_
       f"(grid optimum {best_nll_grid:.4f}); sigma = {sigma}, paper's delta = {delta_paper}")
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-ev = np.array(eval_deltas)
-panels = [(axes[0], [quality[d][0] for d in eval_deltas], best_recog, "recognisability (share, conf. ≥ 0.9)"),
-          (axes[1], [quality[d][1] for d in eval_deltas], best_fid, f"FID ({P.n_delta_eval} samples)")]
-for ax, vals, best, ylabel in panels:
-    ax.plot(ev, vals, "o-", ms=4)
-    ax.plot([best], [vals[eval_deltas.index(best)]], "*", ms=13, color="C1", label=f"best: δ = {best:g}")
-    ax.set_ylabel(ylabel)
-axes[0].axhline(real_recog, color="k", ls="--", lw=1, label=f"real held-out digits ({real_recog:.2f})")
-ax = axes[2]
-ax.plot(d_grid, curve, color="C0", lw=1.2, label="closed form in δ")
-ax.plot(list(nll_at), list(nll_at.values()), "o", ms=4, color="C0")
-ax.plot([delta_paper], [nll["value"]], "s", mfc="none", ms=8, color="k", label="direct evaluation")
-ax.plot([best_nll], [nll_at[best_nll]], "*", ms=13, color="C1", label=f"best of the sweep: δ = {best_nll:g}")
-ax.set_ylim(curve.min() - 0.1 * np.ptp(curve[d_grid >= sigma / 1.5]), curve[d_grid >= sigma / 1.5].max())
-ax.set_ylabel(f"negative ELBO (bits/dim, {nll['n_samples']} held-out)")
-for ax in axes:
-    ax.axvline(sigma, color="0.5", ls=":", lw=1)
-    ax.axvline(delta_paper, color="C3", ls="--", lw=0.8)
-    ax.set(xlim=(-0.04 * max(deltas), 1.17 * max(deltas)), xlabel="sampling noise δ")
-    ax.xaxis.set_major_locator(plt.MaxNLocator(5))
-    ax.legend(fontsize=7)
-fig.suptitle("Fig. 11: sample quality and likelihood against the sampling noise δ "
-             "(dotted: σ, dashed: the paper's δ)", fontsize=9)
+fig = plots.delta_metrics_figure(quality, real_recog, (d_grid, curve), nll_at, (delta_paper, nll["value"]), sigma,
+                                 delta_paper, {"fid": f"FID ({P.n_delta_eval} samples)",
+                                               "nll": f"negative ELBO (bits/dim, {nll['n_samples']} held-out)"})
 savefig(fig, "fig11_delta_metrics", profile=P.name, runs=[run], seed=P.seed, n=P.n_delta_eval,
         caption=f"Fig. 11: recognisability and FID ({P.n_delta_eval} samples per delta, delta in {eval_deltas}) and the "
                 f"negative ELBO ({P.n_nll} held-out digits, every delta > 0) against delta. Stars mark the best "
                 f"value of each measure. {P.caption}")
 plt.show()
+
+# %% [markdown]
+# All measures per $\delta$ of the sweep in one table (empty where a measure was not taken:
+# recognisability and FID on every other $\delta$, the NLL only for $\delta > 0$).
 
 # %%
 rows = [{"delta": d, "recognisability": quality[d][0] if d in quality else None,
@@ -340,6 +321,8 @@ print(f"sigma = 0 model {run0.run_dir.name}: {run0.step} training steps (main mo
 # %% [markdown]
 # Samples from both models with the **same prior states and the same noise draws**, at the paper's
 # $\delta$. Then Fig. 13b: one trajectory of each model, at $\delta = 0$ and at the paper's $\delta$.
+# The cell prints each model's pixel range before the samples are clipped to $[0, 1]$ (a chain
+# that left the data range shows it here) and the recognisability of the clipped samples.
 
 # %%
 n_cmp = max(2, P.n_grid // 2)
@@ -353,26 +336,11 @@ for name, x in raw.items():
           f"recognisability {r['share_confident']:.2f} on {len(x)} samples")
 
 seq_levels = sorted({int(v) for v in np.round(np.linspace(K, 0, 8))}, reverse=True)
-trajs, labels = [], []
-for name, r_ in (("σ = 0", run0), (f"σ = {sigma:g}", run)):
-    for d in (0.0, delta_paper):
-        rec = Recorder(seq_levels, clamp=False)
-        sample(r_.net, r_.process, u_K[:1], delta=d, noise=z[:, :1], callback=rec)
-        trajs.append(rec.frames()[:, 0])
-        labels.append(f"{name}\nδ = {d:g}")
+trajs = {f"{name}\nδ = {d:g}": states_at(r_.net, r_.process, u_K[:1], seq_levels, delta=d, noise=z[:, :1])[:, 0]
+         for name, r_ in (("σ = 0", run0), (f"σ = {sigma:g}", run)) for d in (0.0, delta_paper)}
 
 # %% tags=["hide-input"]
-ncol = max(2, math.isqrt(2 * n_cmp))
-nrow_a = math.ceil(n_cmp / ncol)
-fig = plt.figure(figsize=(max(1.3 * ncol + 0.8, 7.5), 0.65 * nrow_a + 0.8 * len(trajs) + 1.4))
-gs = fig.add_gridspec(2, 2, height_ratios=[nrow_a, 1.15 * len(trajs)])
-for j, (name, x) in enumerate(raw.items()):
-    show_images(fig.add_subplot(gs[0, j]), x.clamp(0, 1), nrow=ncol, title=f"(a) samples, {name}, δ = {delta_paper:g}")
-ax = fig.add_subplot(gs[1, :])
-show_images(ax, torch.cat(trajs), nrow=len(seq_levels))
-label_rows(ax, labels, H)
-label_columns(ax, [f"k={k}" for k in seq_levels], H)
-ax.set_title("(b) trajectories from the same $u_K$ with the same noise", fontsize=9, pad=12)
+fig = plots.sigma0_figure(raw, torch.stack(list(trajs.values())), list(trajs), seq_levels, delta_paper)
 savefig(fig, "fig13_sigma0_failure", profile=P.name, runs=[run, run0], seed=P.seed + 1, n=n_cmp,
         caption=f"Fig. 13: (a) samples of the model trained with sigma = 0 next to the sigma = {sigma:g} model, same "
                 f"prior states and noise; (b) trajectories at delta = 0 and delta = {delta_paper:g}. The sigma = 0 "
@@ -397,7 +365,8 @@ n_g = math.isqrt(P.n_grid)
 g = torch.Generator().manual_seed(P.seed + 2)
 xg = to_float(test_images[torch.randperm(len(test_images), generator=g)[:n_g]]).to(P.device)
 eta = (delta_paper * torch.randn(xg.shape, generator=g)).to(P.device)
-gain = {name: noise_gain(r_.net, r_.process, xg, eta) for name, r_ in ((f"σ = {sigma:g}", run), ("σ = 0", run0))}
+gain_runs = {f"σ = {sigma:g}": run, "σ = 0": run0}
+gain = {name: noise_gain(r_.net, r_.process, xg, eta) for name, r_ in gain_runs.items()}
 t_k = run.process.t.double().cpu()
 log10_exact = np.array([inverse_step_gain(t_k[k], t_k[k - 1], H) for k in range(1, K + 1)])
 print("exact inverse step, white-noise gain: " + ", ".join(f"k={k}: 1e{log10_exact[k - 1]:.1f}"
@@ -406,23 +375,8 @@ for name, gk in gain.items():
     print(f"{name:>9}: gain {gk.min():.2f} .. {gk.max():.2f} (median {np.median(gk):.2f})")
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.2))
-ax = axes[0]
-for r_, name, c in ((run, f"σ = {sigma:g}", "C0"), (run0, "σ = 0", "C3")):
-    ax.plot(*smoothed(*loss_curve(r_.run_dir))[:2], color=c, label=name)
-ax.set(yscale="log", xlabel="training step", ylabel="training loss (moving average)")
-ax.set_title("Alg. 1 loss", fontsize=9)
-ax.legend(fontsize=7)
-ax = axes[1]
-lv = np.arange(1, K + 1)
-for (name, gk), c in zip(gain.items(), ("C0", "C3")):
-    ax.plot(lv, gk, ".-", ms=3, color=c, label=name)
-ax.plot(lv, 10 ** np.minimum(log10_exact, 30), color="0.6", ls="--", lw=1, label="exact inverse heat step")
-ax.axhline(1, color="k", lw=0.8, ls=":")
-ax.set(yscale="log", ylim=(min(min(gk.min() for gk in gain.values()) / 2, 0.5), max(max(gk.max() for gk in gain.values()) * 5, 2.0)),
-       xlabel="level $k$", ylabel=r"$\|\Delta\mu_\theta\| / \|\eta\|$")
-ax.set_title(f"Noise gain of one reverse step (η ~ N(0, {delta_paper:g}²))", fontsize=9)
-ax.legend(fontsize=7)
+curves = {name: smoothed(*loss_curve(r_.run_dir))[:2] for name, r_ in gain_runs.items()}
+fig = plots.sigma0_diagnostics_figure(curves, gain, log10_exact, delta_paper)
 savefig(fig, "ch04_sigma0_diagnostics", profile=P.name, runs=[run, run0], seed=P.seed + 2, n=n_g,
         caption=f"Left: training losses of the sigma = {sigma:g} and sigma = 0 models. Right: the gain of one reverse "
                 f"step on a small input perturbation, per level, on {n_g} held-out digits. {P.caption}")

@@ -42,16 +42,15 @@
 profile = "quick"
 
 # %%
-import math
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from IPython.display import Markdown, display
 
+from ihdm_core.book import plots
 from ihdm_core.book.animate import save_animation, show_animation
-from ihdm_core.book.figures import save_table, savefig, show_images
+from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.dynamics import path_norms, smoothness
 from ihdm_core.model.interpolation import lerp_path, slerp_path
@@ -110,6 +109,13 @@ assert torch.allclose(uK_path[first], uK_end[:, 0]) and torch.allclose(uK_path[l
 assert torch.allclose(xK_path[last], xK_end[:, 1], atol=1e-6)
 
 # %% [markdown]
+# `lerp_path` and `slerp_path` return (pairs, frames, C, H, W) for one latent and
+# (K, pairs, frames, C, H, W) for a stack of noises; flattening pairs and frames into one batch
+# lets each sampler draw all frames of all pairs in one call. The asserts check that every path
+# starts and ends at its endpoints' latents, so the first and last frame of each path are
+# ordinary samples of the two endpoints.
+
+# %% [markdown]
 # ## Why spherical: the norm of the noise along the path
 #
 # Measured on the actual noise sets (all $K$ steps of one endpoint form one vector of
@@ -128,20 +134,19 @@ assert (norm_slerp - 1).abs().max() < 0.05           # slerp keeps the norm (to 
 assert norm_lerp[:, n_frames // 2].mean() < 0.75     # linear shrinks it to ~1/sqrt(2) half-way
 
 # %% tags=["hide-input"]
-a_fine = np.linspace(0, 1, 200)
-fig, ax = plt.subplots(figsize=(4.6, 3))
-ax.plot(a_fine, np.ones_like(a_fine), color="C0", lw=1, alpha=0.5)
-ax.plot(a_fine, np.sqrt((1 - a_fine) ** 2 + a_fine ** 2), color="C3", lw=1, alpha=0.5)
-ax.plot(alpha, norm_slerp.mean(0), "o", color="C0", ms=4, label=r"slerp: $\sin\phi\,\nu^{(2)} + \cos\phi\,\nu^{(1)}$")
-ax.plot(alpha, norm_lerp.mean(0), "s", color="C3", ms=4, label=r"linear: $(1-\alpha)\nu^{(1)} + \alpha\nu^{(2)}$")
-ax.set(xlabel=r"position along the path $\alpha = 2\phi/\pi$", ylabel=r"$\|\nu(\alpha)\| \,/\, \|\nu^{(1)}\|$",
-       ylim=(0.6, 1.08), title="Norm of the interpolated sampling noise")
-ax.legend(fontsize=7, loc="lower center")
+fig = plots.noise_norm_figure(alpha, norm_slerp, norm_lerp)
 savefig(fig, "fig07b_slerp_norm", profile=P.name, runs=[ihdm], seed=P.seed, n=n_pairs,
         caption=f"Norm of the interpolated noise sets (K = {K} steps of {C}x{H}x{W} noise) along the path, "
                 "relative to the first endpoint: spherical interpolation keeps it, linear interpolation "
                 "sags to 1/sqrt(2) half-way (lines: theory for orthogonal endpoints).")
 plt.show()
+
+# %% [markdown]
+# The points are the measured norms (mean over the endpoint pairs), the lines the values for
+# exactly orthogonal endpoints of equal norm, $1$ and $\sqrt{(1-\alpha)^2 + \alpha^2}$. The printed
+# cosine is why the lines fit: independent draws of dimension $K \cdot CHW$ are orthogonal up to
+# about $1/\sqrt{K \cdot CHW}$. In Alg. 2 the noise enters as $\delta\boldsymbol\nu_k$, so a path
+# whose noise norm sags by a factor $s$ samples half-way with an effective $s\,\delta$.
 
 # %% [markdown]
 # ## Figure 7b: the three interpolations
@@ -153,34 +158,19 @@ plt.show()
 
 # %%
 dev = P.device
-timings = {}
-t0 = time.perf_counter()
-x_ihdm = sample(ihdm.net, ihdm.process, uK_path.to(dev), noise=nu_path.to(dev)).clamp(0, 1).cpu()
-timings["IHDM"] = time.perf_counter() - t0
-t0 = time.perf_counter()
-x_anc = sample(ddpm.net, ddpm.process, xK_path.to(dev), noise=eps_path.to(dev)).clamp(0, 1).cpu()
-timings["DDPM ancestral"] = time.perf_counter() - t0
-t0 = time.perf_counter()
-x_ddim = ddim_sample(ddpm.net, ddpm.process, xK_path.to(dev), eta=0.0).clamp(0, 1).cpu()
-timings["DDPM DDIM"] = time.perf_counter() - t0
-rows = {"IHDM": x_ihdm, "DDPM ancestral": x_anc, "DDPM DDIM": x_ddim}
-for name, x in rows.items():
-    assert x.shape == (B, C, H, W) and torch.isfinite(x).all()
+samplers = {"IHDM": lambda: sample(ihdm.net, ihdm.process, uK_path.to(dev), noise=nu_path.to(dev)),
+            "DDPM ancestral": lambda: sample(ddpm.net, ddpm.process, xK_path.to(dev), noise=eps_path.to(dev)),
+            "DDPM DDIM": lambda: ddim_sample(ddpm.net, ddpm.process, xK_path.to(dev), eta=0.0)}
+rows, timings = {}, {}
+for name, draw in samplers.items():  # one after the other, so each is timed alone
+    t0 = time.perf_counter()
+    rows[name] = draw().clamp(0, 1).cpu()
+    timings[name] = time.perf_counter() - t0
+    assert rows[name].shape == (B, C, H, W) and torch.isfinite(rows[name]).all()
 print("sampling time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + f"  ({B} images each)")
 
 # %% tags=["hide-input"]
-n_show = min(n_pairs, 3)
-fig, axes = plt.subplots(3 * n_show, 1, figsize=(0.85 * n_frames + 1.2, 0.92 * 3 * n_show),
-                         gridspec_kw={"hspace": 0.06})
-for p in range(n_show):
-    for r, (name, x) in enumerate(rows.items()):
-        ax = axes[3 * p + r]
-        show_images(ax, x[p * n_frames:(p + 1) * n_frames], nrow=n_frames)
-        ax.text(-0.01, 0.5, name.replace(" ", "\n"), transform=ax.transAxes, ha="right", va="center", fontsize=7.5,
-                color=f"C{r}")
-        if r == 0:
-            ax.set_title(f"pair {p + 1}" + ("   (left: endpoint 1, right: endpoint 2)" if p == 0 else ""),
-                         fontsize=8, loc="left")
+fig = plots.interpolation_figure(rows, n_frames, n_show=min(n_pairs, 3))
 savefig(fig, "fig07b_interpolation", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=B,
         caption=f"Fig. 7b: interpolations between two sets of latents, {n_frames} frames. IHDM: linear in u_K, "
                 "spherical in the sampling noises; DDPM ancestral: spherical in x_K and the noises; DDPM DDIM "
@@ -188,17 +178,21 @@ savefig(fig, "fig07b_interpolation", profile=P.name, runs=[ihdm, ddpm], seed=P.s
 plt.show()
 
 # %% [markdown]
+# **Reading the grid.** Within a pair, the first and last frames of each row are the samples of
+# the two endpoint latent sets; everything in between is generated from the interpolated latents,
+# so no frame is a blend of two images in pixel space. For IHDM the prior states are blends
+# ($\mathbf u_K(\alpha)$ is linear in $\alpha$), but at $\sigma_{B,\max}$ they are nearly flat, so the
+# rows differ mostly through the rotated noises $\boldsymbol\nu(\phi)$.
+
+# %% [markdown]
 # The same interpolations animated, the three samplers side by side, one grid tile per endpoint
 # pair: frame $i$ shows every pair at $\alpha_i$, and the loop runs to the second endpoint and back.
 # A smooth interpolation looks like a morph; a jumpy one flips between images.
 
 # %% tags=["hide-input"]
-def per_frame(x):
-    """(n_pairs * N, C, H, W), pair-major -> (N, n_pairs, C, H, W): frame i holds every pair at alpha_i."""
-    return x.view(n_pairs, n_frames, C, H, W).transpose(0, 1)
-
-
-gif = save_animation({name: per_frame(x) for name, x in rows.items()}, "anim07b_interpolation", profile=P.name,
+# Pair-major (n_pairs * N, C, H, W) -> (N, n_pairs, C, H, W): frame i holds every pair at alpha_i.
+frames = {name: x.view(n_pairs, n_frames, C, H, W).transpose(0, 1) for name, x in rows.items()}
+gif = save_animation(frames, "anim07b_interpolation", profile=P.name,
                      runs=[ihdm, ddpm], seed=P.seed, n=B, bounce=True, hold=4, fps=6, scale=3,
                      labels=[f"alpha = {a:.2f}" for a in alpha.tolist()],
                      caption=f"Fig. 7b animated: {n_frames} interpolation frames of {n_pairs} endpoint pairs, "
@@ -224,22 +218,7 @@ stats = [{"sampler": name, "mean step (L2)": float(m["steps"].mean()), "jump rat
           "endpoint distance": float(m["ends"].mean()), "seconds": round(timings[name], 2)} for name, m in smooth.items()]
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.1))
-mid = np.arange(n_frames - 1) + 0.5
-for r, (name, m) in enumerate(smooth.items()):
-    d, even = m["steps"], (m["ends"] / (n_frames - 1)).clamp_min(1e-12)[:, None]
-    for ax, dd in zip(axes, (d, d / even)):
-        for dp in dd:
-            ax.plot(mid, dp, color=f"C{r}", lw=0.6, alpha=0.3)
-        ax.plot(mid, dd.mean(0), "o-", color=f"C{r}", ms=4, label=name)
-axes[0].set(ylabel=r"$d_i = \|\mathbf{x}_{i+1} - \mathbf{x}_i\|_2$", title="Step between consecutive frames")
-axes[1].axhline(1, color="0.5", lw=0.8, ls=":")
-axes[1].set(ylabel=r"$d_i \,/\, (\|\mathbf{x}_{N-1} - \mathbf{x}_0\|_2 / (N-1))$",
-            title="Relative to an evenly spaced straight path (= 1)")
-for ax in axes:
-    ax.set(xticks=np.arange(n_frames), xlim=(-0.2, n_frames - 0.8), ylim=(0, None),
-           xlabel=r"frame index (step $i \to i+1$ plotted at $i + \frac{1}{2}$)")
-axes[0].legend(fontsize=7)
+fig = plots.smoothness_figure(smooth, n_frames)
 savefig(fig, "fig07b_smoothness", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=B,
         caption="L2 distance between consecutive interpolation frames (thick: mean over the "
                 f"{n_pairs} endpoint pairs, thin: each pair) for IHDM, DDPM ancestral sampling and DDIM; right: the "

@@ -9,6 +9,7 @@ so the chapters show the figures and the package holds (and tests) the arithmeti
 * :func:`noise_gain`: ||mu(u_k + eta, k) - mu(u_k, k)|| / ||eta|| per level (App. C.3);
 * :func:`continue_from` and :func:`branch_spread`: Alg. 2 restarted from one state with fresh
   noise, and how far the continuations spread, coarse and fine (Fig. 5b);
+* :func:`states_at`: the states u_k of one run of Alg. 2 at chosen levels (Figs. 5a, 13b);
 * :func:`frame_steps` and :func:`smoothness`: distances between consecutive interpolation
   frames (Fig. 7b).
 """
@@ -19,9 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..model.sampling import sample
 from ..training.train import read_metrics
 
-__all__ = ["loss_curve", "smoothed", "loss_per_level", "noise_gain", "continue_from", "pair_spread", "branch_spread",
+__all__ = ["loss_curve", "smoothed", "loss_per_level", "noise_gain", "states_at", "continue_from", "pair_spread", "branch_spread",
            "frame_steps", "smoothness", "path_norms"]
 
 
@@ -72,6 +74,19 @@ def noise_gain(net, process, x0: Tensor, eta: Tensor) -> np.ndarray:
         mu = process.predict(net, torch.cat([u, u + eta]), _levels(k, 2 * n, x0.device))
         gain[k - 1] = float(((mu[n:] - mu[:n]).flatten(1).norm(dim=1) / eta.flatten(1).norm(dim=1)).mean())
     return gain
+
+
+def states_at(net, process, u_K: Tensor, levels, **sample_kw) -> Tensor:
+    """The states u_k of one run of Alg. 2 from ``u_K`` at each level in ``levels`` (K..0, the
+    final sample at 0), in the order given: (len(levels), B, C, H, W) on the CPU, not clamped.
+    ``sample_kw`` go to :func:`ihdm_core.model.sampling.sample` (delta, noise, generator)."""
+    want, kept = {int(k) for k in levels}, {}
+    bad = sorted(k for k in want if not 0 <= k <= process.K)
+    if bad:
+        raise ValueError(f"levels must lie in 0..{process.K}, got {bad}")
+    sample(net, process, u_K, callback=lambda s: kept.__setitem__(s["k"], s["x"].cpu()) if s["k"] in want else None,
+           **sample_kw)
+    return torch.stack([kept[int(k)] for k in levels])
 
 
 @torch.no_grad()
