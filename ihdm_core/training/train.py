@@ -33,7 +33,7 @@ from .checkpoints import (CHECKPOINT, RunLock, RunLocked, forget_snapshots_after
                           rotate_snapshots, save_checkpoint, snapshots, write_snapshot)
 from .config import Config, ConfigError, from_dict, get_preset, parse_value, runs_root
 from .data import DatasetUnavailable, check_images, load_dataset, to_float
-from ..model.losses import denoising_loss
+from ..model.losses import denoising_loss, squared_error, training_batch
 from .build import build_model, build_process
 from ..model.unet import Autocast
 
@@ -266,16 +266,13 @@ def _write_grid(path: Path, cfg: Config, ema, process, images, step: int, run_di
 def _accumulated_step(model, opt, scaler, process, x0: Tensor, tc, gen: torch.Generator,
                       ddp=None) -> Tensor:
     """Backward passes for one optimiser step on ``x0`` in ``tc.accum_steps`` micro-batches; returns
-    the batch's mean loss. The levels and noisy inputs of the whole batch are drawn first, exactly as
-    ``denoising_loss`` draws them for the full batch, and each micro-batch's mean loss is weighted
+    the batch's mean loss. The levels and noisy inputs of the whole batch are drawn first, by the
+    ``training_batch`` that ``denoising_loss`` draws the full batch with, and each micro-batch's mean loss is weighted
     by its share, so the summed gradient is the full batch's."""
     import contextlib
 
     accum = tc.accum_steps
-    k = process.sample_levels(x0.shape[0], generator=gen)
-    # The forward process in float32 even under autocast (see losses.denoising_loss).
-    with torch.autocast(x0.device.type, enabled=False):
-        inputs, target = process.training_pair(x0.float(), k, generator=gen)
+    inputs, target, k = training_batch(process, x0, gen)
     micro = x0.shape[0] // accum
     opt.zero_grad(set_to_none=True)
     total = torch.zeros((), device=x0.device)
@@ -284,8 +281,7 @@ def _accumulated_step(model, opt, scaler, process, x0: Tensor, tc, gen: torch.Ge
         # Under DDP the gradient is all-reduced once, after the last micro-batch.
         sync = ddp is None or j == accum - 1
         with contextlib.nullcontext() if sync else ddp.no_sync():
-            pred = process.predict(model, inputs[part], k[part])
-            loss = (pred.float() - target[part].float()).pow(2).flatten(1).sum(1).mean() / accum
+            loss = squared_error(model, process, inputs[part], target[part], k[part]).mean() / accum
             scaler.scale(loss).backward()
         total += loss.detach()
     return total
