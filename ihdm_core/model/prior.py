@@ -11,13 +11,10 @@ import torch
 from torch import Tensor
 
 from ._util import randn
+from .images import to_float
+from .likelihood import bin_centres as _bin_centres
 
-__all__ = ["kde_prior_sample", "kde_centres", "to_float"]
-
-
-def to_float(x: Tensor) -> Tensor:
-    """Training images as floats in [0, 1]: uint8 storage is divided by 255, floats pass."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+__all__ = ["kde_prior_sample", "kde_centres"]
 
 
 def _gather(images, idx: Tensor) -> Tensor:
@@ -64,8 +61,6 @@ def kde_centres(process, images, *, bin_centres: bool = False, batch_size: int =
     for start in range(0, len(images), batch_size):
         x = _gather(images, torch.arange(start, min(start + batch_size, len(images))))
         if bin_centres:
-            if x.is_floating_point():
-                raise TypeError(f"bin_centres=True needs integer images, got {x.dtype}")
-            x = (x.float() + 0.5) / 256
+            x = _bin_centres(x)
         out.append(process.blur(to_float(x).to(device), process.K))
     return torch.cat(out)
