@@ -1,16 +1,7 @@
 """Builds the forward process and the network a config names.
 
-Every process implements the same small interface, used by the one training loop
-(:func:`ihdm_core.model.losses.denoising_loss`) and the one sampler (:func:`ihdm_core.model.sampling.sample`):
-
-* ``K``                                   number of reverse steps
-* ``sample_levels(n, generator)``         training levels, uniform on 1..K (continuous
-                                          diffusions: times t ~ U(0, 1])
-* ``training_pair(x0, k, generator)``     (network input at level k, regression target)
-* ``predict(net, x, k)``                  the network's prediction of that target
-* ``reverse_step(net, x, k, noise, delta)`` one ancestral step from level k to k-1
-* ``prior_sample(n, images, generator=, delta=)`` initial states x_K (IHDM: KDE on ``images``)
-* ``to(device)``                          the same process on another device
+Every process it builds implements :class:`ihdm_core.model.process.Process`, the one interface
+the training loop and the samplers use.
 
 Kinds: ``ihdm`` (:class:`~ihdm_core.model.heat.HeatDissipation`), ``ddpm`` and ``blurring``
 (:mod:`ihdm_core.model.diffusion`). The U-Net is the same for all; what its output means (an
