@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .figures import _check_name, _record, figures_dir, image_grid, provenance
+from ..model.sampling import Recorder  # noqa: F401  (re-exported: the chapters record frames with it)
 
 __all__ = ["Recorder", "frame_levels", "frame_order", "save_animation", "show_animation", "gif_info"]
 
@@ -41,38 +42,6 @@ def frame_levels(K: int, max_frames: int = 40) -> list[int]:
         return list(range(int(K), -1, -1))
     levels = np.unique(np.round(np.linspace(0, K, int(max_frames))).astype(int))[::-1]
     return [int(k) for k in levels]
-
-
-class Recorder:
-    """A sampler callback (``sample`` / ``ddim_sample`` call it with ``{"k", "x", "denoised"}``) that
-    keeps the states ``x`` at ``levels`` (all levels when None), detached and on the CPU.
-
-    ``frames()`` stacks them from the highest level to the lowest: (T, B, C, H, W), u_K first.
-    """
-
-    def __init__(self, levels=None, clamp: bool = True):
-        self._wanted = None if levels is None else {int(k) for k in levels}
-        self.clamp = clamp
-        self.states: dict[int, object] = {}
-
-    def __call__(self, info: dict) -> None:
-        k, u = int(info["k"]), info["x"]
-        if self._wanted is None or k in self._wanted:
-            u = u.detach().float().cpu()
-            self.states[k] = u.clamp(0, 1) if self.clamp else u.clone()
-
-    def levels(self) -> list[int]:
-        return sorted(self.states, reverse=True)
-
-    def frames(self):
-        import torch
-
-        if not self.states:
-            raise RuntimeError("the recorder saw no state: pass it to the sampler as callback=")
-        missing = sorted(self._wanted - set(self.states)) if self._wanted is not None else []
-        if missing:
-            raise RuntimeError(f"the sampler never visited levels {missing}; it visited {self.levels()}")
-        return torch.stack([self.states[k] for k in self.levels()])
 
 
 def frame_order(n_states: int, bounce: bool = False, hold: int = 0) -> list[int]:

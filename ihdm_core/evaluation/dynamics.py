@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..model.sampling import sample
+from ..model._util import randn_like
+from ..model.losses import squared_error, training_batch
+from ..model.sampling import Recorder, sample
 from ..training.train import read_metrics
 
 __all__ = ["loss_curve", "smoothed", "loss_per_level", "noise_gain", "states_at", "continue_from", "pair_spread", "branch_spread",
@@ -56,9 +58,8 @@ def loss_per_level(net, process, x0: Tensor, generator: torch.Generator | None =
     mse, skip = np.zeros(process.K), np.zeros(process.K)
     for k in range(1, process.K + 1):
         kk = _levels(k, len(x0), x0.device)
-        u_hat, target = process.training_pair(x0, kk, generator=generator)
-        mu = process.predict(net, u_hat, kk)
-        mse[k - 1] = (mu - target).pow(2).flatten(1).sum(1).mean().item()
+        u_hat, target, _ = training_batch(process, x0, generator, kk)
+        mse[k - 1] = squared_error(net, process, u_hat, target, kk).mean().item()
         skip[k - 1] = (u_hat - target).pow(2).flatten(1).sum(1).mean().item()
     return mse, skip
 
@@ -80,13 +81,12 @@ def states_at(net, process, u_K: Tensor, levels, **sample_kw) -> Tensor:
     """The states u_k of one run of Alg. 2 from ``u_K`` at each level in ``levels`` (K..0, the
     final sample at 0), in the order given: (len(levels), B, C, H, W) on the CPU, not clamped.
     ``sample_kw`` go to :func:`ihdm_core.model.sampling.sample` (delta, noise, generator)."""
-    want, kept = {int(k) for k in levels}, {}
-    bad = sorted(k for k in want if not 0 <= k <= process.K)
+    bad = sorted(int(k) for k in levels if not 0 <= int(k) <= process.K)
     if bad:
         raise ValueError(f"levels must lie in 0..{process.K}, got {bad}")
-    sample(net, process, u_K, callback=lambda s: kept.__setitem__(s["k"], s["x"].cpu()) if s["k"] in want else None,
-           **sample_kw)
-    return torch.stack([kept[int(k)] for k in levels])
+    rec = Recorder(levels, clamp=False)
+    sample(net, process, u_K, callback=rec, **sample_kw)
+    return torch.stack([rec.states[int(k)] for k in levels])
 
 
 @torch.no_grad()
@@ -94,9 +94,7 @@ def continue_from(net, process, u: Tensor, k_from: int, generator: torch.Generat
                   delta: float | None = None) -> Tensor:
     """Alg. 2 from the state ``u`` at level ``k_from`` down to level 0, with fresh sampling noise."""
     for k in range(k_from, 0, -1):
-        gdev = generator.device if generator is not None else u.device
-        z = torch.randn(u.shape, generator=generator, device=gdev).to(u.device)
-        u = process.reverse_step(net, u, k, z, delta)
+        u = process.reverse_step(net, u, k, randn_like(u, generator), delta)
     return u
 
 

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..model.likelihood import prior_kl_bound
+from ..model.likelihood import kl_floor, prior_kl_bound  # kl_floor: chapter 8 takes it from here
 from ..model.prior import kde_centres
 from ..training.build import build_process
 
@@ -67,12 +67,6 @@ def prior_overlap(cfg, train_u8: Tensor, queries_u8: Tensor, train_idx: Tensor, 
         L_t = prior_kl_bound(centres[train_idx.to(centres.device)], centres, sigma, delta).cpu()
         out.append((float(s_B), L_q, L_t))
     return out
-
-
-def kl_floor(sigma: float, delta: float, D: int) -> float:
-    """c = D/2 (sigma^2/delta^2 - 1 - log sigma^2/delta^2): the KL to a kernel sitting on the query's own mean."""
-    r = (sigma / delta) ** 2
-    return 0.5 * D * (r - 1 - math.log(r))
 
 
 def overlap_rows(overlap: list[tuple], D: int) -> list[dict]:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..model.heat import heat_matrix
-from ..model.sampling import sample
+from ..model.sampling import Recorder, sample
 
 __all__ = ["trajectory_states", "probe", "jacobian_rows", "identity_rows", "correction_rows",
            "euler_row", "exact_inverse_row", "R_GRID", "distances2", "mass_share", "radius_at",
@@ -34,16 +34,11 @@ __all__ = ["trajectory_states", "probe", "jacobian_rows", "identity_rows", "corr
 def trajectory_states(run, x_K: Tensor, keep, seed: int) -> tuple[dict[int, Tensor], Tensor]:
     """Sample from ``x_K`` and return ({k: state at level k} for k in ``keep``, final samples), on the
     CPU and in [0, 1] data units (the diffusions' states z are mapped by ``to_data``)."""
-    keep, states = set(int(k) for k in keep), {}
     to_data = getattr(run.process, "to_data", lambda x: x)
-
-    def keep_state(s):
-        if s["k"] in keep:
-            states[s["k"]] = to_data(s["x"].detach()).cpu().clone()
-
+    rec = Recorder(keep, clamp=False)
     g = torch.Generator(device=run.process.device).manual_seed(seed)
-    final = sample(run.net, run.process, x_K, generator=g, callback=keep_state)
-    return states, final.cpu()
+    final = sample(run.net, run.process, x_K, generator=g, callback=rec)
+    return {k: to_data(x) for k, x in rec.states.items()}, final.cpu()
 
 
 def _unclipped(process):

@@ -12,6 +12,7 @@ Both take a ``callback`` that is called once per visited level, k-diffusion styl
 ``{"k": level, "x": state at that level, "denoised": process.denoised(net, x, k)}``, the state
 first at level K and last at level 0 (where ``denoised`` is the final sample itself). The estimate
 shares the network evaluation of the step, so a callback costs no extra network call.
+:class:`Recorder` is such a callback that keeps the states at chosen levels.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import Tensor
 from ._util import eval_mode, randn, randn_like
 from .unet import Autocast
 
-__all__ = ["sample", "ddim_sample", "ddim_levels", "draw_noise", "slerp", "Callback"]
+__all__ = ["sample", "ddim_sample", "ddim_levels", "draw_noise", "slerp", "Callback", "Recorder"]
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -49,6 +50,36 @@ class _SharedCall:
         self._out = self.net(x, k)
         self._args = (x, k)
         return self._out
+
+
+class Recorder:
+    """A sampler callback (``sample`` / ``ddim_sample`` call it with ``{"k", "x", "denoised"}``) that
+    keeps the states ``x`` at ``levels`` (all levels when None), detached and on the CPU.
+
+    ``frames()`` stacks them from the highest level to the lowest: (T, B, C, H, W), u_K first.
+    """
+
+    def __init__(self, levels=None, clamp: bool = True):
+        self._wanted = None if levels is None else {int(k) for k in levels}
+        self.clamp = clamp
+        self.states: dict[int, Tensor] = {}
+
+    def __call__(self, info: dict) -> None:
+        k, u = int(info["k"]), info["x"]
+        if self._wanted is None or k in self._wanted:
+            u = u.detach().float().cpu()
+            self.states[k] = u.clamp(0, 1) if self.clamp else u.clone()
+
+    def levels(self) -> list[int]:
+        return sorted(self.states, reverse=True)
+
+    def frames(self) -> Tensor:
+        if not self.states:
+            raise RuntimeError("the recorder saw no state: pass it to the sampler as callback=")
+        missing = sorted(self._wanted - set(self.states)) if self._wanted is not None else []
+        if missing:
+            raise RuntimeError(f"the sampler never visited levels {missing}; it visited {self.levels()}")
+        return torch.stack([self.states[k] for k in self.levels()])
 
 
 def _step_net(net, autocast_dtype, callback):
