@@ -39,7 +39,7 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core.book import plots
-from ihdm_core.book.figures import save_table, savefig
+from ihdm_core.book.figures import markdown_table, save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation import overlap as ov
 from ihdm_core.model.heat import heat_forward
@@ -81,7 +81,7 @@ print(f"profile {P.name}: {cfg.data.dataset}, {len(train_u8)} training / {len(te
 toy_rows = ov.bound_check_rows(sigma, delta, seed=P.seed)
 for r in toy_rows:
     assert r["bound - KL"] >= -5 * r["MC s.e."], f"{r['case']}: the upper bound lies below the Monte Carlo KL"
-display(Markdown(plots.markdown_table(toy_rows)))
+display(Markdown(markdown_table(toy_rows, ".4f")))
 
 # %% [markdown]
 # The bound is never below the Monte Carlo estimate (beyond its error), it is exact for a single

@@ -348,10 +348,11 @@ def test_sign_figure_draws_one_panel_per_model():
     import matplotlib.pyplot as plt
 
     from ihdm_core.book import plots
+    from ihdm_core.book.figures import markdown_table
 
     rows = {"sigma = 0.01": torch.randn(H, W), "sigma = 0": torch.randn(H, W)}
     fig = plots.gradient_sign_figure(torch.rand(1, H, W), torch.tensor([3, 4]), rows)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:3] == ["state", "sigma = 0.01", "sigma = 0"] and len(fig.axes) == 4  # + the colour bar
     plt.close(fig)
-    assert plots.markdown_table([{"a": 1.23456, "b": "x"}], digits=2) == "| a | b |\n|---|---|\n| 1.23 | x |"
+    assert markdown_table([{"a": 1.23456, "b": "x"}], ".2f") == "| a | b |\n|---|---|\n| 1.23 | x |"

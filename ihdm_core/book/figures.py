@@ -16,7 +16,9 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["figures_dir", "provenance", "savefig", "save_table", "read_index", "image_grid", "show_images", "label_rows",
+from ..training.config import _project_root
+
+__all__ = ["figures_dir", "provenance", "savefig", "save_table", "markdown_table", "read_index", "image_grid", "show_images", "label_rows",
            "label_columns", "describe_config", "plot_power_law", "INDEX"]
 
 INDEX = "index.json"
@@ -26,8 +28,8 @@ def figures_dir(profile: str = "interactive") -> Path:
     if os.environ.get("IHDM_FIGURES"):
         path = Path(os.environ["IHDM_FIGURES"]).expanduser()
     else:
-        root = Path(__file__).resolve().parents[2]
-        base = root / "figures" if (root / "pyproject.toml").exists() else Path.home() / ".cache" / "ihdm" / "figures"
+        root = _project_root()
+        base = root / "figures" if root else Path.home() / ".cache" / "ihdm" / "figures"
         path = base / profile
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -121,18 +123,25 @@ def save_table(rows: list[dict], name: str, *, caption: str, profile: str, runs=
         writer.writeheader()
         writer.writerows(rows)
 
+    prov = provenance(profile, runs, seed, n, **extra)
+    md = markdown_table(rows, floatfmt) + f"\n\n*{caption}* <small>({_stamp(prov)})</small>\n"
+    (directory / f"{name}.md").write_text(md)
+    _record(directory, name, "table", [f"{name}.csv", f"{name}.md"], caption, chapter, prov)
+    return md
+
+
+def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
+    """``rows`` (dicts with the keys of the first) as a Markdown table; floats as ``floatfmt``, None empty.
+    :func:`save_table` writes the same with a caption; alone it is for display only (not indexed)."""
+    cols = list(rows[0])
+
     def fmt(v):
         if isinstance(v, float):
             return format(v, floatfmt)
         return "" if v is None else str(v)
 
-    prov = provenance(profile, runs, seed, n, **extra)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    md = "\n".join(lines) + f"\n\n*{caption}* <small>({_stamp(prov)})</small>\n"
-    (directory / f"{name}.md").write_text(md)
-    _record(directory, name, "table", [f"{name}.csv", f"{name}.md"], caption, chapter, prov)
-    return md
+    return "\n".join(lines + ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows])
 
 
 def image_grid(images, nrow: int | None = None, padding: int = 1, pad_value: float = 1.0):

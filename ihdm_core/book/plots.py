@@ -551,18 +551,10 @@ def smoothness_figure(smooth: dict, n_frames: int):
     return fig
 
 
-def markdown_table(rows: list[dict], digits: int = 4) -> str:
-    """A Markdown table of ``rows`` for display only (not indexed as a book table)."""
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)  # noqa: E731
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-                     + ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows])
-
-
 __all__ = ["MARKERS", "show_state", "show_gradient", "symlog", "gradients_end_figure", "gradients_trajectory_figure",
            "locality_figure", "gradient_sign_figure", "prior_overlap_figure", "neighbours_figure",
            "distance_histogram", "forward_processes_figure", "samples_figure", "step_ratio_figure",
-           "chains_figure", "data_and_prior_figure", "colour_grid_figure", "markdown_table",
+           "chains_figure", "data_and_prior_figure", "colour_grid_figure",
            "training_loss_figure", "loss_per_level_figure", "sequence_figure", "branching_figure", "shared_start_figure",
            "delta_sweep_figure", "elbo_terms_figure", "delta_metrics_figure", "sigma0_figure",
            "sigma0_diagnostics_figure", "noise_norm_figure", "interpolation_figure", "smoothness_figure"]
