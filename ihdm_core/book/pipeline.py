@@ -245,6 +245,18 @@ def build_html(out: Path, root: Path = ROOT) -> Path:
     return html
 
 
+def hardware_record() -> dict:
+    """What the book ran on: CPUs and torch threads, machine, GPU, torch and Python versions."""
+    import platform
+
+    import torch
+
+    return {"cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "machine": platform.machine(),
+            "processor": platform.processor() or None,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
 def run_pipeline(profile: str, out: Path | None = None, figures: Path | None = None, only: list[str] | None = None,
                  html: bool = True, timeout: int | None = None, log=print, retrain: bool = False) -> dict:
     """Execute the chapters (all, or ``only``) and build the HTML book. Returns the stats record.
@@ -265,16 +277,8 @@ def run_pipeline(profile: str, out: Path | None = None, figures: Path | None = N
         if unknown:
             raise ValueError(f"unknown chapters {unknown}; the toc has {names}")
         names = [n for n in names if n in only]
-    import platform
-
-    import torch
-
     stats = {"profile": profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "chapters": [],
-             "hardware": {"cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                          "machine": platform.machine(), "processor": platform.processor() or None,
-                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                          "torch": torch.__version__, "python": platform.python_version()},
-             "figures_dir": str(figures), "out": str(out),
+             "hardware": hardware_record(), "figures_dir": str(figures), "out": str(out),
              "retrain": os.environ.get("IHDM_RETRAIN", "") not in ("", "0")}
     # Chapters after the ones executed now read the earlier records (chapter 10 reports them).
     old = out / STATS

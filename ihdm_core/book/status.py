@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
-
-import torch
 
 from ..evaluation.scores import read_scores, score
 from ..training.config import get_preset
 from ..training.train import CHECKPOINT, is_available, load_run, read_metrics, run_dir_for, training_seconds
 from .figures import read_index
+from .pipeline import hardware_record
 
 __all__ = ["PAPER_FID", "ROLES", "paper_fid_rows", "available_runs", "score_rows", "training_rows",
            "pipeline_stats", "hardware", "execution_rows", "missing_files"]
@@ -98,9 +96,7 @@ def pipeline_stats() -> dict | None:
 
 def hardware(stats: dict | None) -> dict:
     """The pipeline's hardware record, else this process's."""
-    return (stats or {}).get("hardware") or {
-        "cpus": os.cpu_count(), "cpu_threads": torch.get_num_threads(), "machine": platform.machine(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "torch": torch.__version__}
+    return (stats or {}).get("hardware") or hardware_record()
 
 
 def execution_rows(stats: dict) -> list[dict]:
