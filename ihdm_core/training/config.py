@@ -37,6 +37,9 @@ TIMES = ("discrete", "continuous")
 PREDICTIONS = ("eps", "v", "x")
 GRIDS = ("uniform", "edge")
 LR_SCHEDULES = ("constant", "cosine")
+# "release": the 2023 release's (and score_sde's) warm-up, decay_n = min(ema, (1 + n) / (10 + n)) at
+# the n-th update; "none": a constant decay from the first step, as runs made before the warm-up.
+EMA_WARMUPS = ("release", "none")
 AMP_MODES = ("bf16", "fp16", "none")
 DATASETS = ("mnist5k", "mnist5k-colour", "mnist", "cifar10", "afhq64", "afhq256", "ffhq128", "ffhq256",
             "lsun_church128")
@@ -120,6 +123,15 @@ def _added(default, **kw):
     default: at the default it reproduces what configs without it trained, so their identities
     (and run folders) stay valid. The default of such a field must therefore never change."""
     return field(default=default, metadata={"identity": "unless-default"}, **kw)
+
+
+def _changed(default, legacy, **kw):
+    """A field added after runs were cached whose new default changes what is trained. Configs
+    written before it existed meant ``legacy``: ``from_dict`` fills that value in when the field is
+    missing, and the field enters the identity only when set away from ``legacy``, so a run
+    trained the old way keeps its identity (and run folder), and every run at the new default
+    gets a new one."""
+    return field(default=default, metadata={"identity": "unless-legacy", "legacy": legacy}, **kw)
 
 
 @dataclass(frozen=True)
@@ -255,6 +267,7 @@ class TrainConfig:
     warmup: int = 5000
     lr_schedule: str = _added("constant")  # the paper's; "cosine" decays to 0 at `steps`
     ema: float = 0.999
+    ema_warmup: str = _changed("release", legacy="none")
     grad_clip: float = 1.0
     seed: int = 0
     amp: str = "bf16"  # on CUDA: "bf16" autocast, "fp16" with GradScaler, or "none"; CPU is fp32
@@ -288,6 +301,7 @@ class TrainConfig:
         _int(self, "warmup", 0)
         _choice(self, "lr_schedule", LR_SCHEDULES)
         _float(self, "ema", 0.0, 1.0, hi_open=True)
+        _choice(self, "ema_warmup", EMA_WARMUPS)
         _float(self, "grad_clip", 0.0)
         _int(self, "seed", 0)
         _choice(self, "amp", AMP_MODES)
@@ -435,6 +449,8 @@ def _identity_dict(obj):
             value = getattr(obj, f.name)
             if mode is False or f.name == "name" or (mode == "unless-default" and value == f.default):
                 continue
+            if mode == "unless-legacy" and value == f.metadata["legacy"]:
+                continue
             out[f.name] = _identity_dict(value)
         return out
     if isinstance(obj, tuple):
@@ -448,6 +464,8 @@ def from_dict(d: dict) -> Config:
         kwargs = {}
         for f in fields(cls):
             if f.name not in values:
+                if "legacy" in f.metadata:  # written before the field existed: trained the old way
+                    kwargs[f.name] = f.metadata["legacy"]
                 continue
             v = values[f.name]
             if isinstance(v, list):
@@ -521,6 +539,8 @@ _register(Config(
 # width of mnist-quick (base 32 ran at 2.4 steps/s on one CPU thread, so two models train side
 # by side on 2 cores), a cosine learning-rate decay to 0 so the final weights are settled, and
 # EMA 0.999. DDPM and Blurring Diffusion references share the network and budget (below).
+# Trained before the EMA warm-up existed: ema_warmup="none" says so and keeps the shipped weights
+# (and every preset derived from this one) at their identities.
 _register(Config(
     name="mnist-ref",
     model=ModelConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
@@ -528,7 +548,7 @@ _register(Config(
     process=ProcessConfig(K=50, sigma_min=0.5, sigma_max=20.0, sigma=0.01, delta=0.0125),
     data=DataConfig(dataset="mnist5k", image_size=28, channels=1),
     train=TrainConfig(steps=4000, batch_size=32, lr=1e-3, warmup=200, lr_schedule="cosine", ema=0.999,
-                      log_every=50, ckpt_every=500, num_workers=0, channels_last=False),
+                      ema_warmup="none", log_every=50, ckpt_every=500, num_workers=0, channels_last=False),
     notes="Reference model shipped with the book: 5,000 real MNIST digits, trained on CPU; not the paper's "
           "setting.",
 ))
@@ -621,7 +641,7 @@ for _pred in ("eps", "v", "x"):
     _register(PRESETS["mnist-quick"].replace(
         name=f"mnist-blurring-{_pred}-ablation",
         process={**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0, "prediction": _pred},
-        train={"steps": 2000, "lr_schedule": "cosine"},
+        train={"steps": 2000, "lr_schedule": "cosine", "ema_warmup": "none"},  # shipped, trained without
         notes=f"Blurring Diffusion, continuous time, {_pred}-prediction: the prediction ablation of chapter 9."))
 
 
@@ -634,6 +654,23 @@ for _pred in ("eps", "v", "x"):
 _register(PRESETS["mnist-ref"].replace(
     name="mnist-colour-ref", data={"dataset": "mnist5k-colour", "channels": 3}, train={"steps": 3000},
     notes="Colour-disentanglement reference (Fig. 7a): mnist-ref's setting on the coloured 5,000 digits."))
+# long: the long reference runs (issue "samples a reader believes"). mnist-ref's network and
+# process, 8x its training images (32,000 steps at batch 32, about 230 epochs of the 4,500 offline
+# training digits), the paper's dropout of 0.1 against memorising them, the cosine decay spread
+# over the whole run, and the EMA warm-up. Snapshots every 2,000 steps (all kept) give the
+# learning curve; the held-out loss every 1,000 steps watches for memorisation. Trained on CPU in
+# the background across sessions, resumable from its committed state (models/resumable/).
+_register(PRESETS["mnist-ref"].replace(
+    name="mnist-long",
+    model={"dropout": 0.1},
+    train={"steps": 32_000, "ema_warmup": "release", "snapshot_every": 2000, "keep_snapshots": 64,
+           "eval_every": 1000, "eval_n": 500, "ckpt_every": 250},
+    notes="Long IHDM reference: mnist-ref at 8x the training images, dropout 0.1, EMA warm-up; CPU."))
+# The colour model at the paper's sigma_B_max = image size (Sec. 4, Fig. 29): 28 on 28 x 28 digits.
+_register(PRESETS["mnist-long"].replace(
+    name="mnist-colour-long", data={"dataset": "mnist5k-colour", "channels": 3},
+    process={"sigma_max": 28.0},
+    notes="Long colour reference (Fig. 7a): mnist-long on the coloured digits, sigma_B_max 28 (image size)."))
 _register(PRESETS["mnist-smoke"].replace(
     name="mnist-colour-smoke", data={"dataset": "mnist5k-colour", "channels": 3}, notes="Tiny test preset."))
 
