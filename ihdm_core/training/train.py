@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .resumable import seed_run_dir
 from .checkpoints import (CHECKPOINT, RunLock, RunLocked, forget_snapshots_after, load_checkpoint, remove_temporaries,
                           rotate_snapshots, save_checkpoint, snapshots, write_snapshot)
 from .config import Config, ConfigError, from_dict, get_preset, parse_value, runs_root
@@ -368,6 +369,8 @@ def _find_checkpoint(cfg: Config, run_dir: Path, rank: int) -> tuple[dict | None
     ckpt_path = run_dir / CHECKPOINT
     if rank == 0:
         remove_temporaries(run_dir)  # a save cut short by a kill; we hold the lock, so nobody writes them
+        if not snapshots(run_dir):  # a fresh folder continues a state committed to the repository
+            seed_run_dir(cfg, run_dir)
     if not (ckpt_path.exists() or snapshots(run_dir)):
         return None, None
     ckpt, source = load_checkpoint(ckpt_path, quiet=rank != 0)
