@@ -1,0 +1,89 @@
+"""The recipe search and the learning curves (issue: samples a reader believes, from CPU alone)."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ihdm_core.evaluation import curves
+from ihdm_core.training.config import get_preset
+from ihdm_core.training.recipes import ARMS, arm_config, budget_steps
+from ihdm_core.training.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("run_root")
+
+
+def test_arms_cover_the_issue_dimensions_and_differ():
+    questions = {a.question for a in ARMS}
+    for q in ("K = 50 vs 100", "learning rate", "batch size", "dropout", "sigma", "EMA decay",
+              "network width", "network depth"):
+        assert q in questions
+    cfgs = [arm_config("mnist-ref", a, 1000) for a in ARMS]
+    assert len({c.identity() for c in cfgs}) == len(ARMS)  # no arm repeats another
+    for arm, cfg in zip(ARMS, cfgs):
+        assert cfg.train.steps == 1000 and cfg.train.ema_warmup == "release"
+        for section, changes in arm.changes.items():
+            for key, value in changes.items():
+                assert getattr(getattr(cfg, section), key) == value
+
+
+def test_budget_counts_cpu_seconds_not_steps():
+    assert budget_steps(600, 2.0) == 1200
+    assert budget_steps(600, 0.5) == 300  # a slower arm gets fewer steps for the same budget
+    with pytest.raises(ValueError, match="positive"):
+        budget_steps(0, 2.0)
+
+
+def test_binomial_se_and_extrapolation_against_written_out_values():
+    assert curves.binomial_se(0.34, 500) == pytest.approx(math.sqrt(0.34 * 0.66 / 500))
+    # An exact log-linear trend: 0.1 per decade from 0.3 at 1e5 images -> 0.8 at 1e10.
+    images = [1e5, 1e6, 1e7]
+    quality = [0.3, 0.4, 0.5]
+    fit = curves.extrapolate(images, quality, 0.8)
+    assert fit["slope_per_decade"] == pytest.approx(0.1)
+    assert fit["images_at_target"] == pytest.approx(1e10)
+    assert curves.extrapolate(images, [0.5, 0.4, 0.3], 0.8)["images_at_target"] is None
+    with pytest.raises(ValueError):
+        curves.extrapolate([1e5], [0.3], 0.8)
+
+
+@pytest.mark.slow
+def test_learning_curve_scores_every_snapshot(tmp_path):
+    cfg = get_preset("mnist-smoke", train={"steps": 6, "snapshot_every": 3, "keep_snapshots": 10,
+                                           "eval_every": 3, "eval_n": 16, "ckpt_every": 3})
+    run_dir = train(cfg, run_dir=tmp_path / "run", progress=False).run_dir
+    assert curves.snapshot_steps(run_dir) == [3, 6]
+    rows = curves.learning_curve(run_dir, n_recog=8, n_fid=8, ref_n=32, steps_per_cpu_second=2.0)
+    assert [r["step"] for r in rows] == [3, 6]
+    for r in rows:
+        assert set(r) == set(curves.CURVE_COLUMNS)
+        assert r["images_seen"] == r["step"] * cfg.train.batch_size
+        assert r["cpu_seconds"] == pytest.approx(r["step"] / 2.0)
+        assert r["n_recognisability"] == 8 and r["n_fid"] == 8
+        assert r["eval_loss"] is not None and r["delta"] == cfg.process.delta
+    # The two snapshots are different weights, so their samples score differently.
+    assert rows[0]["fid"] != rows[1]["fid"]
+    with pytest.raises(FileNotFoundError, match="no snapshot at step 4"):
+        curves.snapshot_run(run_dir, 4)
+
+
+@pytest.mark.slow
+def test_recipe_search_runs_at_smoke_size(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import recipe_search
+
+    out = tmp_path / "search.md"
+    assert recipe_search.main(["--smoke", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["arm"] for r in rows] == ["base", "K100", "lr2e-3"]
+    for r in rows:
+        assert set(r) == set(recipe_search.COLUMNS) and r["n"] == 16
+        assert r["se"] == pytest.approx(math.sqrt(r["recognisability"] * (1 - r["recognisability"]) / 16))
+        assert r["steps"] == max(1, round(r["budget_s"] * r["steps_per_s_alone"]))
+    table = out.read_text()
+    assert "| arm | question | steps |" in table and table.count("\n| ") >= 4
+    assert np.isfinite([r["fid"] for r in rows]).all()
