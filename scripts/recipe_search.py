@@ -4,7 +4,8 @@ same number of CPU seconds and score each with n samples at a fixed seed.
     python scripts/recipe_search.py --base mnist-ref --budget 600 --n 500      # docs/recipe-search.md
     python scripts/recipe_search.py --smoke --out /tmp/search.md               # seconds, for tests
 
-Each arm's speed is measured first, alone and one after the other (steps/s with --threads threads),
+Each arm's speed is measured first, one after the other (steps per CPU-second of the process, with
+--threads threads),
 and cached in ``<runs>/recipe-search/throughput.json``; its budget in steps is budget x steps/s.
 Arms are ordinary runs (cached by identity), so an interrupted search continues where it stopped
 and a finished arm is only scored. Writes a Markdown table (--out) and its rows as JSON beside it.
@@ -25,7 +26,7 @@ from ihdm_core.training.recipes import ARMS, SMOKE_ARMS, arm_config, budget_step
     measure_throughput, save_json
 from ihdm_core.training.train import load_run, train
 
-COLUMNS = ("arm", "question", "steps", "batch", "images_seen", "steps_per_s_alone", "budget_s",
+COLUMNS = ("arm", "question", "steps", "batch", "images_seen", "steps_per_cpu_s", "budget_cpu_s",
            "recognisability", "se", "fid", "min_class_share", "n", "seed", "identity")
 
 
@@ -45,7 +46,7 @@ def _row(arm, cfg, sps, budget, n, n_fid, ref_n, seed) -> dict:
     hist = rec["details"]["class_histogram"]
     return {"arm": arm.name, "question": arm.question, "steps": cfg.train.steps,
             "batch": cfg.train.batch_size, "images_seen": cfg.train.steps * cfg.train.batch_size,
-            "steps_per_s_alone": sps, "budget_s": budget, "recognisability": rec["value"],
+            "steps_per_cpu_s": sps, "budget_cpu_s": budget, "recognisability": rec["value"],
             "se": binomial_se(rec["value"], n), "fid": fid["value"] if fid else None,
             "min_class_share": min(hist) / max(sum(hist), 1), "n": n, "seed": seed,
             "identity": cfg.identity()}
@@ -54,15 +55,15 @@ def _row(arm, cfg, sps, budget, n, n_fid, ref_n, seed) -> dict:
 def markdown(rows: list[dict], base: str, budget: float, threads: int) -> str:
     best = max(rows, key=lambda r: r["recognisability"])
     lines = [f"# Recipe search: {base} at {budget:g} CPU seconds per arm", "",
-             f"Every arm trained for the same CPU budget: steps = {budget:g} s x its steps/s measured "
-             f"alone ({threads} thread{'s' if threads > 1 else ''}); samples at the preset's delta, "
+             f"Every arm trained for the same CPU budget: steps = {budget:g} CPU-s x its steps per "
+             f"CPU-second ({threads} thread{'s' if threads > 1 else ''}, the process's own CPU time); samples at the preset's delta, "
              "seed fixed; SE is the binomial standard error of the recognisability.", "",
-             "| arm | question | steps | batch | images | steps/s alone | recognisability (SE) "
+             "| arm | question | steps | batch | images | steps/CPU-s | recognisability (SE) "
              "| FID | min class share | n |", "|" + "---|" * 10]
     for r in rows:
         fid = "-" if r["fid"] is None else f"{r['fid']:.1f}"
         lines.append(f"| {r['arm']} | {r['question']} | {r['steps']:,} | {r['batch']} | "
-                     f"{r['images_seen']:,} | {r['steps_per_s_alone']:.2f} | "
+                     f"{r['images_seen']:,} | {r['steps_per_cpu_s']:.2f} | "
                      f"{r['recognisability']:.3f} ({r['se']:.3f}) | {fid} | "
                      f"{r['min_class_share']:.3f} | {r['n']} |")
     lines += ["", f"Highest recognisability: **{best['arm']}** ({best['recognisability']:.3f} "
@@ -100,12 +101,12 @@ def main(argv=None) -> int:
     base = get_preset(args.base)
     torch.set_num_threads(args.threads)
     cache = runs_root() / "recipe-search" / "throughput.json"
-    # Speeds first, each alone, before any arm trains.
+    # Speeds first, one arm after the other, before any arm trains.
     speeds = {a.name: _speed(cache, arm_config(base, a, 1), args.threads, args.probe_steps) for a in arms}
     rows = []
     for arm in arms:
         cfg = arm_config(base, arm, budget_steps(args.budget, speeds[arm.name]))
-        print(f"[search] {arm.name}: {cfg.train.steps} steps ({speeds[arm.name]:.2f} steps/s alone)",
+        print(f"[search] {arm.name}: {cfg.train.steps} steps ({speeds[arm.name]:.2f} steps/CPU-s)",
               file=sys.stderr)
         train(cfg, progress=False)
         rows.append(_row(arm, cfg, speeds[arm.name], args.budget, args.n, args.n_fid, args.ref_n,

@@ -83,7 +83,22 @@ def test_recipe_search_runs_at_smoke_size(tmp_path, monkeypatch):
     for r in rows:
         assert set(r) == set(recipe_search.COLUMNS) and r["n"] == 16
         assert r["se"] == pytest.approx(math.sqrt(r["recognisability"] * (1 - r["recognisability"]) / 16))
-        assert r["steps"] == max(1, round(r["budget_s"] * r["steps_per_s_alone"]))
+        assert r["steps"] == max(1, round(r["budget_cpu_s"] * r["steps_per_cpu_s"]))
     table = out.read_text()
     assert "| arm | question | steps |" in table and table.count("\n| ") >= 4
     assert np.isfinite([r["fid"] for r in rows]).all()
+
+
+@pytest.mark.slow
+def test_learning_curve_script_runs_at_smoke_size(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import learning_curve
+
+    out = tmp_path / "curve.json"
+    assert learning_curve.main(["--smoke", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [r["step"] for r in data["rows"]] == [3, 6]
+    assert data["steps_per_cpu_second"] > 0
+    for r in data["rows"]:
+        assert set(r) == set(curves.CURVE_COLUMNS) and r["n_recognisability"] == r["n_fid"] == 8
+        assert r["cpu_seconds"] == pytest.approx(r["step"] / data["steps_per_cpu_second"])

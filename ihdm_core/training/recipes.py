@@ -2,8 +2,8 @@
 
 Quality per CPU-second is the axis, not quality per step: a wider network or a larger batch costs
 more per step. Each arm's budget in steps is therefore ``budget_seconds x its steps/s``, with its
-steps/s measured *alone* (:func:`measure_throughput`, one process, a fixed number of threads),
-because the wall time of arms trained side by side is not comparable. The arms and the base are
+steps per CPU-second measured by :func:`measure_throughput` (one process, one thread, its own
+CPU time), because the wall time of arms trained side by side is not comparable. The arms and the base are
 ordinary configs (identities, run folders, cached scores); ``scripts/recipe_search.py`` trains
 and scores them and writes the table.
 """
@@ -71,26 +71,30 @@ def budget_steps(budget_seconds: float, steps_per_second: float) -> int:
 
 
 def measure_throughput(cfg: Config, *, steps: int = 30, skip: int = 10, threads: int = 1) -> float:
-    """Training steps per second of ``cfg`` through the real training loop, in this process
-    with ``threads`` threads, into a throw-away folder: the mean over steps ``skip+1..steps``
-    (the first ones pay for allocation and warm caches). Run it with nothing else on the
-    machine, or the number means nothing."""
-    from .train import read_metrics, train
+    """Training steps per CPU-second of ``cfg`` through the real training loop, in this process
+    with ``threads`` threads, into throw-away folders. The CPU time of a ``skip``-step run is
+    subtracted from that of a ``steps``-step run, so construction and the first, slower steps
+    cancel. CPU time, not wall time: on a machine shared with other jobs the process's own CPU
+    seconds are what a budget is made of (with one thread, a CPU-second is a core-second), and
+    they are far less disturbed by the neighbours than the wall clock is."""
+    from .train import train
 
-    if steps <= skip:
-        raise ValueError(f"steps ({steps}) must exceed skip ({skip})")
-    probe = cfg.replace(train={"steps": steps, "log_every": 1, "ckpt_every": steps,
-                               "snapshot_every": 0, "eval_every": 0, "grid_every": 0})
+    if steps <= skip or skip < 1:
+        raise ValueError(f"need 1 <= skip ({skip}) < steps ({steps})")
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
+    cpu = {}
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            train(probe, run_dir=Path(tmp) / "run", progress=False)
-            recs = [r for r in read_metrics(Path(tmp) / "run") if r["step"] > skip]
+        for n in (skip, steps):
+            probe = cfg.replace(train={"steps": n, "log_every": n, "ckpt_every": n,
+                                       "snapshot_every": 0, "eval_every": 0, "grid_every": 0})
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.process_time()
+                train(probe, run_dir=Path(tmp) / "run", progress=False)
+                cpu[n] = time.process_time() - t0
     finally:
         torch.set_num_threads(old)
-    seconds = sum(len(r["losses"]) / r["steps_per_s"] for r in recs)
-    return sum(len(r["losses"]) for r in recs) / seconds
+    return (steps - skip) / max(cpu[steps] - cpu[skip], 1e-9)
 
 
 def load_json(path: Path) -> dict:

@@ -1,0 +1,83 @@
+"""Learning curve of a run: every numbered snapshot scored, written to ``models/curves/<run>.json``.
+
+    python scripts/learning_curve.py --preset mnist-long                 # the snapshots there now
+    python scripts/learning_curve.py --preset mnist-long --watch 7200    # and new ones, for 2 h
+    python scripts/learning_curve.py --smoke --out /tmp/curve.json       # seconds, for tests
+
+Each point: recognisability and FID of the same n samples (drawn once, seed fixed, at the run's
+delta), images seen, the held-out loss, and CPU seconds counted as steps / (steps per CPU-second
+of the preset, measured once through the real training loop). Scores are cached per snapshot, so
+a re-run only scores new snapshots. The rows are kept with the models because the book plots
+them; the training state they came from is under ``models/resumable/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ihdm_core.evaluation.curves import learning_curve, snapshot_steps
+from ihdm_core.training.config import get_preset, runs_root
+from ihdm_core.training.recipes import load_json, measure_throughput, save_json
+from ihdm_core.training.train import run_dir_for, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _speed(cfg, threads: int, probe_steps: int) -> float:
+    cache = runs_root() / "recipe-search" / "throughput.json"
+    speeds = load_json(cache)
+    key = f"{cfg.replace(train={'steps': 1}).identity()}-t{threads}"
+    if key not in speeds:
+        speeds[key] = measure_throughput(cfg, steps=probe_steps, skip=probe_steps // 3, threads=threads)
+        save_json(cache, speeds)
+    return speeds[key]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="mnist-long")
+    ap.add_argument("--n", type=int, default=500, help="samples per point (recognisability and FID)")
+    ap.add_argument("--ref-n", type=int, default=1000, help="training images in the FID reference")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--watch", type=float, default=0.0, help="seconds to keep scoring new snapshots")
+    ap.add_argument("--out", type=Path, help="default: models/curves/<run>.json")
+    ap.add_argument("--smoke", action="store_true", help="train a tiny run with snapshots and score it")
+    args = ap.parse_args(argv)
+    if args.n < 1 or args.threads < 1 or args.watch < 0:
+        ap.error("--n and --threads must be positive, --watch >= 0")
+    torch.set_num_threads(args.threads)
+    cfg = get_preset(args.preset)
+    probe = 30
+    if args.smoke:
+        cfg = get_preset("mnist-smoke", train={"steps": 6, "snapshot_every": 3, "keep_snapshots": 10,
+                                               "eval_every": 3, "eval_n": 16, "ckpt_every": 3})
+        args.n, args.ref_n, probe = 8, 32, 6
+        train(cfg, progress=False)
+    run_dir = run_dir_for(cfg)
+    out = args.out or ROOT / "models" / "curves" / f"{cfg.run_name()}.json"
+    sps = _speed(cfg, args.threads, probe)
+    deadline = time.time() + args.watch
+    while True:
+        rows = learning_curve(run_dir, n_recog=args.n, n_fid=args.n, ref_n=args.ref_n, seed=args.seed,
+                              steps_per_cpu_second=sps,
+                              progress=lambda r: print(json.dumps(r), file=sys.stderr))
+        save_json(out, {"run": cfg.run_name(), "steps_per_cpu_second": sps, "threads": args.threads,
+                        "rows": rows})
+        if time.time() >= deadline:
+            break
+        seen = snapshot_steps(run_dir)
+        while time.time() < deadline and snapshot_steps(run_dir) == seen:
+            time.sleep(30)
+    print(f"{len(rows)} points -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
