@@ -21,7 +21,7 @@ from ..training.config import from_dict
 from ..training.train import Run, read_metrics, sampling_process
 from .scores import score
 
-__all__ = ["snapshot_steps", "snapshot_run", "curve_point", "learning_curve", "binomial_se",
+__all__ = ["snapshot_steps", "snapshot_run", "curve_point", "learning_curve", "binomial_se", "committed_curve",
            "extrapolate", "CURVE_COLUMNS"]
 
 CURVE_COLUMNS = ("config", "step", "images_seen", "train_seconds", "cpu_seconds", "recognisability",
@@ -128,3 +128,21 @@ def extrapolate(images: list[float], quality: list[float], target: float, *, las
     return {"slope_per_decade": float(slope), "intercept": float(intercept), "images_at_target": at,
             "points": int(len(x)), "target": target}
 
+
+
+def committed_curve(run_name: str, root: Path | None = None) -> dict | None:
+    """The learning curve committed for a run (``models/curves/<run>.json``, written by
+    ``scripts/learning_curve.py``), or None: {"run", "steps_per_cpu_second", "threads", "rows"}."""
+    from ..training.config import _project_root
+
+    base = root if root is not None else (_project_root() or Path(".")) / "models" / "curves"
+    path = Path(base) / f"{run_name}.json"
+    if not path.exists():
+        return None
+    import json
+
+    data = json.loads(path.read_text())
+    missing = set(CURVE_COLUMNS) - set(data["rows"][0]) if data.get("rows") else set()
+    if missing:
+        raise ValueError(f"{path}: curve rows lack {sorted(missing)}")
+    return data
