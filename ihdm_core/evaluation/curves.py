@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..training.build import build_model
-from ..training.checkpoints import load_checkpoint, snapshots
+from ..training.checkpoints import list_snapshots, load_checkpoint, snapshots
 from ..training.config import from_dict
 from ..training.train import Run, read_metrics, sampling_process
 from .scores import score
@@ -37,8 +37,9 @@ def binomial_se(p: float, n: int) -> float:
 
 
 def snapshot_steps(run_dir: str | Path) -> list[int]:
-    """Steps of the numbered snapshots in a run folder, oldest first."""
-    return sorted(step for step, _ in snapshots(run_dir))
+    """Steps of the snapshots kept on purpose (``train.snapshot_every``), oldest first; the
+    numbered fallbacks of the last checkpoints are not points of a curve."""
+    return [s["step"] for s in list_snapshots(run_dir)]
 
 
 def snapshot_run(run_dir: str | Path, step: int, device="cpu") -> Run:
