@@ -26,11 +26,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..model._util import randn
 
-__all__ = ["mean_colour", "colour_error", "principal_projection", "otsu_threshold", "split_colours",
+__all__ = ["mean_colour", "principal_projection", "otsu_threshold", "split_colours",
            "shape_maps", "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
-           "prior_centres", "shared_noise_grid", "sample_grid", "grid_scores", "PAIR_KINDS", "images_at",
+           "prior_centres", "sample_grid", "grid_scores", "PAIR_KINDS", "images_at",
            "spread_colours", "score_tables"]
 
 PAIR_KINDS = ("same noise", "same prior", "neither")
@@ -46,11 +45,6 @@ def mean_colour(x: Tensor) -> Tensor:
     """(B, C, H, W) -> (B, C): the per-channel mean, which the heat equation conserves."""
     _check_batch(x)
     return x.mean(dim=(-2, -1))
-
-
-def colour_error(x: Tensor, prior: Tensor) -> Tensor:
-    """(B,): Euclidean distance (over channels) between the mean colours of ``x`` and ``prior``."""
-    return (mean_colour(x) - mean_colour(prior)).norm(dim=1)
 
 
 def principal_projection(x: Tensor) -> Tensor:
@@ -170,30 +164,12 @@ def prior_centres(process, images, indices) -> Tensor:
     return kde_prior_sample(process, images, indices=torch.as_tensor(indices), delta=0.0)[0]
 
 
-def shared_noise_grid(centres: Tensor, K: int, n_noises: int, delta: float, *,
-                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Prior states and step noises of a P x N grid, flattened row-major to P N images.
-
-    Column n gets one prior noise nu_n and step noises z_{n,1..K}, the same in every row:
-    u_K[p, n] = centres[p] + delta nu_n, and z_{n,k} at level k. Returns (u_K (PN, C, H, W),
-    noise (K, PN, C, H, W)) for ``sampling.sample(..., noise=noise)``. The noises are drawn on
-    the generator's device (CPU by default) and moved to the centres' device, so a seeded grid is
-    the same on CPU and GPU.
-    """
-    _check_batch(centres)
-    P, shape = centres.shape[0], tuple(centres.shape[1:])
-    nu = randn((n_noises, *shape), generator, centres.device)
-    z = randn((K, n_noises, *shape), generator, centres.device)
-    u_K = (centres[:, None] + delta * nu[None]).reshape(P * n_noises, *shape)
-    noise = z[:, None].expand(K, P, n_noises, *shape).reshape(K, P * n_noises, *shape)
-    return u_K, noise
-
-
 @torch.no_grad()
 def sample_grid(net, process, centres: Tensor, n_noises: int, *, delta: float | None = None,
                 generator: torch.Generator | None = None, batch_size: int = 256,
                 progress: bool = False) -> tuple[Tensor, Tensor]:
     """Samples (P, N, C, H, W) in [0, 1] and their prior states (P, N, C, H, W), on the CPU."""
+    from ..model.latents import shared_noise_grid
     from ..model.sampling import sample
 
     if getattr(process, "name", None) != "ihdm":
@@ -201,20 +177,20 @@ def sample_grid(net, process, centres: Tensor, n_noises: int, *, delta: float | 
                          f"got {type(process).__name__}")
     d = process.delta if delta is None else float(delta)
     centres = centres.to(process.device)
-    u_K, noise = shared_noise_grid(centres, process.K, n_noises, d, generator=generator)
+    lat = shared_noise_grid(centres, process.K, n_noises, d, generator=generator)
     out = []
-    starts = range(0, len(u_K), batch_size)
+    starts = range(0, len(lat.x_K), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="colour grid", leave=False)
     for s in starts:
-        out.append(sample(net, process, u_K[s:s + batch_size], delta=d,
-                          noise=noise[:, s:s + batch_size]).cpu())
+        part = lat.batch(s, s + batch_size)
+        out.append(sample(net, process, part.x_K, delta=d, noise=part.noise).cpu())
     P = centres.shape[0]
     shape = tuple(centres.shape[1:])
     return (torch.cat(out).clamp(0, 1).reshape(P, n_noises, *shape),
-            u_K.cpu().reshape(P, n_noises, *shape))
+            lat.x_K.cpu().reshape(P, n_noises, *shape))
 
 
 def grid_scores(samples: Tensor, centres: Tensor) -> dict:

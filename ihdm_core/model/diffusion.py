@@ -48,6 +48,7 @@ from torch import Tensor
 
 from ._util import randn
 from .heat import check_levels, dct2, idct2, laplacian_eigenvalues
+from .process import Step
 
 __all__ = ["linear_alpha_bars", "cosine_logsnr", "blur_heat_times", "GaussianDiffusion", "DDPM",
            "BlurringDiffusion"]
@@ -375,8 +376,9 @@ class GaussianDiffusion:
         shape = (n, self.channels, *self.image_size)
         return randn(shape, generator, self.device)
 
-    def reverse_step(self, net, z: Tensor, k: int, noise: Tensor | None, delta: float | None = None) -> Tensor:
-        """z_{k-1} ~ q(z_{k-1} | z_k, x = x_hat(z_k)), elementwise over frequencies.
+    def reverse_step(self, net, z: Tensor, k: int, noise: Tensor | None,
+                     delta: float | None = None) -> Step:
+        """z_{k-1} ~ q(z_{k-1} | z_k, x = x_hat(z_k)), elementwise over frequencies, and x_hat.
 
         ``noise`` is pixel-space N(0, I) (its DCT is N(0, I) too); None gives the posterior mean.
         The step to level 0 is noise-free and returns the estimate of x in [0, 1].
@@ -384,9 +386,10 @@ class GaussianDiffusion:
         _no_delta(delta)
         return self._step(net, z, int(k), int(k) - 1, self.posterior_coefficients(int(k), int(k) - 1), noise)
 
-    def ddim_step(self, net, z: Tensor, t: int, s: int, eta: float = 0.0, noise: Tensor | None = None) -> Tensor:
-        """One DDIM step from level t to s < t (Song et al. 2021); eta = 0 is deterministic,
-        eta = 1 is the ancestral posterior. At s = 0 returns the estimate of x in [0, 1]."""
+    def ddim_step(self, net, z: Tensor, t: int, s: int, eta: float = 0.0,
+                  noise: Tensor | None = None) -> Step:
+        """One DDIM step from level t to s < t (Song et al. 2021), and x_hat; eta = 0 is
+        deterministic, eta = 1 the ancestral posterior. At s = 0 the state is x_hat in [0, 1]."""
         return self._step(net, z, int(t), int(s), self.ddim_coefficients(int(t), int(s), eta), noise)
 
     # -- the step ------------------------------------------------------------------------------
@@ -448,7 +451,7 @@ class GaussianDiffusion:
             X = torch.minimum(torch.maximum(X, lo), hi) if fs else idct2(torch.minimum(torch.maximum(dct2(X), lo), hi))
         return X
 
-    def _step(self, net, z: Tensor, t: int, s: int, coefs, noise: Tensor | None) -> Tensor:
+    def _step(self, net, z: Tensor, t: int, s: int, coefs, noise: Tensor | None) -> Step:
         """z_s = c_z z_t + c_eps eps_hat (+ std noise), or the same affine map written in x_hat,
         z_s = A z_t + B x_hat, when x_hat is clipped, clamped or predicted (v, x).
 
@@ -466,17 +469,20 @@ class GaussianDiffusion:
             z, out = z.float(), out.float()
             fs = self.frequency_space
             to_freq = dct2 if fs else (lambda v: v)
+            x_hat = self._x_hat(z, out, t)
             if self.prediction == "eps" and not self.clip_denoised and self.dct_range is None:
+                # the eps form: the same step, without x_hat's division by tiny alphas
                 res = _f(c_z, z) * to_freq(z) + _f(c_eps, z) * to_freq(out)
             else:
                 al_t, sig_t = self.alphas(t)[0], self.sigma[t]
                 A, B = c_z + c_eps / sig_t, -c_eps * al_t / sig_t  # float64 coefficients
-                res = _f(A, z) * to_freq(z) + _f(B, z) * self._x_hat(z, out, t)
+                res = _f(A, z) * to_freq(z) + _f(B, z) * x_hat
             if noise is not None and s > 0:
                 res = res + _f(std, z) * to_freq(noise.float().to(z.device))
             if fs:
-                res = idct2(res)
-        return self.to_data(res) if s == 0 else res
+                res, x_hat = idct2(res), idct2(x_hat)
+            x_hat = self.to_data(x_hat)
+        return Step(self.to_data(res) if s == 0 else res, x_hat)
 
     def __repr__(self) -> str:
         time = "continuous" if self.continuous else "discrete"

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ._util import randn_like
+from .process import Step
 
 __all__ = [
     "dct_matrix",
@@ -291,35 +292,19 @@ class HeatDissipation:
         kk = torch.full((u.shape[0],), int(k), device=u.device, dtype=torch.long)
         return self.predict(net, u, kk)
 
-    def reverse_step(self, net, u: Tensor, k: int, noise: Tensor | None, delta: float | None = None) -> Tensor:
-        """u_{k-1} = mu_theta(u_k, k) + delta * noise (Alg. 2); no noise on the last step."""
+    def reverse_step(self, net, u: Tensor, k: int, noise: Tensor | None,
+                     delta: float | None = None) -> Step:
+        """u_{k-1} = mu_theta(u_k, k) + delta * noise (Alg. 2); no noise on the last step, as in
+        App. B.1 and the 2023 release. Returns (u_{k-1}, mu_theta(u_k, k))."""
         mu = self.denoised(net, u, k)
         d = self.delta if delta is None else float(delta)
         if k == 1 or noise is None or d == 0:
-            return mu
-        return mu + d * noise
-
-    def exact_inverse_net(self, u0: Tensor):
-        """An oracle f with f(u_k, k) = F(t_{k-1}) u_0 - u_k for the trajectory of ``u0``.
-
-        Used to test the sampler: with delta = 0 it retraces the forward trajectory.
-        """
-        return _OracleNet(self.trajectory(u0))
+            return Step(mu, mu)
+        return Step(mu + d * noise, mu)
 
     def __repr__(self) -> str:
         return (f"HeatDissipation(image_size={self.image_size}, K={self.K}, sigma_min={self.sigma_min}, "
                 f"sigma_max={self.sigma_max}, sigma={self.sigma}, delta={self.delta})")
-
-
-class _OracleNet(torch.nn.Module):
-    def __init__(self, trajectory: Tensor):
-        super().__init__()
-        self.trajectory = trajectory
-
-    def forward(self, u: Tensor, k: Tensor) -> Tensor:
-        if torch.any(k != k[0]):
-            raise ValueError("oracle expects one level per batch")
-        return self.trajectory[int(k[0]) - 1] - u
 
 
 def check_levels(k: Tensor, K: int) -> Tensor:

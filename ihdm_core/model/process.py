@@ -15,7 +15,8 @@ member                                     IHDM (Alg. 1-2)         / Gaussian di
 ``predict(net, x, k)``                     mu_theta = u + f_theta(u, k) (Eq. 8) / the network output
 ``denoised(net, x, k)``                    the estimate the step moves towards: mu_theta(u_k, k), the
                                            network's u_{k-1} / x_hat, the data estimate in [0, 1]
-``reverse_step(net, x, k, noise, delta)``  one ancestral step from level k to k - 1
+``reverse_step(net, x, k, noise, delta)``  one ancestral step from level k to k - 1: a
+                                           :class:`Step` (the new state, the estimate)
 ``prior_sample(n, images, generator=, delta=)``  x_K: the KDE on blurred ``images`` / N(0, I)
 ``to(device)``                             the same process on another device
 ``data_prior``                             True: ``prior_sample`` needs training images / False
@@ -24,12 +25,20 @@ member                                     IHDM (Alg. 1-2)         / Gaussian di
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-__all__ = ["Process"]
+__all__ = ["Process", "Step"]
+
+
+class Step(NamedTuple):
+    """What a reverse step returns: the state at the next level, and the estimate the step moved
+    towards (``denoised`` at the step's input), computed once for the step and any callback."""
+
+    x: Tensor
+    denoised: Tensor
 
 
 @runtime_checkable
@@ -40,13 +49,15 @@ class Process(Protocol):
 
     def sample_levels(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
 
-    def training_pair(self, x0: Tensor, k: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]: ...
+    def training_pair(self, x0: Tensor, k: Tensor,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]: ...
 
     def predict(self, net, x: Tensor, k: Tensor) -> Tensor: ...
 
     def denoised(self, net, x: Tensor, k: int) -> Tensor: ...
 
-    def reverse_step(self, net, x: Tensor, k: int, noise: Tensor | None, delta: float | None = None) -> Tensor: ...
+    def reverse_step(self, net, x: Tensor, k: int, noise: Tensor | None,
+                     delta: float | None = None) -> Step: ...
 
     def prior_sample(self, n: int, images, *, generator: torch.Generator | None = None,
                      delta: float | None = None) -> Tensor: ...

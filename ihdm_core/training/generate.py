@@ -1,10 +1,11 @@
 """Sampling by seed, and export: one PNG per seed, an npz, or a grid.
 
 Seed i owns one CPU ``torch.Generator`` seeded with i, and every random draw of its sample
-comes from it, in a fixed order: the prior draw u_K (for IHDM the training-image index, then
-its delta noise; for the Gaussian diffusions z_K ~ N(0, I)), then one (C, H, W) noise draw per
-level k = K, ..., 1. The network runs on whole batches, but no seed's draws depend on the
-others, so seed i gives the same image whatever the batch size or the number of processes.
+comes from it, in a fixed order (:func:`ihdm_core.model.latents.seed_latents`): the prior draw
+u_K (for IHDM the training-image index, then its delta noise; for the Gaussian diffusions
+z_K ~ N(0, I)), then one (C, H, W) noise draw per level k = K, ..., 1. The network runs on
+whole batches, but no seed's draws depend on the others, so seed i gives the same image
+whatever the batch size or the number of processes.
 (The draws are identical; the network's kernels may round differently at different batch
 sizes, about 1e-7 here, which can move a pixel across an 8-bit rounding edge only rarely:
 none in 64 smoke-model samples at batch sizes 1, 7 and 64.)
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -42,14 +42,12 @@ from torch import Tensor
 
 from .config import preset_names
 from .data import load_dataset
-from ..model.sampling import sample, slerp
+from ..model.latents import MODES, seed_latents
+from ..model.sampling import sample
 from .train import load_run
 
 __all__ = ["MODES", "sample_seeds", "iter_sample_seeds", "parse_seeds", "to_uint8", "png_name", "write_pngs",
            "write_npz", "generate", "save_grid", "main"]
-
-MODES = ("independent", "shared_noise", "same_init", "interpolate")
-
 
 def parse_seeds(text: str) -> list[int]:
     """ "0-49999", "3,7,11" or "0-9,100-109" -> the seeds in that order (ranges inclusive)."""
@@ -72,65 +70,6 @@ def parse_seeds(text: str) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seed list {text!r} repeats a seed")
     return seeds
-
-
-class _Stream:
-    """One seed's generator, advanced past its prior draw: what its step noise is drawn from."""
-
-    def __init__(self, run, seed: int, images, delta):
-        self.gen = torch.Generator().manual_seed(int(seed))
-        # n = 1: the prior (and for IHDM its blur) of a seed never shares a batch with another.
-        self.prior = run.process.prior_sample(1, images, generator=self.gen, delta=delta)
-        self.shape = tuple(self.prior.shape[1:])
-
-    def noise(self) -> Tensor:
-        return torch.randn(self.shape, generator=self.gen)
-
-
-def _interp_weights(seed: int, frames: int) -> tuple[int, int, float]:
-    a = frames * (seed // frames)
-    return a, a + frames - 1, (seed - a) / (frames - 1)
-
-
-def _batch_draws(run, seeds: list[int], images, delta, mode: str, shared_seed: int, frames: int):
-    """(u_K (B, C, H, W) on the process's device, noise(k) callable) for one batch of seeds."""
-    device = run.process.device
-    gaussian_prior = not run.process.data_prior  # diffusions: z_K ~ N(0, I), slerped in interpolation
-    if mode == "interpolate":
-        ends, weights = [], []
-        for s in seeds:
-            a, b, w = _interp_weights(s, frames)
-            # fresh endpoint streams per frame: each frame consumes its endpoints' noise in full
-            ends.append((_Stream(run, a, images, delta), _Stream(run, b, images, delta)))
-            weights.append(w)
-        priors = []
-        for (sa, sb), w in zip(ends, weights):
-            if gaussian_prior:
-                priors.append(slerp(sb.prior, sa.prior, w * math.pi / 2))
-            else:
-                priors.append((1 - w) * sa.prior + w * sb.prior)
-        u_K = torch.cat(priors)
-
-        def noise(k):
-            return torch.stack([slerp(sb.noise(), sa.noise(), w * math.pi / 2)
-                                for (sa, sb), w in zip(ends, weights)]).to(device)
-        return u_K.to(device), noise
-
-    streams = [_Stream(run, s, images, delta) for s in seeds]
-    if mode == "independent":
-        def noise(k):
-            return torch.stack([st.noise() for st in streams]).to(device)
-        return torch.cat([st.prior for st in streams]).to(device), noise
-    shared = _Stream(run, shared_seed, images, delta)  # fresh per batch: every batch sees the same draws
-    if mode == "shared_noise":
-        def noise(k):
-            return shared.noise()[None].expand(len(seeds), *shared.shape).to(device)
-        return torch.cat([st.prior for st in streams]).to(device), noise
-    if mode == "same_init":
-        def noise(k):
-            return torch.stack([st.noise() for st in streams]).to(device)
-        return shared.prior.expand(len(seeds), *shared.shape).contiguous().to(device), noise
-    raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
 def _prepare(run, seeds, delta, steps, mode, frames):
@@ -174,8 +113,10 @@ def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta:
         bar = tqdm(total=len(seeds), desc="sampling", unit="img")
     for start in batches:
         chunk = seeds[start:start + batch_size]
-        u_K, noise = _batch_draws(run, chunk, images, delta, mode, shared_seed, frames)
-        x = sample(net, run.process, u_K, delta=delta, noise=noise, autocast_dtype=autocast_dtype)
+        lat = seed_latents(run.process, chunk, images=images, delta=delta, mode=mode,
+                           shared_seed=shared_seed, frames=frames)
+        x = sample(net, run.process, lat.x_K, delta=delta, noise=lat.noise,
+                   autocast_dtype=autocast_dtype)
         if bar is not None:
             bar.update(len(chunk))
         x = x.float().cpu()
