@@ -24,6 +24,9 @@
 #    from $\sigma_{B,\min} = 0.5$ to $\sigma_{B,\max}$; the information (DCT coefficients above
 #    the noise floor $\sigma^2$) then drains at a roughly constant rate (Fig. 9).
 #
+# Section, equation, figure and appendix numbers follow the paper's arXiv v1 (2206.13397v1);
+# the ICLR version renumbers and rewords some of them.
+#
 # Nothing is trained here. The profile only supplies the schedule of its IHDM model: the number
 # of levels $K$, the blur range $[\sigma_{B,\min}, \sigma_{B,\max}]$ and the training noise $\sigma$.
 #
@@ -39,7 +42,7 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import scipy.fft
@@ -47,12 +50,14 @@ import scipy.ndimage
 import torch
 
 from ihdm_core import HeatDissipation, blur_sigmas, heat_forward, heat_times
-from ihdm_core.book.figures import savefig, show_images
+from ihdm_core.book.figures import show_images
 from ihdm_core.book.photos import photograph
 from ihdm_core.book.profiles import start
 from ihdm_core.model.spectra import dct_power, heat_psd, radial_average, share_above
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.model.images import to_float
+from ihdm_core.training.data import load_dataset
 
+# %%
 P = start(profile)
 cfg = P.config("ihdm")
 K, sigma, s_min, s_max = cfg.process.K, cfg.process.sigma, cfg.process.sigma_min, cfg.process.sigma_max
@@ -111,7 +116,7 @@ ax.axhline(1 / 255, color="0.5", ls=":", lw=1)
 ax.text(sig[0], 1 / 255 * 1.2, "one 8-bit level", fontsize=7, color="0.4")
 ax.set(xlabel=r"$\sigma_B = \sqrt{2t}$ (pixels)", ylabel=r"max $|F(t)u - G_{\sigma_B} * u|$",
        title="Heat equation vs. Gaussian blur (reflecting borders)")
-savefig(fig, "fig01b_gaussian_duality", profile=P.name,
+P.savefig(fig, "fig01b_gaussian_duality",
         caption="Heat equation solved in the DCT basis vs. scipy's Gaussian filter with sigma_B = sqrt(2t), "
                 "on a 64x64 photograph (skimage 'camera').")
 plt.show()
@@ -128,8 +133,9 @@ plt.show()
 # Table 2 of the paper uses $\sigma_{B,\max} = 20$ for $28\times28$ MNIST and 24 for $32\times32$
 # CIFAR-10, slightly more than half the width. App. B.4 reports that blurring to half the width
 # gave better samples than blurring to the whole width, although the two final images carry
-# about the same information; App. C.2 adds that the overlap between the blurred training and
-# test sets, which the prior relies on, changes little beyond that point.
+# about the same information; App. C.2 adds, for CIFAR-10, that the overlap term $L_K$ between
+# the blurred test set and the prior on blurred training images changes little from
+# $\sigma_{B,\max} = 24$ to $32$.
 
 # %%
 sB = blur_sigmas(K, s_min, s_max).double()
@@ -145,7 +151,7 @@ axes[1].plot(np.arange(1, K + 1), t_k[1:], ".-", ms=3, color="C1")
 axes[0].set(yscale="log", xlabel="level $k$", ylabel=r"$\sigma_{B,k}$ (pixels)")
 axes[1].set(yscale="log", xlabel="level $k$", ylabel="$t_k$")
 fig.suptitle(f"Log-spaced blur schedule, K = {K}, sigma_B,max = {s_max}")
-savefig(fig, "fig01c_schedule", profile=P.name, runs=[cfg],
+P.savefig(fig, "fig01c_schedule", runs=[cfg],
         caption="The blur schedule of App. B.5 for the profile's IHDM model.")
 plt.show()
 
@@ -174,7 +180,7 @@ fig, axes = plt.subplots(len(digits) + 1, 1, figsize=(1.0 * len(levels), 1.05 * 
 for ax, row in zip(axes, list(traj) + [astro_traj.clamp(0, 1)]):
     show_images(ax, row, nrow=len(levels))
 axes[0].set_title("  ".join(f"k={kk}" for kk in levels), fontsize=8)
-savefig(fig, "fig01_forward_process", profile=P.name, runs=[cfg],
+P.savefig(fig, "fig01_forward_process", runs=[cfg],
         caption="Fig. 1: the heat-dissipation forward process u_k = F(t_k) u_0 at evenly spaced levels "
                 f"(K = {K}; the photograph uses sigma_B,max = 32, half its width).")
 plt.show()
@@ -213,7 +219,7 @@ axes[1].set(xscale="log", yscale="log", xlabel=r"$\sigma_B$", ylabel="frequency"
 fig.colorbar(im, ax=axes[1], label=r"$\log_{10}$ PSD (white: $\sigma^2$)")
 axes[2].semilogx(sig_axis, alive)
 axes[2].set(xlabel=r"$\sigma_B$", ylabel=r"share of DCT coefficients above $\sigma^2$")
-savefig(fig, "fig09_frequency_decay", profile=P.name,
+P.savefig(fig, "fig09_frequency_decay",
         caption="Fig. 9: DCT power of a 64x64 photograph under the heat equation as sigma_B grows, against the "
                 "training-noise floor sigma^2; right: share of coefficients still above it.")
 plt.show()

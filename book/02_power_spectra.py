@@ -32,21 +32,23 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import heat_forward, heat_times
-from ihdm_core.book.figures import plot_power_law, save_table, savefig, show_images
+from ihdm_core.book.figures import plot_power_law, show_images
 from ihdm_core.book.photos import PHOTOS, load_photo, photograph
 from ihdm_core.book.profiles import start
-from ihdm_core.model.diffusion import linear_alpha_bars
+from ihdm_core.model.schedules import linear_alpha_bars
 from ihdm_core.model.spectra import (dct_power, diffusion_psd, fit_power_law, heat_psd, psd_z_scores, radial_average,
                                      radial_index, radial_psd)
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.model.images import to_float
+from ihdm_core.training.data import load_dataset
 
+# %%
 P = start(profile)
 cfg = P.config("ihdm")
 K, sigma, s_min, s_max = cfg.process.K, cfg.process.sigma, cfg.process.sigma_min, cfg.process.sigma_max
@@ -112,7 +114,7 @@ axes[1].contour(idx_big.numpy(), levels=np.arange(SIZE // 10, int(idx_big.max())
 axes[1].set(title=f"$\\log_{{10}}$ DCT power of '{names[0]}' ({SIZE}x{SIZE})\nwith every {SIZE // 10}th contour",
             xlabel="m", ylabel="n")
 fig.colorbar(im1, ax=axes[1], shrink=0.85, label=r"$\log_{10}|\tilde u_{nm}|^2$")
-savefig(fig, "fig10_dct_partition", profile=P.name, n=1,
+P.savefig(fig, "fig10_dct_partition", n=1,
         caption="Fig. 10: left, the partition of 2-D DCT frequencies into equal-frequency contours; right, the "
                 f"DCT power of an example photograph ('{names[0]}', grayscale {SIZE}x{SIZE}) with the contours. "
                 "The 1-D PSD averages the power along each contour.")
@@ -138,7 +140,7 @@ fits = [fit_power_law(freqs, psds[i], **FIT) for i in range(len(names))]
 rows = [{"image": n, "alpha": f["alpha"], "R^2": f["r2"], "fit f_min": f["fmin"], "fit f_max": f["fmax"]}
         for n, f in zip(names, fits)]
 alphas = np.array([f["alpha"] for f in fits])
-md = save_table(rows, "tab02_power_law", profile=P.name, n=len(names),
+md = P.save_table(rows, "tab02_power_law", n=len(names),
                 caption=f"Power-law fits PSD ~ A / f^alpha of {len(names)} grayscale photographs at {SIZE}x{SIZE} "
                         f"(mean alpha {alphas.mean():.2f}, sd {alphas.std():.2f}).")
 display(Markdown(md))
@@ -153,7 +155,7 @@ axes[1].axvspan(FIT["fmin"], FIT["fmax"], color="0.93", zorder=0)
 axes[1].set(xlabel="frequency f (cycles / pixel)", ylabel="PSD (mean power on the contour)",
             title=r"Radially averaged PSD and $A/f^\alpha$ fits (shaded: fit range)")
 axes[1].legend(fontsize=7, ncol=2 if len(names) > 6 else 1, frameon=False)
-savefig(fig, "fig02_psd_natural_images", profile=P.name, n=len(names),
+P.savefig(fig, "fig02_psd_natural_images", n=len(names),
         caption=f"1-D PSD of {len(names)} grayscale photographs ({SIZE}x{SIZE}, skimage/sklearn sample images) "
                 "with fitted 1/f^alpha lines (dashed).")
 plt.show()
@@ -181,8 +183,8 @@ print(f"alpha = {alphas.mean():.2f} +- {alphas.std():.2f} (mean +- sd over {len(
 #   $\mathbb E|\widetilde{\mathbf z}_k|^2 = \bar\alpha_k |\widetilde{\mathbf z}_0|^2 + (1 - \bar\alpha_k)$;
 # * heat dissipation: $\mathbb E|\widetilde{\mathbf u}_k|^2 = e^{-2\lambda t_k}|\widetilde{\mathbf u}_0|^2 + \sigma^2$.
 #
-# Red: Ho et al.'s linear schedule, $K = 1000$ (`linear_alpha_bars(1000)`; the book's DDPM
-# baselines discretise the same process with fewer levels). Blue: the heat times $t_k$ of this
+# Red: Ho et al.'s linear schedule, $K = 1000$ (`linear_alpha_bars(1000)`; the paper
+# profile's DDPM uses it, while the reference baselines use a continuous-time cosine schedule). Blue: the heat times $t_k$ of this
 # profile's IHDM model at evenly spaced levels $k$, with its training noise $\sigma$. The example
 # photograph is shown at the same levels, drawn with one shared noise image $\boldsymbol\epsilon$.
 # Dashed: its fitted $A/f^\alpha$ line (times 4 in the diffusion's $[-1, 1]$ space, since
@@ -197,7 +199,7 @@ z0 = 2 * example - 1
 power_z0 = dct_power(z0)
 _, rad_diff = radial_average(diffusion_psd(power_z0, abar[diff_levels]))  # (L, n_bins)
 _, rad_heat = radial_average(heat_psd(power_ex, t_k[heat_levels], sigma))
-eps = torch.randn(example.shape, generator=torch.Generator().manual_seed(P.seed))
+eps = torch.randn(example.shape, generator=P.generator())
 thumb_diff = [((abar[k].sqrt() * z0 + (1 - abar[k]).sqrt() * eps + 1) / 2).clamp(0, 1).float() for k in diff_levels]
 thumb_heat = [(heat_forward(example, float(t_k[k])) + sigma * eps).clamp(0, 1) for k in heat_levels]
 
@@ -218,7 +220,7 @@ for sf, (title, levels, rad, thumbs, cmap, scale, label, ylabel) in zip(fig.subf
     ax.set(xlabel="frequency f (cycles / pixel)", ylabel=ylabel, ylim=(0.2 * rad[:, 1:].min(), None))
     ax.legend(fontsize=6.5, frameon=False, loc="lower left")
     sf.suptitle(title, fontsize=9)
-savefig(fig, "fig04_psd_trajectories", profile=P.name, runs=[cfg], n=1, seed=P.seed,
+P.savefig(fig, "fig04_psd_trajectories", runs=[cfg], n=1, seed=P.seed,
         caption=f"Fig. 4: expected PSD of the forward states of '{names[0]}' ({SIZE}x{SIZE} grayscale). Red: "
                 "DDPM with Ho et al.'s linear schedule (K = 1000); blue: heat dissipation at levels of the profile's "
                 f"IHDM schedule (K = {K}, sigma_B,max = {s_max}, sigma = {sigma}). Dashed: the image's 1/f^alpha fit.")
@@ -267,7 +269,7 @@ plt.show()
 
 # %%
 n_draws = 32
-gen = torch.Generator().manual_seed(P.seed + 1)
+gen = P.generator(1)
 check = []
 for k in heat_levels:
     mc = dct_power(heat_forward(example, float(t_k[k])) + sigma * torch.randn((n_draws, SIZE, SIZE), generator=gen))
@@ -316,9 +318,9 @@ axes[1].set_xticks(ticks, [f"{t:g}" for t in ticks])
 axes[1].xaxis.set_minor_formatter(plt.NullFormatter())
 axes[1].set(xlabel="frequency f (cycles / pixel)", ylabel="PSD", title="Digits do not follow a power law (grey: single digits)")
 axes[1].legend(fontsize=7, frameon=False, loc="upper right")
-savefig(fig, "fig02b_psd_mnist", profile=P.name, runs=[cfg], n=len(digits), seed=P.seed,
+P.savefig(fig, "fig02b_psd_mnist", runs=[cfg], n=len(digits), seed=P.seed,
         caption=f"1-D PSD of the {cfg.data.dataset} training digits (mean and 8 single digits) against the "
-                f"photographs resized to {dsize}x{dsize}, with power-law fits (dashed). {P.caption}")
+                f"photographs resized to {dsize}x{dsize}, with power-law fits (dashed).")
 plt.show()
 
 # %% [markdown]

@@ -46,7 +46,7 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import math
 import time
 
@@ -57,16 +57,18 @@ from IPython.display import Markdown, display
 
 from ihdm_core import get_preset, kde_prior_sample
 from ihdm_core.book import plots
-from ihdm_core.book.animate import Recorder, frame_levels, save_animation, show_animation
-from ihdm_core.book.figures import describe_config, save_table, savefig, show_images
+from ihdm_core.book.animate import frame_levels, show_animation
+from ihdm_core.book.figures import describe_config, show_images
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.dynamics import branch_spread, loss_curve, loss_per_level, smoothed
 from ihdm_core.evaluation.quality import real_image_scores
 from ihdm_core.evaluation.scores import draw_samples, score
-from ihdm_core.model.sampling import sample
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.model.sampling import Recorder, sample
+from ihdm_core.model.images import to_float
+from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained, training_seconds
 
+# %%
 P = start(profile)
 cfg = P.config("ihdm")
 paper = get_preset("mnist")  # Tables 1-2 of the paper, MNIST row
@@ -97,9 +99,9 @@ print(f"profile {P.name}: {cfg.name}, K = {K}, sigma = {sigma}, delta = {delta},
 # %%
 ours, theirs = describe_config(cfg), describe_config(paper)
 rows = [{"quantity": q, f"profile '{P.name}'": ours[q], "paper (MNIST)": theirs[q]} for q in ours]
-md = save_table(rows, "tab01_ihdm_config", profile=P.name, runs=[cfg, paper],
+md = P.save_table(rows, "tab01_ihdm_config", runs=[cfg, paper],
                 caption=f"The profile's IHDM model next to the paper's MNIST model (Tables 1-2; the paper gives no "
-                        f"MNIST step count, the preset's {paper.train.steps:,} is our choice). {P.caption}")
+                        f"MNIST step count, the preset's {paper.train.steps:,} is our choice).")
 display(Markdown(md))
 
 # %% [markdown]
@@ -147,9 +149,9 @@ n_pix = math.prod(train_images.shape[1:])
 win = smoothed(steps, losses)[2]
 fig = plots.training_loss_figure(steps, losses, smoothed(steps, losses), n_pix * sigma ** 2, cfg.train.warmup,
                                  f"Training loss (Alg. 1), {cfg.name}")
-savefig(fig, "ch03_training_loss", profile=P.name, runs=[run], seed=cfg.train.seed, n=len(losses),
+P.savefig(fig, "ch03_training_loss", runs=[run], seed=cfg.train.seed, n=len(losses),
         caption=f"Training loss against step, raw and smoothed; batch {cfg.train.batch_size}, levels drawn "
-                f"uniformly from 1..{K}. {P.caption}")
+                f"uniformly from 1..{K}.")
 plt.show()
 
 # %% [markdown]
@@ -164,8 +166,8 @@ plt.show()
 
 # %%
 n_lv = min(P.n_grid, len(test_images))
-x0 = to_float(test_images[torch.randperm(len(test_images), generator=torch.Generator().manual_seed(P.seed))[:n_lv]])
-mse_k, skip_k = loss_per_level(run.net, run.process, x0.to(P.device), torch.Generator(device=P.device).manual_seed(P.seed))
+x0 = to_float(test_images[torch.randperm(len(test_images), generator=P.generator())[:n_lv]])
+mse_k, skip_k = loss_per_level(run.net, run.process, x0.to(P.device), P.generator(0, P.device))
 levels, sB = np.arange(1, K + 1), run.process.sigma_B.cpu().numpy()
 low = levels <= max(1, K // 4)
 print(f"mean over levels: {mse_k.mean():.4g} (held-out, EMA net); last {win} training steps: "
@@ -176,9 +178,9 @@ print(f"loss / skip-connection loss: {np.min(mse_k / skip_k):.2f} .. {np.max(mse
 
 # %% tags=["hide-input"]
 fig = plots.loss_per_level_figure(mse_k, skip_k, n_pix * sigma ** 2, sB, f"Alg. 1 loss per level on {n_lv} held-out digits")
-savefig(fig, "ch03_loss_per_level", profile=P.name, runs=[run], seed=P.seed, n=n_lv,
+P.savefig(fig, "ch03_loss_per_level", runs=[run], seed=P.seed, n=n_lv,
         caption=f"The loss of Alg. 1 at each level k, one Monte-Carlo draw of the training noise on {n_lv} "
-                f"held-out digits, for the trained EMA network and for the skip connection alone. {P.caption}")
+                f"held-out digits, for the trained EMA network and for the skip connection alone.")
 plt.show()
 
 # %% [markdown]
@@ -213,9 +215,8 @@ print(f"{P.n_eval} samples with K = {K} steps in {sample_s:.1f} s ({P.n_eval / m
 nrow = math.ceil(math.sqrt(P.n_grid))
 fig, ax = plt.subplots(figsize=(0.62 * nrow + 0.4, 0.62 * math.ceil(P.n_grid / nrow) + 0.5))
 show_images(ax, x_eval[:P.n_grid], nrow=nrow, title=f"Uncurated IHDM samples ({cfg.name}, delta = {delta}, K = {K})")
-savefig(fig, "fig14_uncurated_samples", profile=P.name, runs=[run], seed=P.seed, n=P.n_grid,
-        caption=f"Fig. 14: uncurated samples, the first {P.n_grid} of the {P.n_eval} that are scored below. "
-                f"{P.caption}")
+P.savefig(fig, "fig14_uncurated_samples", runs=[run], seed=P.seed, n=P.n_grid,
+        caption=f"Fig. 14: uncurated samples, the first {P.n_grid} of the {P.n_eval} that are scored below.")
 plt.show()
 
 # %% [markdown]
@@ -263,10 +264,10 @@ rows = [dict(zip(["metric", "images", "n", "value", "reference", "time (s)"], r)
     ("FID", theirs, real["fid_n"], real["fid"], fid_ref, real["fid_seconds"]),
     ("recognisability", ours, rec_r["n_samples"], rec_r["value"], cnn, rec_r["time_s"]["total"]),
     ("recognisability", theirs, real["recognisability"]["n"], real["recognisability"]["share_confident"], cnn, None)]]
-md = save_table(rows, "tab05_ihdm_scores", profile=P.name, runs=[run], seed=P.seed, n=P.n_eval,
+md = P.save_table(rows, "tab05_ihdm_scores", runs=[run], seed=P.seed, n=P.n_eval,
                 caption=f"Sample quality of the profile's IHDM model, with real held-out digits scored the same way "
                         f"as the floor (FID) and ceiling (recognisability) at this sample count. The paper reports "
-                        f"no MNIST FID. {P.caption}")
+                        f"no MNIST FID.")
 display(Markdown(md))
 print("class histogram of the samples (digits 0-9):", rec_r["details"]["class_histogram"],
       f"| not a digit: {rec_r['details']['not_digit']}")
@@ -290,9 +291,9 @@ print("class histogram of the samples (digits 0-9):", rec_r["details"]["class_hi
 # %%
 n_show = max(2, math.isqrt(P.n_grid) // 2)
 seq_levels = sorted({int(v) for v in np.round(np.linspace(K, 0, 8))}, reverse=True)
-u_K, _ = kde_prior_sample(run.process, train_images, n_show, generator=torch.Generator().manual_seed(P.seed + 1))
+u_K, _ = kde_prior_sample(run.process, train_images, n_show, generator=P.generator(1))
 rec = Recorder(seq_levels, clamp=False)
-x_seq = sample(run.net, run.process, u_K, generator=torch.Generator(device=P.device).manual_seed(P.seed + 1),
+x_seq = sample(run.net, run.process, u_K, generator=P.generator(1, P.device),
                callback=rec)
 seq = rec.frames().transpose(0, 1)  # (n_show, levels, C, H, W)
 assert torch.equal(seq[:, -1], x_seq.cpu()) and torch.equal(seq[:, 0], u_K.cpu())
@@ -301,9 +302,9 @@ print("mean intensity, u_K vs u_0:", np.round(u_K.mean((1, 2, 3)).cpu().numpy(),
 
 # %% tags=["hide-input"]
 fig = plots.sequence_figure(seq, seq_levels, sB, "Generation: $u_K$ (left) to $u_0$ (right)")
-savefig(fig, "fig05a_generation_sequences", profile=P.name, runs=[run], seed=P.seed + 1, n=n_show,
+P.savefig(fig, "fig05a_generation_sequences", runs=[run], seed=P.seed + 1, n=n_show,
         caption=f"Fig. 5a: the states u_k of the reverse process at evenly spaced levels k = K..0 for {n_show} "
-                f"samples (delta = {delta}). {P.caption}")
+                f"samples (delta = {delta}).")
 plt.show()
 
 # %% [markdown]
@@ -318,17 +319,17 @@ plt.show()
 # %%
 n_anim = min(P.n_grid, 16)
 rec = Recorder(frame_levels(K))
-u_K, _ = kde_prior_sample(run.process, train_images, n_anim, generator=torch.Generator().manual_seed(P.seed + 4))
-x_anim = sample(run.net, run.process, u_K, generator=torch.Generator(device=P.device).manual_seed(P.seed + 4),
+u_K, _ = kde_prior_sample(run.process, train_images, n_anim, generator=P.generator(4))
+x_anim = sample(run.net, run.process, u_K, generator=P.generator(4, P.device),
                 callback=rec)
 anim_traj = rec.frames()  # (levels, n_anim, C, H, W), u_K first
 assert torch.equal(anim_traj[0], u_K.clamp(0, 1).cpu()) and torch.equal(anim_traj[-1], x_anim.clamp(0, 1).cpu())
 
 # %% tags=["hide-input"]
-gif = save_animation(anim_traj, "anim05a_generation", profile=P.name, runs=[run], seed=P.seed + 4, n=n_anim,
+gif = P.save_animation(anim_traj, "anim05a_generation", runs=[run], seed=P.seed + 4, n=n_anim,
                      labels=[f"k = {k}, σ_B = {sB[k]:.2g}" if k else "k = 0: the samples" for k in rec.levels()],
                      levels=rec.levels(), caption=f"Generation u_K -> u_0 for {n_anim} samples, one frame per "
-                     f"level shown (delta = {delta}). {P.caption}")
+                     f"level shown (delta = {delta}).")
 display(show_animation(gif))
 
 # %% [markdown]
@@ -351,8 +352,8 @@ display(show_animation(gif))
 
 # %%
 n_branch = n_src = max(2, math.isqrt(P.n_grid) // 2)
-gen = torch.Generator(device=P.device).manual_seed(P.seed + 2)
-u_K, _ = kde_prior_sample(run.process, train_images, n_src, generator=torch.Generator().manual_seed(P.seed + 2))
+gen = P.generator(2, P.device)
+u_K, _ = kde_prior_sample(run.process, train_images, n_src, generator=P.generator(2))
 traj = {}
 sample(run.net, run.process, u_K, generator=gen, callback=lambda s: traj.__setitem__(s["k"], s["x"]))
 k_coarse = max(1, K // 2)
@@ -365,10 +366,9 @@ print("RMS spread, coarse:", np.round(spread["coarse"], 4), " fine:", np.round(s
 # %% tags=["hide-input"]
 fig = plots.branching_figure(traj, branches, show_levels, spread, k_coarse, sB,
                              f"{n_src} trajectories x {n_branch} continuations per split")
-savefig(fig, "fig05b_stochastic_branching", profile=P.name, runs=[run], seed=P.seed + 2, n=n_src * n_branch,
+P.savefig(fig, "fig05b_stochastic_branching", runs=[run], seed=P.seed + 2, n=n_src * n_branch,
         caption=f"Fig. 5b: one trajectory split at several levels into {n_branch} continuations with fresh noise "
-                f"(left); spread between continuations against the split level, coarse vs. fine (right). "
-                f"{P.caption}")
+                f"(left); spread between continuations against the split level, coarse vs. fine (right).")
 plt.show()
 
 # %% [markdown]
@@ -393,18 +393,18 @@ plt.show()
 # %%
 n_rows = math.isqrt(P.n_grid)
 n_cols = max(1, P.n_grid // n_rows)
-u_rows, idx_rows = kde_prior_sample(run.process, train_images, n_rows, generator=torch.Generator().manual_seed(P.seed + 3))
+u_rows, idx_rows = kde_prior_sample(run.process, train_images, n_rows, generator=P.generator(3))
 u_K = u_rows.repeat_interleave(n_cols, 0)
 assert torch.equal(u_K.view(n_rows, n_cols, *u_K.shape[1:])[:, -1], u_rows)
-x_shared = sample(run.net, run.process, u_K, generator=torch.Generator(device=P.device).manual_seed(P.seed + 3))
+x_shared = sample(run.net, run.process, u_K, generator=P.generator(3, P.device))
 tiles = torch.cat([u_rows.cpu()[:, None], x_shared.clamp(0, 1).cpu().view(n_rows, n_cols, *u_K.shape[1:])], 1)
 print(f"prior training indices: {idx_rows.tolist()}")
 
 # %% tags=["hide-input"]
 fig = plots.shared_start_figure(tiles, "Shared initial state per row; different sampling noise")
-savefig(fig, "fig15_shared_initial_states", profile=P.name, runs=[run], seed=P.seed + 3, n=n_rows * n_cols,
+P.savefig(fig, "fig15_shared_initial_states", runs=[run], seed=P.seed + 3, n=n_rows * n_cols,
         caption=f"Figs. 15/17: samples with shared initial states u_K: each row starts from the prior draw in its first "
-                f"column ({n_cols} samples per row, delta = {delta}). {P.caption}")
+                f"column ({n_cols} samples per row, delta = {delta}).")
 plt.show()
 
 # %% [markdown]
@@ -416,17 +416,17 @@ plt.show()
 rows_a, cols_a = min(n_rows, 4), min(n_cols, 4)
 rec = Recorder(frame_levels(K))
 sample(run.net, run.process, u_rows[:rows_a].repeat_interleave(cols_a, 0), callback=rec,
-       generator=torch.Generator(device=P.device).manual_seed(P.seed + 5))
+       generator=P.generator(5, P.device))
 shared_traj = rec.frames()
 start_rows = shared_traj[0].view(rows_a, cols_a, *shared_traj.shape[2:])
 assert torch.equal(start_rows, start_rows[:, :1].expand_as(start_rows))  # one start per row
 
 # %% tags=["hide-input"]
-gif = save_animation(shared_traj, "anim15_shared_initial_state", profile=P.name, runs=[run], seed=P.seed + 5,
+gif = P.save_animation(shared_traj, "anim15_shared_initial_state", runs=[run], seed=P.seed + 5,
                      n=rows_a * cols_a, nrow=cols_a, levels=rec.levels(),
                      labels=[f"k = {k}" if k else "k = 0: the samples" for k in rec.levels()],
                      caption=f"Sampling from shared initial states: each row of {cols_a} starts from one prior "
-                             f"draw u_K; only the sampling noise differs (delta = {delta}). {P.caption}")
+                             f"draw u_K; only the sampling noise differs (delta = {delta}).")
 display(show_animation(gif))
 
 # %% [markdown]

@@ -30,7 +30,7 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import math
 import time
 from functools import partial
@@ -40,9 +40,8 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core import draw_noise, kde_prior_sample
+from ihdm_core import kde_prior_sample
 from ihdm_core.book import plots
-from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.digits import digit_classifier, recognisability
 from ihdm_core.evaluation.dynamics import loss_curve, noise_gain, smoothed, states_at
@@ -50,12 +49,15 @@ from ihdm_core.evaluation.quality import elbo_identity_check, real_image_scores,
 from ihdm_core.evaluation.scores import nll_indices, score
 from ihdm_core.model.likelihood import (bin_centres, elbo_against_delta, elbo_optimal_delta, kl_floor,
                                         transition_errors)
+from ihdm_core.model.latents import NoiseTable, draw_noise
 from ihdm_core.model.prior import kde_centres
 from ihdm_core.model.sampling import sample
 from ihdm_core.model.spectra import inverse_step_gain
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.model.images import to_float
+from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained, training_seconds
 
+# %%
 P = start(profile)
 cfg = P.config("ihdm")
 K, sigma, delta_paper = cfg.process.K, cfg.process.sigma, cfg.process.delta
@@ -78,13 +80,14 @@ print(f"delta sweep: {deltas}")
 #
 # What the paper reports (on CIFAR-10 and LSUN-Churches): at $\delta = 0$ the reverse process is
 # deterministic and mostly *sharpens* the blurred prior image into a smooth blob, adding no new
-# detail; detail appears as $\delta$ passes the training noise $\sigma = 0.01$; beyond about
-# $0.013$-$0.015$ the samples fill with noise. The best-looking samples sit at $\delta \approx 0.0125$-$0.013$.
+# detail; detail appears as $\delta$ passes the training noise $\sigma = 0.01$; "after about
+# $\delta = 0.013$" the samples degenerate into noise (we see it by $0.015$ on MNIST). The best-looking samples sit at $\delta \approx 0.0125$-$0.013$.
 
 # %%
 n_per = max(2, P.n_grid // len(deltas))
-u_K, _ = kde_prior_sample(run.process, train_images, n_per, generator=torch.Generator().manual_seed(P.seed))
-z = draw_noise(K, u_K.shape, generator=torch.Generator(device=P.device).manual_seed(P.seed), device=P.device)  # one standard-normal draw per step, reused
+u_K, _ = kde_prior_sample(run.process, train_images, n_per, generator=P.generator())
+# one standard-normal draw per step, reused for every delta
+z = NoiseTable(draw_noise(K, u_K.shape, generator=P.generator(0, P.device), device=P.device))
 sweep = {d: sample(run.net, run.process, u_K, delta=d, noise=z).clamp(0, 1).cpu() for d in deltas}
 if 0.0 in sweep:  # delta = 0 is the deterministic path: the noise draws must not matter
     assert torch.equal(sweep[0.0], sample(run.net, run.process, u_K, delta=0.0).clamp(0, 1).cpu())
@@ -92,9 +95,9 @@ if 0.0 in sweep:  # delta = 0 is the deterministic path: the noise draws must no
 # %% tags=["hide-input"]
 fig = plots.delta_sweep_figure(sweep, sigma, delta_paper,
                                "Sampling noise δ (same prior states and noise draws in every column)")
-savefig(fig, "fig06_delta_sweep", profile=P.name, runs=[run], seed=P.seed, n=n_per,
+P.savefig(fig, "fig06_delta_sweep", runs=[run], seed=P.seed, n=n_per,
         caption=f"Fig. 6: samples with sampling noise delta in {deltas}; each row shares its prior state u_K and its "
-                f"standard-normal noise draws across columns (eps_k = delta z_k). sigma = {sigma}. {P.caption}")
+                f"standard-normal noise draws across columns (eps_k = delta z_k). sigma = {sigma}.")
 plt.show()
 
 # %% [markdown]
@@ -229,10 +232,10 @@ with_mse = no_mse + m_bar / (2 * dd ** 2)
 # %% tags=["hide-input"]
 fig = plots.elbo_terms_figure(dict(zip((sigma, delta_paper), two)), {d: kl_floor(sigma, d, N) for d in (sigma, delta_paper)},
                               dd, no_mse, with_mse, sigma, delta_star)
-savefig(fig, "ch04_elbo_terms", profile=P.name, runs=[run], seed=P.seed, n=nll["n_samples"],
+P.savefig(fig, "ch04_elbo_terms", runs=[run], seed=P.seed, n=nll["n_samples"],
         caption=f"Left: the ELBO's per-level KL terms at delta = sigma and at the paper's delta, with their "
                 f"delta-dependent floor. Right: App. C.1's argument, one transition's term against delta with and "
-                f"without the network's mean squared error. {P.caption}")
+                f"without the network's mean squared error.")
 plt.show()
 
 # %% [markdown]
@@ -260,10 +263,10 @@ print(f"best delta: recognisability {best_recog:g}, FID {best_fid:g}, NLL {best_
 fig = plots.delta_metrics_figure(quality, real_recog, (d_grid, curve), nll_at, (delta_paper, nll["value"]), sigma,
                                  delta_paper, {"fid": f"FID ({P.n_delta_eval} samples)",
                                                "nll": f"negative ELBO (bits/dim, {nll['n_samples']} held-out)"})
-savefig(fig, "fig11_delta_metrics", profile=P.name, runs=[run], seed=P.seed, n=P.n_delta_eval,
+P.savefig(fig, "fig11_delta_metrics", runs=[run], seed=P.seed, n=P.n_delta_eval,
         caption=f"Fig. 11: recognisability and FID ({P.n_delta_eval} samples per delta, delta in {eval_deltas}) and the "
                 f"negative ELBO ({P.n_nll} held-out digits, every delta > 0) against delta. Stars mark the best "
-                f"value of each measure. {P.caption}")
+                f"value of each measure.")
 plt.show()
 
 # %% [markdown]
@@ -274,10 +277,10 @@ plt.show()
 rows = [{"delta": d, "recognisability": quality[d][0] if d in quality else None,
          "FID": quality[d][1] if d in quality else None, "NLL (bits/dim)": nll_at.get(d),
          "high-freq. RMS (Fig. 6)": hf[d]} for d in deltas]
-md = save_table(rows, "tab11_delta_scores", profile=P.name, runs=[run], seed=P.seed, n=P.n_delta_eval,
+md = P.save_table(rows, "tab11_delta_scores", runs=[run], seed=P.seed, n=P.n_delta_eval,
                 caption=f"Scores against delta: recognisability and FID on {P.n_delta_eval} samples (every other delta "
                         f"and the paper's), NLL on {P.n_nll} held-out digits (delta > 0; needs delta > 0), "
-                        f"sub-pixel detail of the Fig. 6 samples. {P.caption}")
+                        f"sub-pixel detail of the Fig. 6 samples.")
 display(Markdown(md))
 
 # %% [markdown]
@@ -326,8 +329,8 @@ print(f"sigma = 0 model {run0.run_dir.name}: {run0.step} training steps (main mo
 
 # %%
 n_cmp = max(2, P.n_grid // 2)
-u_K, _ = kde_prior_sample(run.process, train_images, n_cmp, generator=torch.Generator().manual_seed(P.seed + 1))
-z = draw_noise(K, u_K.shape, generator=torch.Generator(device=P.device).manual_seed(P.seed + 1), device=P.device)
+u_K, _ = kde_prior_sample(run.process, train_images, n_cmp, generator=P.generator(1))
+z = NoiseTable(draw_noise(K, u_K.shape, generator=P.generator(1, P.device), device=P.device))
 raw = {f"σ = {sigma:g} (main model)": sample(run.net, run.process, u_K, delta=delta_paper, noise=z).cpu(),
        "σ = 0": sample(run0.net, run0.process, u_K, delta=delta_paper, noise=z).cpu()}
 for name, x in raw.items():
@@ -336,15 +339,16 @@ for name, x in raw.items():
           f"recognisability {r['share_confident']:.2f} on {len(x)} samples")
 
 seq_levels = sorted({int(v) for v in np.round(np.linspace(K, 0, 8))}, reverse=True)
-trajs = {f"{name}\nδ = {d:g}": states_at(r_.net, r_.process, u_K[:1], seq_levels, delta=d, noise=z[:, :1])[:, 0]
+trajs = {f"{name}\nδ = {d:g}": states_at(r_.net, r_.process, u_K[:1], seq_levels, delta=d,
+                                          noise=z.batch(0, 1))[:, 0]
          for name, r_ in (("σ = 0", run0), (f"σ = {sigma:g}", run)) for d in (0.0, delta_paper)}
 
 # %% tags=["hide-input"]
 fig = plots.sigma0_figure(raw, torch.stack(list(trajs.values())), list(trajs), seq_levels, delta_paper)
-savefig(fig, "fig13_sigma0_failure", profile=P.name, runs=[run, run0], seed=P.seed + 1, n=n_cmp,
+P.savefig(fig, "fig13_sigma0_failure", runs=[run, run0], seed=P.seed + 1, n=n_cmp,
         caption=f"Fig. 13: (a) samples of the model trained with sigma = 0 next to the sigma = {sigma:g} model, same "
                 f"prior states and noise; (b) trajectories at delta = 0 and delta = {delta_paper:g}. The sigma = 0 "
-                f"model trained {run0.step} steps, the main model {run.step}. {P.caption}")
+                f"model trained {run0.step} steps, the main model {run.step}.")
 plt.show()
 
 # %% [markdown]
@@ -362,7 +366,7 @@ plt.show()
 
 # %%
 n_g = math.isqrt(P.n_grid)
-g = torch.Generator().manual_seed(P.seed + 2)
+g = P.generator(2)
 xg = to_float(test_images[torch.randperm(len(test_images), generator=g)[:n_g]]).to(P.device)
 eta = (delta_paper * torch.randn(xg.shape, generator=g)).to(P.device)
 gain_runs = {f"σ = {sigma:g}": run, "σ = 0": run0}
@@ -377,9 +381,9 @@ for name, gk in gain.items():
 # %% tags=["hide-input"]
 curves = {name: smoothed(*loss_curve(r_.run_dir))[:2] for name, r_ in gain_runs.items()}
 fig = plots.sigma0_diagnostics_figure(curves, gain, log10_exact, delta_paper)
-savefig(fig, "ch04_sigma0_diagnostics", profile=P.name, runs=[run, run0], seed=P.seed + 2, n=n_g,
+P.savefig(fig, "ch04_sigma0_diagnostics", runs=[run, run0], seed=P.seed + 2, n=n_g,
         caption=f"Left: training losses of the sigma = {sigma:g} and sigma = 0 models. Right: the gain of one reverse "
-                f"step on a small input perturbation, per level, on {n_g} held-out digits. {P.caption}")
+                f"step on a small input perturbation, per level, on {n_g} held-out digits.")
 plt.show()
 
 # %% [markdown]

@@ -40,18 +40,18 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
 from ihdm_core.book import plots
-from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation import disentangle as dis
 from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained
 
+# %%
 P = start(profile)
 cfg = P.config("colour")
 run = ensure_trained(cfg, device=P.device)
@@ -80,7 +80,7 @@ if C == 1:
 
 # %%
 n_check = min(len(images), 512)
-check_idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(P.seed))[:n_check]
+check_idx = torch.randperm(len(images), generator=P.generator())[:n_check]
 x0 = dis.images_at(images, check_idx)
 uK0 = dis.prior_centres(proc, images, check_idx).cpu()
 flat_err = (uK0 - x0.mean(dim=(2, 3), keepdim=True)).abs().amax(dim=(1, 2, 3))
@@ -92,7 +92,7 @@ print(f"foreground share of the pixels a (Otsu split): median {fg_share.median()
 
 # %% tags=["hide-input"]
 fig = plots.data_and_prior_figure(x0, uK0)
-savefig(fig, "fig07a_data_and_prior", profile=P.name, runs=[run], seed=P.seed, n=n_check,
+P.savefig(fig, "fig07a_data_and_prior", runs=[run], seed=P.seed, n=n_check,
         caption=f"Training images of {cfg.data.dataset} (top) and their prior centres F(t_K) u_0 at level K = {K}, "
                 f"sigma_B,max = {proc.sigma_max} (bottom). Over {n_check} images the centres differ from their mean "
                 f"colour by at most {flat_err.max():.4f} (median {flat_err.median():.4f}); delta = {delta}.")
@@ -110,7 +110,7 @@ plt.show()
 # %%
 prior_idx = check_idx[dis.spread_colours(x0, n_priors)]
 centres = dis.prior_centres(proc, images, prior_idx)
-samples, u_K = dis.sample_grid(net, proc, centres, n_noises, generator=torch.Generator().manual_seed(P.seed + 1),
+samples, u_K = dis.sample_grid(net, proc, centres, n_noises, generator=P.generator(1),
                                progress=True)
 centres = centres.cpu()
 assert torch.isfinite(samples).all()
@@ -118,11 +118,11 @@ print(f"grid of {n_priors} priors x {n_noises} noise sets = {n_priors * n_noises
 
 # %% tags=["hide-input"]
 fig = plots.colour_grid_figure(centres, samples, dis.split_colours(samples.reshape(-1, C, H, W).double())[2])
-savefig(fig, "fig07a_colour_disentanglement", profile=P.name, runs=[run], seed=P.seed, n=n_priors * n_noises,
+P.savefig(fig, "fig07a_colour_disentanglement", runs=[run], seed=P.seed, n=n_priors * n_noises,
         caption="Fig. 7a. Rows: different prior states u_K (first column: the noise-free prior centre); columns: one "
                 "set of sampling noise each (the prior's delta-noise and all K step noises), shared by every row. "
                 "Down a column: same noise, different priors (same shape, different colours if disentangled); along "
-                f"a row: same prior, different noise (same colours, different shapes). {P.caption}")
+                f"a row: same prior, different noise (same colours, different shapes).")
 plt.show()
 
 # %% [markdown]
@@ -148,14 +148,14 @@ plt.show()
 # %%
 scores = dis.grid_scores(samples, centres)
 rows, err_rows = dis.score_tables(scores)
-display(Markdown(save_table(rows, "tab07a_disentanglement", profile=P.name, runs=[run], seed=P.seed,
+display(Markdown(P.save_table(rows, "tab07a_disentanglement", runs=[run], seed=P.seed,
                             n=n_priors * n_noises,
                             caption=f"Colour and shape similarity of pairs of samples from the {n_priors} x {n_noises} "
-                                    f"grid of Fig. 7a, by kind of pair. {P.caption}")))
-display(Markdown(save_table(err_rows, "tab07a_colour_error", profile=P.name, runs=[run], seed=P.seed,
+                                    f"grid of Fig. 7a, by kind of pair.")))
+display(Markdown(P.save_table(err_rows, "tab07a_colour_error", runs=[run], seed=P.seed,
                             n=n_priors * n_noises,
                             caption="Distance between a sample's mean colour and the mean colour of its own prior state, "
-                                    f"against the distance to the other rows' prior states (the baseline). {P.caption}")))
+                                    f"against the distance to the other rows' prior states (the baseline).")))
 
 # %%
 own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]

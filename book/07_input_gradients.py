@@ -18,7 +18,7 @@
 # $$u(x, y, t - dt) \approx u(x, y, t) - \begin{pmatrix} 0 & 1 & 0 \\ 1 & -4 & 1 \\ 0 & 1 & 0 \end{pmatrix} * u(x, y, t)\, dt,$$
 #
 # a sharpening kernel: the output pixel depends only on itself and its four neighbours. The exact
-# inverse step $F(t_{k-1} - t_k) = \mathbf V e^{+\boldsymbol\Lambda (t_k - t_{k-1})}\mathbf V^\top$ is a
+# inverse step $F(t_{k-1} - t_k) = \mathbf V e^{-\boldsymbol\Lambda (t_k - t_{k-1})}\mathbf V^\top$ is a
 # convolution too, with a kernel that is concentrated near the pixel as long as $t_k - t_{k-1}$ is
 # small. A network made mostly of convolutions that learns such steps should therefore have
 # **localised, circularly symmetric input gradients**. The paper shows this for IHDM and contrasts
@@ -50,19 +50,19 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
 from ihdm_core.book import plots
-from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation import probes
 from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained, is_available, load_run
 
+# %%
 P = start(profile)
 # No new training: the IHDM model comes from chapter 3, the DDPM model from chapter 5 (cached).
 ihdm = ensure_trained(P.config("ihdm"), device=P.device)
@@ -87,7 +87,7 @@ n_states = max(2, P.n_neighbours // 2)
 fractions = (0.02, 0.1, 0.25, 0.5, 0.75, 1.0)
 levels = {n: sorted({max(1, round(f * r.process.K)) for f in fractions}, reverse=True) for n, r in models.items()}
 k_end = {n: max(1, round(r.process.K / 10)) for n, r in models.items()}
-gen = torch.Generator().manual_seed(P.seed)
+gen = P.generator()
 x_K = {"IHDM": ihdm.process.prior_sample(n_states, images, generator=gen),
        "DDPM": ddpm.process.prior_sample(n_states, generator=gen)}
 states = {n: probes.trajectory_states(r, x_K[n], set(levels[n]) | {k_end[n]}, P.seed)[0] for n, r in models.items()}
@@ -149,11 +149,11 @@ print(f"IHDM level k_end = {ke}: t_k = {float(ihdm.process.t[ke]):.4f}, dt = t_k
 fig = plots.gradients_end_figure({n: states[n][k_end[n]][0] for n in models},
                                  {n: grads_end[n][0][:n_pix, 0] for n in models}, pixels, k_end,
                                  {"ideal: Euler step (Eq. 13)": euler, "ideal: exact $F(-dt)$": exact})
-savefig(fig, "fig08_input_gradients", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=1,
+P.savefig(fig, "fig08_input_gradients", runs=[ihdm, ddpm], seed=P.seed, n=1,
         caption=f"Fig. 8 (left, middle): input gradients of single output pixels (marked) near the end of the generative "
                 f"process (IHDM k = {k_end['IHDM']} of {ihdm.process.K}: d mu_theta / d u_k; DDPM k = {k_end['DDPM']} of "
                 f"{ddpm.process.K}: d x_hat / d z_k), symlog colours with linear cut-off 0.1; bottom: the ideal reverse "
-                f"heat step (Euler, Eq. 13, and exact) at IHDM's level. {P.caption}")
+                f"heat step (Euler, Eq. 13, and exact) at IHDM's level.")
 plt.show()
 
 # %% [markdown]
@@ -167,10 +167,9 @@ plt.show()
 fig = plots.gradients_trajectory_figure(
     {n: [states[n][k][0] for k in levels[n]] for n in models},
     {n: grads_traj[n][0].view(len(levels[n]), n_states, C, H, W)[:, 0, 0] for n in models}, levels, centre)
-savefig(fig, "fig08_gradients_trajectory", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=1,
+P.savefig(fig, "fig08_gradients_trajectory", runs=[ihdm, ddpm], seed=P.seed, n=1,
         caption="Fig. 8 (right): the input gradient of the centre pixel along one sampling trajectory per model (rows 1 "
-                "and 3: the state the gradient is taken at), symlog colours with linear cut-off 0.01. "
-                f"{P.caption}")
+                "and 3: the state the gradient is taken at), symlog colours with linear cut-off 0.01.")
 plt.show()
 
 # %% [markdown]
@@ -216,15 +215,15 @@ fig = plots.locality_figure(
     probes.r_grid(H, W).numpy(), {n: probes.mass_share(corr[n], pix[n]).mean(0).numpy() for n in corr},
     {n: (lambda d, p: (d.numpy(), torch.nanmean(p, 0).numpy()))(*probes.radial_profile(corr[n], pix[n])) for n in corr},
     traj, step_scale, f"Locality near the end (k/K = {ke / ihdm.process.K:.2f})")
-savefig(fig, "fig08_locality", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=n_states,
+P.savefig(fig, "fig08_locality", runs=[ihdm, ddpm], seed=P.seed, n=n_states,
         caption="Locality of the learned steps: share of the gradient correction's mass within radius r of the pixel "
                 "(with the ideal reverse heat steps), its radial profile, and the radii holding 50% / 90% of it along "
-                f"the trajectory. Averages over {n_states} trajectories and {n_pix} pixels. {P.caption}")
+                f"the trajectory. Averages over {n_states} trajectories and {n_pix} pixels.")
 plt.show()
-display(Markdown(save_table(loc_rows, "tab08_locality", profile=P.name, runs=[ihdm, ddpm], seed=P.seed, n=n_states,
+display(Markdown(P.save_table(loc_rows, "tab08_locality", runs=[ihdm, ddpm], seed=P.seed, n=n_states,
                             caption="Locality and circular symmetry of the input-gradient correction near the end of the "
                                     "process: r50 / r90 (pixels), share of mass within 2 pixels, anisotropy (0 = circular), "
-                                    f"and the sign pattern at the pixel and its 4 neighbours. {P.caption}")))
+                                    f"and the sign pattern at the pixel and its 4 neighbours.")))
 for n in models:
     print(f"{n} anisotropy along the trajectory (k/K: value): "
           + ", ".join(f"{a:.2f}: {b:.2f}" for a, b in zip(traj[n]["k/K"], traj[n]["anisotropy"])))
@@ -261,9 +260,9 @@ for r in sign_rows:
 if run0 is not None:
     fig = plots.gradient_sign_figure(states["IHDM"][ke][0], centre,
                                      {f"sigma = {ihdm.process.sigma}": grads_end["IHDM"][1][0, 0], "sigma = 0": c0[0]})
-    savefig(fig, "fig13b_gradient_sign", profile=P.name, runs=[ihdm, run0], seed=P.seed, n=1,
+    P.savefig(fig, "fig13b_gradient_sign", runs=[ihdm, run0], seed=P.seed, n=1,
             caption="Fig. 13b's remark: the input-gradient correction of the centre pixel for the regular IHDM model and "
-                    f"the model trained with sigma = 0, at the same state (symlog, linear cut-off 0.002). {P.caption}")
+                    f"the model trained with sigma = 0, at the same state (symlog, linear cut-off 0.002).")
     plt.show()
 
 # %% [markdown]

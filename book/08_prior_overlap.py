@@ -31,7 +31,7 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import math
 
 import matplotlib.pyplot as plt
@@ -39,16 +39,18 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core.book import plots
-from ihdm_core.book.figures import markdown_table, save_table, savefig
+from ihdm_core.book.figures import markdown_table
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation import overlap as ov
 from ihdm_core.model.heat import heat_forward
 from ihdm_core.model.likelihood import bin_centres
 from ihdm_core.model.prior import kde_prior_sample
 from ihdm_core.model.sampling import sample
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.model.images import to_float
+from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained
 
+# %%
 P = start(profile)
 cfg = P.config("ihdm")
 sigma, delta, K, s_max = cfg.process.sigma, cfg.process.delta, cfg.process.K, cfg.process.sigma_max
@@ -107,17 +109,17 @@ display(Markdown(markdown_table(toy_rows, ".4f")))
 
 # %%
 n_q = min(P.n_nll, len(test_u8), len(train_u8))
-gq = torch.Generator().manual_seed(P.seed)
+gq = P.generator()
 test_idx = torch.randperm(len(test_u8), generator=gq)[:n_q]
 train_idx = torch.randperm(len(train_u8), generator=gq)[:n_q]
 overlap = ov.prior_overlap(cfg, train_u8, test_u8[test_idx], train_idx, P.sigma_B_max_grid, dev)
 for s_B, L_test, L_train in overlap:
     print(f"sigma_B,max = {s_B:5.1f}: L_K test {L_test.mean():12.1f} nats, train {L_train.mean():12.1f} nats")
 n_train = len(train_u8)
-display(Markdown(save_table(
-    ov.overlap_rows(overlap, D), "tab08_prior_overlap", profile=P.name, runs=[cfg], seed=P.seed, n=n_q,
+display(Markdown(P.save_table(
+    ov.overlap_rows(overlap, D), "tab08_prior_overlap", runs=[cfg], seed=P.seed, n=n_q,
     caption=f"Average A.3 bound on L_K for {n_q} test and {n_q} training images of {cfg.data.dataset} against a KDE "
-            f"over {n_train} blurred training images (sigma = {sigma}, delta = {delta}). " + P.caption)))
+            f"over {n_train} blurred training images (sigma = {sigma}, delta = {delta}).")))
 (s_lo, L_lo, _), (s_prev, L_prev, _), (s_hi, L_hi, _) = overlap[0], overlap[-2], overlap[-1]
 change = float(L_hi.mean() - L_prev.mean())
 print(f"test L_K falls by a factor {float(L_lo.mean() / L_hi.mean()):.0f} from sigma_B,max = {s_lo:g} to {s_hi:g}; "
@@ -130,10 +132,10 @@ fig = plots.prior_overlap_figure(
     overlap, {s_B: heat_forward(example, s_B ** 2 / 2)[0] for s_B, _, _ in overlap}, ov.kl_floor(sigma, delta, D),
     math.log(n_train), s_max, D, f"Prior overlap on {cfg.data.dataset}: a held-out digit blurred to each "
     "$\\sigma_{B,\\max}$ (top), and $L_K$ (bottom)")
-savefig(fig, "fig12_prior_overlap", profile=P.name, runs=[cfg], seed=P.seed, n=n_q,
+P.savefig(fig, "fig12_prior_overlap", runs=[cfg], seed=P.seed, n=n_q,
         caption=f"Fig. 12: average L_K = KL[q(u_K|u_0) || p(u_K)] (App. A.3 upper bound) of {n_q} held-out and "
                 f"{n_q} training images against sigma_B,max, with the KDE over {n_train} blurred training images "
-                f"(sigma = {sigma}, delta = {delta}); right: the same above the floor c, zoomed. {P.caption}")
+                f"(sigma = {sigma}, delta = {delta}); right: the same above the floor c, zoomed.")
 plt.show()
 
 # %% [markdown]
@@ -171,9 +173,9 @@ plt.show()
 # %%
 run = ensure_trained(cfg, device=P.device)
 n_s = max(P.n_neighbours, P.n_grid)
-u_K, seed_idx = kde_prior_sample(run.process, train_u8, n_s, generator=torch.Generator().manual_seed(P.seed))
+u_K, seed_idx = kde_prior_sample(run.process, train_u8, n_s, generator=P.generator())
 samples = sample(run.net, run.process, u_K.to(run.process.device),
-                 generator=torch.Generator(device=run.process.device).manual_seed(P.seed)).clamp(0, 1)
+                 generator=P.generator(0, run.process.device)).clamp(0, 1)
 assert samples.shape == (n_s, *train_u8.shape[1:])
 train_f = to_float(train_u8)
 train_flat = train_f.flatten(1).to(dev)
@@ -190,10 +192,10 @@ print(f"reference: held-out test image -> nearest training image {test_d[:, 0].m
 # %% tags=["hide-input"]
 n_show = min(P.n_neighbours, n_s)
 fig = plots.neighbours_figure(samples[:n_show], train_f, nn_d, nn_i, seed_idx)
-savefig(fig, "fig30_nearest_neighbours", profile=P.name, runs=[run], seed=P.seed, n=n_show,
-        caption=f"App. D.4 (Figs. 30-31): IHDM samples (left) and their {nn_i.shape[1]} nearest training images in "
+P.savefig(fig, "fig30_nearest_neighbours", runs=[run], seed=P.seed, n=n_show,
+        caption=f"App. D.4 (Figs. 30-32): IHDM samples (left) and their {nn_i.shape[1]} nearest training images in "
                 "Euclidean distance on [0, 1] pixels; '(seed)' marks the training image whose blurred version started "
-                "the chain. " + P.caption)
+                "the chain.")
 plt.show()
 
 # %% [markdown]
@@ -207,9 +209,9 @@ fig = plots.distance_histogram([
     (test_d[:, 0], f"test image -> nearest training image (n = {len(test_d)})", "C0"),
     (loo_d[:, 0], f"training image -> nearest other training image (n = {len(loo_d)})", "0.5"),
     (nn_d[:, 0], f"sample -> nearest training image (n = {n_s})", "C3")])
-savefig(fig, "fig30b_nn_distances", profile=P.name, runs=[run], seed=P.seed, n=n_s,
+P.savefig(fig, "fig30b_nn_distances", runs=[run], seed=P.seed, n=n_s,
         caption=f"Distance to the nearest training image for {n_s} IHDM samples, against held-out test digits and "
-                f"training digits (leave-one-out) as references. {P.caption}")
+                f"training digits (leave-one-out) as references.")
 plt.show()
 print(f"median sample-to-train distance / median test-to-train distance = "
       f"{float(nn_d[:, 0].median() / test_d[:, 0].median()):.2f}")
@@ -222,8 +224,8 @@ print(f"median sample-to-train distance / median test-to-train distance = "
 # image's mean intensity and its coarsest modes at under a tenth of their amplitude, so nothing
 # forces the sample back to its seed; how often the seed is nevertheless the nearest neighbour is
 # printed above (a copying model would score close to all). The paper draws its conclusion, that
-# samples are not approximations of training images, from FFHQ and AFHQ nearest neighbours
-# (Figs. 30-31). Caveats at this scale: a small-scale model's samples are blurrier and less
+# samples are not approximations of training images, from FFHQ, AFHQ and LSUN-Churches
+# nearest neighbours (Figs. 30-32). Caveats at this scale: a small-scale model's samples are blurrier and less
 # digit-like than real digits, which by itself can push them away from every training image, so
 # "far from the training set" is evidence against memorisation, not evidence of quality; the
 # smoke profile's model is untrained and its "samples" are noise.

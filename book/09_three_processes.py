@@ -19,8 +19,9 @@
 #   the prior is $\mathcal N(0, \mathbf I)$.
 # - **Blurring Diffusion** (Hoogeboom & Salimans 2023) does both: in the DCT basis every
 #   frequency is decayed by the heat equation *and* scaled and noised by a diffusion
-#   schedule. With $\sigma_{B,\max} = 0$ it is DDPM with a cosine schedule; IHDM is,
-#   loosely, its noise-free limit.
+#   schedule. With $\sigma_{B,\max} = 0$ it is DDPM with a cosine schedule. IHDM is not its
+#   noise-free limit: it keeps a constant small noise $\sigma$ at every level, where Blurring
+#   Diffusion's noise grows with the level.
 #
 # Here all three share one U-Net, one training loop (same steps, batch, learning rate,
 # EMA, seed), one sampler and one evaluation, so the comparison isolates the process.
@@ -36,20 +37,21 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
 from ihdm_core.book import plots
-from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.scores import (draw_samples, high_frequency_trace, min_step_ratio, option_rows, step_sweep,
                                        sweep_rows)
 from ihdm_core.training.config import get_preset
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.model.images import to_float
+from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained, is_available, training_seconds
 
+# %%
 P = start(profile)
 cfgs = {name: P.config(role) for name, role in {"IHDM": "ihdm", "DDPM": "ddpm", "Blurring Diffusion": "blurring"}.items()}
 for name, cfg in cfgs.items():
@@ -76,8 +78,8 @@ print("\n".join(f"{name}: {run.provenance}" for name, run in runs.items()))
 # %% tags=["hide-input"]
 x = to_float(load_dataset("mnist5k", split="test")[:1]).to(P.device)
 fig = plots.forward_processes_figure(runs, x, torch.linspace(0, 1, 8).tolist(),
-                                     torch.Generator(device=P.device).manual_seed(P.seed))
-savefig(fig, "ch09_forward_processes", profile=P.name, runs=list(runs.values()), seed=P.seed,
+                                     P.generator(0, P.device))
+P.savefig(fig, "ch09_forward_processes", runs=list(runs.values()), seed=P.seed,
         caption="The forward marginals of IHDM (blur), DDPM (noise) and Blurring Diffusion (both) for one "
                 "held-out digit at evenly spaced times t = k / K.")
 plt.show()
@@ -101,10 +103,10 @@ for name, run in runs.items():
     recs = step_sweep(run, P.diffusion_steps, n_default=P.n_eval, seed=P.seed, fid_ref_n=P.fid_ref_n)
     scored |= {(name, rec["steps"]): rec["run"] for rec in recs}
     rows += sweep_rows(name, recs, training_seconds(run.run_dir) / 60)
-md = save_table(rows, "tab09_three_processes", profile=P.name, runs=list(runs.values()), seed=P.seed, n=P.n_eval,
+md = P.save_table(rows, "tab09_three_processes", runs=list(runs.values()), seed=P.seed, n=P.n_eval,
                 caption="IHDM, DDPM and Blurring Diffusion on the same U-Net, trainer and budget; the diffusions "
                         "sampled on T steps from one continuous-time model. FID against "
-                        f"{recs[-1]['fid']['reference_n']} training digits. " + P.caption)
+                        f"{recs[-1]['fid']['reference_n']} training digits.")
 display(Markdown(md))
 row = {(r["process"], r["network evals / sample"]): r for r in rows}
 
@@ -113,8 +115,8 @@ show = {name: min((T for (n_, T) in scored if n_ == name), key=lambda T: abs(T -
 fig = plots.samples_figure({f"{name}, {T} steps\nrecognisability {row[name, T]['recognisability']:.2f} · FID "
                             f"{row[name, T]['FID']:.1f}": draw_samples(scored[(name, T)], P.n_grid, seed=P.seed)
                             for name, T in show.items()})
-savefig(fig, "ch09_samples", profile=P.name, runs=list(runs.values()), seed=P.seed, n=P.n_grid,
-        caption="Uncurated samples of the three processes at equal training budget. " + P.caption)
+P.savefig(fig, "ch09_samples", runs=list(runs.values()), seed=P.seed, n=P.n_grid,
+        caption="Uncurated samples of the three processes at equal training budget.")
 plt.show()
 
 # %% [markdown]
@@ -135,9 +137,9 @@ bd, ddpm = runs["Blurring Diffusion"], runs["DDPM"]
 ratio_rows = [{"T": T, "DDPM (cosine)": min_step_ratio(ddpm, T), "Blurring Diffusion, uniform grid": min_step_ratio(bd, T),
                "Blurring Diffusion, edge grid": min_step_ratio(bd, T, grid="edge")}
               for T in sorted({T for T, _ in P.diffusion_steps} | {10, 25})]
-md = save_table(ratio_rows, "tab09_step_ratios", profile=P.name, runs=[ddpm, bd],
+md = P.save_table(ratio_rows, "tab09_step_ratios", runs=[ddpm, bd],
                 caption="The smallest per-frequency step ratio alpha_t / alpha_s over all steps, per number of "
-                        "sampling steps T. Values far below 1 amplify prediction errors. " + P.caption)
+                        "sampling steps T. Values far below 1 amplify prediction errors.")
 display(Markdown(md))
 
 # %% tags=["hide-input"]
@@ -145,8 +147,8 @@ fig = plots.step_ratio_figure(
     [(bd.sampled_with(steps=T).process, c, f"Blurring Diffusion, T = {T}")
      for T, c in ((50, "C3"), (250, "C1"), (1000, "C0"))] + [(bd.sampled_with(steps=50, grid="edge").process, "C3--", "Blurring Diffusion, T = 50, edge grid"),
        (ddpm.sampled_with(steps=50).process, "0.5", "DDPM (cosine), T = 50")])
-savefig(fig, "ch09_step_ratios", profile=P.name, runs=[ddpm, bd],
-        caption="Per-step smallest ratio alpha_t / alpha_s along the sampling grid. " + P.caption)
+P.savefig(fig, "ch09_step_ratios", runs=[ddpm, bd],
+        caption="Per-step smallest ratio alpha_t / alpha_s along the sampling grid.")
 plt.show()
 
 # %% [markdown]
@@ -182,9 +184,8 @@ for preset in (p for p in P.prediction_ablation if p not in missing):
     recs = step_sweep(run, sorted({(T_opt, P.n_options), (P.grid_steps, P.n_options)}), n_default=P.n_options,
                       seed=P.seed, metrics=metrics)
     opt_rows += option_rows(f"{run.cfg.process.prediction}-prediction", recs)
-md = save_table(opt_rows, "tab09_options", profile=P.name, runs=[bd], seed=P.seed, n=P.n_options,
-                caption="Blurring Diffusion sampling and training options, same prior draws and noise per row. "
-                        + P.caption)
+md = P.save_table(opt_rows, "tab09_options", runs=[bd], seed=P.seed, n=P.n_options,
+                caption="Blurring Diffusion sampling and training options, same prior draws and noise per row.")
 display(Markdown(md))
 if missing:
     print("prediction ablation not trained here; train with: "
@@ -202,9 +203,9 @@ n_trace = min(P.n_grid, 32)
 fig = plots.chains_figure({T: high_frequency_trace(bd.sampled_with(steps=T) if bd.cfg.process.time == "continuous"
                                                    else bd, n_trace, seed=P.seed + 1)
                            for T in sorted({T_opt, show["Blurring Diffusion"]})})
-savefig(fig, "ch09_blurring_chains", profile=P.name, runs=[bd], seed=P.seed + 1, n=n_trace,
+P.savefig(fig, "ch09_blurring_chains", runs=[bd], seed=P.seed + 1, n=n_trace,
         caption="Blurring Diffusion sampling chains: high-frequency RMS of the state per step against the "
-                "forward process's sigma_t. " + P.caption)
+                "forward process's sigma_t.")
 plt.show()
 
 # %% [markdown]
@@ -245,6 +246,6 @@ display(Markdown("\n".join(lines)))
 # options: the table above shows what each does to the trained model at the smallest $T$; with
 # $\mathbf v$-prediction the instability they were built against is already small.
 #
-# The paper reports IHDM behind DDPM in FID on CIFAR-10 (18.96 vs 3.17, DDPM's number from Ho et
-# al.) and argues for IHDM's other properties (chapters 5-7). The table measures the three
+# On CIFAR-10 IHDM's FID (18.96, the paper) is behind DDPM's (3.17, Ho et al. 2020; the paper
+# trains no DDPM) and argues for IHDM's other properties (chapters 5-7). The table measures the three
 # processes at this profile's budget, not their limits.

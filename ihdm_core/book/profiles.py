@@ -97,6 +97,33 @@ class Profile:
             raise ValueError(f"unknown model role {role!r}; use ihdm, ddpm, blurring, colour or sigma0")
         return cfg.replace(**overrides) if overrides else cfg
 
+    def generator(self, offset: int = 0, device=None) -> "torch.Generator":
+        """A ``torch.Generator`` (on the CPU unless ``device``) seeded with ``seed + offset``:
+        one stream per use in a chapter, each with its own offset."""
+        import torch
+
+        return torch.Generator(device=device or "cpu").manual_seed(self.seed + int(offset))
+
+    def savefig(self, fig, name: str, caption: str, **kw) -> dict:
+        """:func:`ihdm_core.book.figures.savefig` under this profile, the caption ending with
+        :attr:`caption`; ``kw``: runs, seed, n and any provenance."""
+        from .figures import savefig
+
+        return savefig(fig, name, caption=f"{caption} {self.caption}", profile=self.name, **kw)
+
+    def save_table(self, rows: list[dict], name: str, caption: str, **kw) -> str:
+        """:func:`ihdm_core.book.figures.save_table` under this profile; returns the Markdown."""
+        from .figures import save_table
+
+        return save_table(rows, name, caption=f"{caption} {self.caption}", profile=self.name, **kw)
+
+    def save_animation(self, frames, name: str, caption: str, **kw):
+        """:func:`ihdm_core.book.animate.save_animation` under this profile; returns the path."""
+        from .animate import save_animation
+
+        return save_animation(frames, name, caption=f"{caption} {self.caption}", profile=self.name,
+                              **kw)
+
     @property
     def caption(self) -> str:
         """A sentence every figure of this profile carries."""
@@ -117,8 +144,10 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", description="5,000 offline MNIST digits; reference U-Nets shipped in models/, trained on CPU",
         ihdm="mnist-ref", ddpm="mnist-ddpm-ref", blurring="mnist-blurring-ref",
-        # The colour model: the reference network on the coloured digits (sigma_B_max = 20 averages
-        # a 28 x 28 image to its mean colour, as the paper's colour models do).
+        # The colour model: the reference network on the coloured digits. The paper's colour model
+        # blurs to sigma_B_max = the image size; 20 on 28 px leaves the mean colour plus the two
+        # lowest cosine modes at 8% of their amplitude (exp(-(pi/28)^2 * 200)), mode (1, 1) at
+        # 0.7% and all others under 0.01%: a near-flat prior (chapter 6 measures how flat).
         # FID is the largest cost after sampling (InceptionV3 at 299 x 299 runs at ~5 images/s on
         # 2 cores): the reference statistics of all 4,500 training digits take ~17 min once, 1,000 ~4.
         colour="mnist-colour-ref", sigma0_steps=1000,
