@@ -63,8 +63,8 @@ from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.dynamics import branch_spread, loss_curve, loss_per_level, smoothed
 from ihdm_core.evaluation.quality import real_image_scores
 from ihdm_core.evaluation.scores import draw_samples, score
-from ihdm_core.model.sampling import Recorder, sample
 from ihdm_core.model.images import to_float
+from ihdm_core.model.sampling import Recorder, sample
 from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained, training_seconds
 
@@ -314,7 +314,7 @@ plt.show()
 #
 # The same, animated: a grid of samples, one frame per level (every level up to 40 of them,
 # otherwise 40 evenly spaced ones), from the prior draw $\mathbf u_K$ to the sample $\mathbf u_0$.
-# `ihdm_core.book.animate.Recorder` is the sampler's callback; it keeps the states it is asked for.
+# `ihdm_core.model.sampling.Recorder` is the sampler's callback; it keeps the states it is asked for.
 
 # %%
 n_anim = min(P.n_grid, 16)

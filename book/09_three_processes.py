@@ -44,8 +44,8 @@ from IPython.display import Markdown, display
 
 from ihdm_core.book import plots
 from ihdm_core.book.profiles import start
-from ihdm_core.evaluation.scores import (draw_samples, high_frequency_trace, min_step_ratio, option_rows, step_sweep,
-                                       sweep_rows)
+from ihdm_core.book.comparison import OptionScore, StepScore, findings
+from ihdm_core.evaluation.scores import draw_samples, high_frequency_trace, min_step_ratio, step_sweep
 from ihdm_core.training.config import get_preset
 from ihdm_core.model.images import to_float
 from ihdm_core.training.data import load_dataset
@@ -98,22 +98,23 @@ plt.show()
 # to the profile's grid setting, with their scores in the title.
 
 # %%
-rows, scored = [], {}
+scores, scored = [], {}
 for name, run in runs.items():
     recs = step_sweep(run, P.diffusion_steps, n_default=P.n_eval, seed=P.seed, fid_ref_n=P.fid_ref_n)
     scored |= {(name, rec["steps"]): rec["run"] for rec in recs}
-    rows += sweep_rows(name, recs, training_seconds(run.run_dir) / 60)
-md = P.save_table(rows, "tab09_three_processes", runs=list(runs.values()), seed=P.seed, n=P.n_eval,
+    scores += [StepScore.from_record(name, r, training_seconds(run.run_dir) / 60) for r in recs]
+md = P.save_table([s.row() for s in scores], "tab09_three_processes", runs=list(runs.values()), seed=P.seed, n=P.n_eval,
                 caption="IHDM, DDPM and Blurring Diffusion on the same U-Net, trainer and budget; the diffusions "
                         "sampled on T steps from one continuous-time model. FID against "
                         f"{recs[-1]['fid']['reference_n']} training digits.")
 display(Markdown(md))
-row = {(r["process"], r["network evals / sample"]): r for r in rows}
+by = {(s.process, s.steps): s for s in scores}
 
 # %% tags=["hide-input"]
 show = {name: min((T for (n_, T) in scored if n_ == name), key=lambda T: abs(T - P.grid_steps)) for name in runs}
-fig = plots.samples_figure({f"{name}, {T} steps\nrecognisability {row[name, T]['recognisability']:.2f} · FID "
-                            f"{row[name, T]['FID']:.1f}": draw_samples(scored[(name, T)], P.n_grid, seed=P.seed)
+fig = plots.samples_figure({f"{name}, {T} steps\nrecognisability {by[name, T].recognisability:.2f}"
+                            f" · FID {by[name, T].fid:.1f}": draw_samples(scored[(name, T)], P.n_grid,
+                                                                         seed=P.seed)
                             for name, T in show.items()})
 P.savefig(fig, "ch09_samples", runs=list(runs.values()), seed=P.seed, n=P.n_grid,
         caption="Uncurated samples of the three processes at equal training budget.")
@@ -173,18 +174,18 @@ plt.show()
 
 # %%
 T_opt = min(T for (name, T) in scored if name == "Blurring Diffusion")
-opt_rows, metrics = [], ("recognisability", "explosions")
+opts, metrics = [], ("recognisability", "explosions")
 for label, options in (("uniform grid (default)", {}), ("edge grid", {"grid": "edge"}),
                        ("DCT clamp", {"clamp_dct": True}), ("edge grid + DCT clamp", {"grid": "edge", "clamp_dct": True})):
     recs = step_sweep(bd, [(T_opt, P.n_options)], n_default=P.n_options, seed=P.seed, metrics=metrics, **options)
-    opt_rows += option_rows(label, recs)
+    opts += [OptionScore.from_record(label, r) for r in recs]
 missing = [preset for preset in P.prediction_ablation if not is_available(get_preset(preset))]
 for preset in (p for p in P.prediction_ablation if p not in missing):
     run = ensure_trained(get_preset(preset), device=P.device, progress=False)
     recs = step_sweep(run, sorted({(T_opt, P.n_options), (P.grid_steps, P.n_options)}), n_default=P.n_options,
                       seed=P.seed, metrics=metrics)
-    opt_rows += option_rows(f"{run.cfg.process.prediction}-prediction", recs)
-md = P.save_table(opt_rows, "tab09_options", runs=[bd], seed=P.seed, n=P.n_options,
+    opts += [OptionScore.from_record(f"{run.cfg.process.prediction}-prediction", r) for r in recs]
+md = P.save_table([o.row() for o in opts], "tab09_options", runs=[bd], seed=P.seed, n=P.n_options,
                 caption="Blurring Diffusion sampling and training options, same prior draws and noise per row.")
 display(Markdown(md))
 if missing:
@@ -211,26 +212,14 @@ plt.show()
 # %% [markdown]
 # ## What was measured
 #
-# The sentences below are assembled from the tables above: Blurring Diffusion against DDPM at every
+# The sentences below are assembled from the tables above (`ihdm_core.book.comparison.findings`,
+# on the same typed records the tables are rows of): Blurring Diffusion against DDPM at every
 # number of steps $T$ both were scored on, and the range of Blurring Diffusion's smallest step ratio
 # $\alpha_t/\alpha_s$ between the coarsest and the finest grid.
 
 # %%
-b, d = row["Blurring Diffusion", T_opt], row["DDPM", min(T for (name, T) in scored if name == "DDPM")]
-lines = [f"- At {T_opt} steps Blurring Diffusion reaches recognisability {b['recognisability']:.2f} with "
-         f"{b['exploded chains']} chains exploded; DDPM at its smallest T reaches {d['recognisability']:.2f}."]
-for T in sorted(T for (name, T) in scored if name == "Blurring Diffusion" and T != T_opt and ("DDPM", T) in row):
-    b, d = row["Blurring Diffusion", T], row["DDPM", T]
-    lines.append(f"- At {T} steps: Blurring Diffusion {b['recognisability']:.2f} (FID {b['FID']:.1f}, "
-                 f"{b['exploded chains']} exploded) against DDPM {d['recognisability']:.2f} "
-                 f"(FID {d['FID']:.1f}, {d['exploded chains']} exploded).")
 smallest = {r["T"]: r["Blurring Diffusion, uniform grid"] for r in ratio_rows}
-lines.append(f"- The smallest step ratio of Blurring Diffusion is {smallest[min(smallest)]:.3f} at "
-             f"{min(smallest)} steps and {smallest[max(smallest)]:.3f} at {max(smallest)}.")
-for r in (r for r in opt_rows if r["option"].endswith("-prediction")):
-    lines.append(f"- {r['option']} ({r['model']}) at {r['steps']} steps: recognisability "
-                 f"{r['recognisability']:.2f}, {r['exploded chains']} of {r['samples']} chains exploded.")
-display(Markdown("\n".join(lines)))
+display(Markdown(findings(scores, smallest, opts)))
 
 # %% [markdown]
 # **The defaults, and why.** The diffusions are trained in continuous time with $\mathbf v$-prediction
