@@ -11,23 +11,26 @@
 # %% [markdown]
 # # 5. Interpolation
 #
-# A sample of IHDM is a deterministic function of its *latents*: the prior state
-# $\mathbf u_K$ and the $K-1$ sampling-noise images $\boldsymbol\nu_K, \dots, \boldsymbol\nu_2$
-# that Alg. 2 adds on the way down ($\mathbf u_{k-1} = \boldsymbol\mu_\theta(\mathbf u_k, k) + \delta\boldsymbol\nu_k$,
-# no noise on the last step). Fixing all of them and moving smoothly between two sets of latents
-# gives an interpolation between two samples (paper Sec. 4, Fig. 7b, App. D.2):
+# A sample of IHDM is a deterministic function of its *latents*: the prior state $\mathbf u_K$ and
+# the $K-1$ sampling-noise images $\boldsymbol\nu_K, \dots, \boldsymbol\nu_2$ that Alg. 2 adds on
+# the way down
+# ($\mathbf u_{k-1} = \boldsymbol\mu_\theta(\mathbf u_k, k) + \delta\boldsymbol\nu_k$, no noise on
+# the last step). Fixing all of them and moving smoothly between two sets of latents gives an
+# interpolation between two samples (paper Sec. 4, Fig. 7b, App. D.2):
 #
-# * the prior states are interpolated **linearly**, $\mathbf u_K(\alpha) = (1-\alpha)\mathbf u_K^{(1)} + \alpha\,\mathbf u_K^{(2)}$;
-# * the noises are interpolated **spherically**, $\boldsymbol\nu(\phi) = \sin\phi\,\boldsymbol\nu^{(2)} + \cos\phi\,\boldsymbol\nu^{(1)}$,
+# * the prior states are interpolated **linearly**,
+#   $\mathbf u_K(\alpha) = (1-\alpha)\mathbf u_K^{(1)} + \alpha\,\mathbf u_K^{(2)}$;
+# * the noises are interpolated **spherically**,
+#   $\boldsymbol\nu(\phi) = \sin\phi\,\boldsymbol\nu^{(2)} + \cos\phi\,\boldsymbol\nu^{(1)}$,
 #   $\phi \in [0, \pi/2]$, because two independent high-dimensional Gaussian vectors are nearly
-#   orthogonal and of equal length, and a straight line between them passes through vectors
-#   about $\sqrt 2$ shorter half-way, i.e. through an effectively smaller $\delta$, which
-#   changes the samples a lot (chapter 4).
+#   orthogonal and of equal length, and a straight line between them passes through vectors about
+#   $\sqrt 2$ shorter half-way, i.e. through an effectively smaller $\delta$, which changes the
+#   samples a lot (chapter 4).
 #
 # The paper prints the spherical interpolation as $\sin(\phi)\nu_1 + \cos(\pi/2-\phi)\nu_2$; since
-# $\cos(\pi/2-\phi) = \sin\phi$ that is just $\sin\phi\,(\nu_1+\nu_2)$, a rescaled copy of the fixed
-# vector $\nu_1 + \nu_2$ that reaches neither endpoint, so the intended formula is $\sin\phi\,\nu_1 + \cos\phi\,\nu_2$, which
-# is what `ihdm_core.model.latents.slerp` implements.
+# $\cos(\pi/2-\phi) = \sin\phi$ that is just $\sin\phi\,(\nu_1+\nu_2)$, a rescaled copy of the
+# fixed vector $\nu_1 + \nu_2$ that reaches neither endpoint, so the intended formula is
+# $\sin\phi\,\nu_1 + \cos\phi\,\nu_2$, which is what `ihdm_core.model.latents.slerp` implements.
 #
 # The paper then does the same for a DDPM (there: 200 steps on FFHQ), slerping both the
 # initial Gaussian $\mathbf x_K$ and every per-step noise of ancestral sampling, and finds that its
@@ -80,7 +83,8 @@ print(f"profile {P.name}: IHDM K = {ihdm.process.K}, delta = {ihdm.process.delta
 
 # %%
 n_frames = P.n_interp
-n_pairs = max(2, P.n_grid // 16)  # a few endpoint pairs; the smoothness statistics average over them
+# a few endpoint pairs; the smoothness statistics average over them
+n_pairs = max(2, P.n_grid // 16)
 alpha = torch.linspace(0, 1, n_frames)
 gen = P.generator()  # one stream: IHDM's endpoints first, then DDPM's
 paths = {"IHDM": interpolation(ihdm.process, n_pairs, n_frames, images=train_images, generator=gen),
@@ -108,7 +112,8 @@ norm_lerp = path_norms(lerp_path(nu_end[:, :, 0], nu_end[:, :, 1], n_frames).fla
                        n_frames)
 cos_end = torch.nn.functional.cosine_similarity(nu_end[:, :, 0].transpose(0, 1).flatten(1),
                                                 nu_end[:, :, 1].transpose(0, 1).flatten(1), dim=1)
-print(f"cosine between the two endpoint noise sets: {cos_end.abs().max():.2e} (max over pairs) - nearly orthogonal")
+print(f"cosine between the two endpoint noise sets: {cos_end.abs().max():.2e} (max over pairs) - "
+      f"nearly orthogonal")
 print(f"half-way norm / endpoint norm: slerp {norm_slerp[:, n_frames // 2].mean():.4f}, "
       f"linear {norm_lerp[:, n_frames // 2].mean():.4f}")
 assert (norm_slerp - 1).abs().max() < 0.05           # slerp keeps the norm (to the small cosine)
@@ -117,8 +122,10 @@ assert norm_lerp[:, n_frames // 2].mean() < 0.75     # linear shrinks it to ~1/s
 # %% tags=["hide-input"]
 fig = plots.noise_norm_figure(alpha, norm_slerp, norm_lerp)
 P.savefig(fig, "fig07b_slerp_norm", runs=[ihdm], seed=P.seed, n=n_pairs,
-        caption=f"Norm of the interpolated noise sets (K = {K} steps of {C}x{H}x{W} noise) along the path, "
-                "relative to the first endpoint: spherical interpolation keeps it, linear interpolation "
+        caption=f"Norm of the interpolated noise sets (K = {K} steps of {C}x{H}x{W} noise) along "
+                f"the path, "
+                "relative to the first endpoint: spherical interpolation keeps it, linear "
+                "interpolation "
                 "sags to 1/sqrt(2) half-way (lines: theory for orthogonal endpoints).")
 plt.show()
 
@@ -149,13 +156,16 @@ for name, draw in samplers.items():  # one after the other, so each is timed alo
     rows[name] = draw().clamp(0, 1).cpu()
     timings[name] = time.perf_counter() - t0
     assert rows[name].shape == (B, C, H, W) and torch.isfinite(rows[name]).all()
-print("sampling time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + f"  ({B} images each)")
+print("sampling time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+      + f"  ({B} images each)")
 
 # %% tags=["hide-input"]
 fig = plots.interpolation_figure(rows, n_frames, n_show=min(n_pairs, 3))
 P.savefig(fig, "fig07b_interpolation", runs=[ihdm, ddpm], seed=P.seed, n=B,
-        caption=f"Fig. 7b: interpolations between two sets of latents, {n_frames} frames. IHDM: linear in u_K, "
-                "spherical in the sampling noises; DDPM ancestral: spherical in x_K and the noises; DDPM DDIM "
+        caption=f"Fig. 7b: interpolations between two sets of latents, {n_frames} frames. IHDM: "
+                f"linear in u_K, "
+                "spherical in the sampling noises; DDPM ancestral: spherical in x_K and the "
+                "noises; DDPM DDIM "
                 f"(eta = 0): spherical in x_K.")
 plt.show()
 
@@ -163,8 +173,8 @@ plt.show()
 # **Reading the grid.** Within a pair, the first and last frames of each row are the samples of
 # the two endpoint latent sets; everything in between is generated from the interpolated latents,
 # so no frame is a blend of two images in pixel space. For IHDM the prior states are blends
-# ($\mathbf u_K(\alpha)$ is linear in $\alpha$), but at $\sigma_{B,\max}$ they are nearly flat, so the
-# rows differ mostly through the rotated noises $\boldsymbol\nu(\phi)$.
+# ($\mathbf u_K(\alpha)$ is linear in $\alpha$), but at $\sigma_{B,\max}$ they are nearly flat, so
+# the rows differ mostly through the rotated noises $\boldsymbol\nu(\phi)$.
 
 # %% [markdown]
 # The same interpolations animated, the three samplers side by side, one grid tile per endpoint
@@ -177,7 +187,8 @@ frames = {name: x.view(n_pairs, n_frames, C, H, W).transpose(0, 1) for name, x i
 gif = P.save_animation(frames, "anim07b_interpolation",
                      runs=[ihdm, ddpm], seed=P.seed, n=B, bounce=True, hold=4, fps=6, scale=3,
                      labels=[f"alpha = {a:.2f}" for a in alpha.tolist()],
-                     caption=f"Fig. 7b animated: {n_frames} interpolation frames of {n_pairs} endpoint pairs, "
+                     caption=f"Fig. 7b animated: {n_frames} interpolation frames of {n_pairs} "
+                             f"endpoint pairs, "
                              f"IHDM, DDPM ancestral and DDPM DDIM side by side.")
 display(show_animation(gif))
 
@@ -195,27 +206,33 @@ display(show_animation(gif))
 
 # %%
 smooth = {name: smoothness(x, n_frames) for name, x in rows.items()}
-stats = [{"sampler": name, "mean step (L2)": float(m["steps"].mean()), "jump ratio": float(m["jump"].mean()),
-          "jump ratio (worst pair)": float(m["jump"].max()), "detour": float(m["detour"].mean()),
-          "endpoint distance": float(m["ends"].mean()), "seconds": round(timings[name], 2)} for name, m in smooth.items()]
+stats = [{"sampler": name, "mean step (L2)": float(m["steps"].mean()),
+          "jump ratio": float(m["jump"].mean()), "jump ratio (worst pair)": float(m["jump"].max()),
+          "detour": float(m["detour"].mean()), "endpoint distance": float(m["ends"].mean()),
+          "seconds": round(timings[name], 2)} for name, m in smooth.items()]
 
 # %% tags=["hide-input"]
 fig = plots.smoothness_figure(smooth, n_frames)
 P.savefig(fig, "fig07b_smoothness", runs=[ihdm, ddpm], seed=P.seed, n=B,
         caption="L2 distance between consecutive interpolation frames (thick: mean over the "
-                f"{n_pairs} endpoint pairs, thin: each pair) for IHDM, DDPM ancestral sampling and DDIM; right: the "
+                f"{n_pairs} endpoint pairs, thin: each pair) for IHDM, DDPM ancestral sampling and "
+                f"DDIM; right: the "
                 f"same relative to an evenly spaced straight path between the endpoints.")
 plt.show()
 display(Markdown(P.save_table(stats, "tab07b_smoothness", runs=[ihdm, ddpm], seed=P.seed, n=B,
-                            caption="Smoothness of the interpolations: mean L2 step between consecutive frames, "
-                                    "jump ratio max/mean (1 = even), detour path length / endpoint distance "
+                            caption="Smoothness of the interpolations: mean L2 step between "
+                                    "consecutive frames, "
+                                    "jump ratio max/mean (1 = even), detour path length / endpoint "
+                                    "distance "
                                     f"(1 = straight).")))
 
 # %%
 by_jump = sorted(stats, key=lambda r: r["jump ratio"])
 by_detour = sorted(stats, key=lambda r: r["detour"])
-print("smoothest by jump ratio: " + " < ".join(f"{r['sampler']} ({r['jump ratio']:.2f})" for r in by_jump))
-print("straightest by detour:   " + " < ".join(f"{r['sampler']} ({r['detour']:.2f})" for r in by_detour))
+print("smoothest by jump ratio: " + " < ".join(f"{r['sampler']} ({r['jump ratio']:.2f})"
+                                               for r in by_jump))
+print("straightest by detour:   " + " < ".join(f"{r['sampler']} ({r['detour']:.2f})"
+                                               for r in by_detour))
 
 # %% [markdown]
 # **Reading the result.** The paper's claim is qualitative (Fig. 7b and App. D.2 on FFHQ, AFHQ and
@@ -234,8 +251,8 @@ print("straightest by detour:   " + " < ".join(f"{r['sampler']} ({r['detour']:.2
 # path through blurry averages of two digits is "straight" there even if it is not a sequence of
 # plausible digits, and a perfectly smooth morph of one stroke into another is not straight there
 # (its detour is well above 1), so the jump ratio is the better smoothness measure and the figure
-# matters as much as the table. Second, *small scale*: the quick
-# profile's digits are 28 x 28 and its reference models trained for about an hour on two CPU cores, so both models produce
+# matters as much as the table. Second, *small scale*: the quick profile's digits are 28 x 28 and
+# its reference models trained for about an hour on two CPU cores, so both models produce
 # imperfect digits and the contrast can be weaker than, or different from, the paper's FFHQ faces;
 # with the smoke models (CI) the figures only show that the code runs. The latents, the frames and
 # the metrics are computed the same way at every scale: the paper profile runs the same comparison

@@ -42,7 +42,8 @@ P = start(profile)
 
 # %%
 md = P.save_table(status.paper_fid_rows(P.name, seed=P.seed, device=P.device), "tab10a_paper_fid",
-                seed=P.seed, caption="The paper's FIDs (Fig. 5a, App. B.3) and ours where this profile evaluates them.")
+                seed=P.seed, caption="The paper's FIDs (Fig. 5a, App. B.3) and ours where this "
+                                     "profile evaluates them.")
 display(Markdown(md))
 
 # %% [markdown]
@@ -79,13 +80,15 @@ stats = status.pipeline_stats()
 print("hardware:", ", ".join(f"{k} {v}" for k, v in status.hardware(stats).items()))
 if stats:
     display(Markdown(P.save_table(status.execution_rows(stats), "tab10c_execution",
-                                caption=f"Chapter wall times of the pipeline run started {stats['started']}.")))
+                                caption=f"Chapter wall times of the pipeline run started "
+                                        f"{stats['started']}.")))
 else:
     print("Not run by the pipeline: no execution statistics (run `python -m ihdm_core book`).")
 train_rows = status.training_rows(runs)
 if train_rows:
     display(Markdown(P.save_table(train_rows, "tab10d_training",
-                                caption="Training cost of this profile's models: shipped ones on the hardware their model "
+                                caption="Training cost of this profile's models: shipped ones on "
+                                        "the hardware their model "
                                         "card names, the others on the hardware above.")))
 
 # %% [markdown]
@@ -96,5 +99,6 @@ if train_rows:
 
 # %%
 index, missing = status.missing_files(figures_dir(P.name))
-print(f"{len(index)} figures and tables indexed in {figures_dir(P.name)}; missing files: {missing or 'none'}")
+print(f"{len(index)} figures and tables indexed in {figures_dir(P.name)}; missing files: "
+      f"{missing or 'none'}")
 assert not missing

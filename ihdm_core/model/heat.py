@@ -105,7 +105,8 @@ def _eigs_cached(h: int, w: int, device: str, dtype: torch.dtype) -> Tensor:
     return (fh[:, None] + fw[None, :]).to(device=device, dtype=dtype)
 
 
-def laplacian_eigenvalues(h: int, w: int, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
+def laplacian_eigenvalues(h: int, w: int, device=None,
+                          dtype: torch.dtype = torch.float32) -> Tensor:
     """lambda_{n,m} = pi^2 (n^2/H^2 + m^2/W^2), in pixel units (App. A.1, Eq. 21).
 
     These are the eigenvalues of -Delta; the paper's Lambda holds their negatives.
@@ -180,7 +181,8 @@ def blur_sigmas(K: int, sigma_min: float = 0.5, sigma_max: float = 20.0) -> Tens
     if K == 1:
         inner = torch.tensor([float(sigma_max)], dtype=torch.float64)
     else:
-        inner = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), K, dtype=torch.float64))
+        inner = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), K,
+                                         dtype=torch.float64))
     return torch.cat([torch.zeros(1, dtype=torch.float64), inner]).float()
 
 
@@ -235,7 +237,8 @@ class HeatDissipation:
     def _check_size(self, u: Tensor) -> None:
         _check_image(u)
         if tuple(u.shape[-2:]) != self.image_size:
-            raise ValueError(f"process was built for {self.image_size} images, got {tuple(u.shape[-2:])}")
+            raise ValueError(f"process was built for {self.image_size} images, got "
+                             f"{tuple(u.shape[-2:])}")
 
     def blur(self, u0: Tensor, k) -> Tensor:
         """u_k = F(t_k) u_0 for an int level or one level per sample."""

@@ -55,7 +55,8 @@ class Recorder:
             raise RuntimeError("the recorder saw no state: pass it to the sampler as callback=")
         missing = sorted(self._wanted - set(self.states)) if self._wanted is not None else []
         if missing:
-            raise RuntimeError(f"the sampler never visited levels {missing}; it visited {self.levels()}")
+            raise RuntimeError(f"the sampler never visited levels {missing}; it visited "
+                               f"{self.levels()}")
         return torch.stack([self.states[k] for k in self.levels()])
 
 
