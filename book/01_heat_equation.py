@@ -125,9 +125,8 @@ ax.text(sig[0], 1 / 255 * 1.2, "one 8-bit level", fontsize=7, color="0.4")
 ax.set(xlabel=r"$\sigma_B = \sqrt{2t}$ (pixels)", ylabel=r"max $|F(t)u - G_{\sigma_B} * u|$",
        title="Heat equation vs. Gaussian blur (reflecting borders)")
 P.savefig(fig, "fig01b_gaussian_duality",
-        caption="Heat equation solved in the DCT basis vs. scipy's Gaussian filter with sigma_B = "
-                "sqrt(2t), "
-                "on a 64x64 photograph (skimage 'camera').")
+          caption="Heat equation solved in the DCT basis vs. scipy's Gaussian filter with sigma_B "
+                  "= sqrt(2t), on a 64x64 photograph (skimage 'camera').")
 plt.show()
 
 # %% [markdown]
@@ -164,7 +163,7 @@ axes[0].set(yscale="log", xlabel="level $k$", ylabel=r"$\sigma_{B,k}$ (pixels)")
 axes[1].set(yscale="log", xlabel="level $k$", ylabel="$t_k$")
 fig.suptitle(f"Log-spaced blur schedule, K = {K}, sigma_B,max = {s_max}")
 P.savefig(fig, "fig01c_schedule", runs=[cfg],
-        caption="The blur schedule of App. B.5 for the profile's IHDM model.")
+          caption="The blur schedule of App. B.5 for the profile's IHDM model.")
 plt.show()
 
 # %% [markdown]
@@ -193,9 +192,8 @@ for ax, row in zip(axes, list(traj) + [astro_traj.clamp(0, 1)]):
     show_images(ax, row, nrow=len(levels))
 axes[0].set_title("  ".join(f"k={kk}" for kk in levels), fontsize=8)
 P.savefig(fig, "fig01_forward_process", runs=[cfg],
-        caption="Fig. 1: the heat-dissipation forward process u_k = F(t_k) u_0 at evenly spaced "
-                "levels "
-                f"(K = {K}; the photograph uses sigma_B,max = 32, half its width).")
+          caption="Fig. 1: the heat-dissipation forward process u_k = F(t_k) u_0 at evenly spaced "
+                  f"levels (K = {K}; the photograph uses sigma_B,max = 32, half its width).")
 plt.show()
 
 # %% [markdown]
@@ -234,9 +232,9 @@ fig.colorbar(im, ax=axes[1], label=r"$\log_{10}$ PSD (white: $\sigma^2$)")
 axes[2].semilogx(sig_axis, alive)
 axes[2].set(xlabel=r"$\sigma_B$", ylabel=r"share of DCT coefficients above $\sigma^2$")
 P.savefig(fig, "fig09_frequency_decay",
-        caption="Fig. 9: DCT power of a 64x64 photograph under the heat equation as sigma_B grows, "
-                "against the "
-                "training-noise floor sigma^2; right: share of coefficients still above it.")
+          caption="Fig. 9: DCT power of a 64x64 photograph under the heat equation as sigma_B "
+                  "grows, against the training-noise floor sigma^2; right: share of coefficients "
+                  "still above it.")
 plt.show()
 
 # %% [markdown]

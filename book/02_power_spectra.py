@@ -72,15 +72,14 @@ FIT = dict(fmin=4 / SIZE, fmax=0.5)
 # %%
 if P.psd_images > len(PHOTOS):
     print(f"note: the profile asks for {P.psd_images} photographs; {len(PHOTOS)} ship offline, "
-          f"using all")
+          "using all")
 names = list(PHOTOS)[:P.psd_images]
 raw = {n: load_photo(n) for n in names}
 photos = torch.stack([photograph(raw[n], SIZE) for n in names])  # (N, SIZE, SIZE)
 assert photos.shape == (len(names), SIZE, SIZE) and 0 <= photos.min() and photos.max() <= 1
 example = photos[0]
 print(f"profile {P.name}: {len(names)} photographs at {SIZE}x{SIZE} ({', '.join(names)}); IHDM K = "
-      f"{K}, "
-      f"sigma = {sigma}, sigma_B in [{s_min}, {s_max}]")
+      f"{K}, sigma = {sigma}, sigma_B in [{s_min}, {s_max}]")
 
 # %% [markdown]
 # ## Figure 10: from the 2-D DCT to a 1-D PSD
@@ -110,11 +109,10 @@ assert int(idx_big[-1, -1]) == round((SIZE - 1) * 2 ** 0.5)
 # %% tags=["hide-input"]
 fig = dct_partition_figure(idx_small, idx_big, power_ex, names[0], SIZE)
 P.savefig(fig, "fig10_dct_partition", n=1,
-        caption="Fig. 10: left, the partition of 2-D DCT frequencies into equal-frequency "
-                "contours; right, the "
-                f"DCT power of an example photograph ('{names[0]}', grayscale {SIZE}x{SIZE}) with "
-                f"the contours. "
-                "The 1-D PSD averages the power along each contour.")
+          caption="Fig. 10: left, the partition of 2-D DCT frequencies into equal-frequency "
+                  f"contours; right, the DCT power of an example photograph ('{names[0]}', "
+                  f"grayscale {SIZE}x{SIZE}) with the contours. The 1-D PSD averages the power "
+                  "along each contour.")
 plt.show()
 
 # %% [markdown]
@@ -139,9 +137,9 @@ rows = [{"image": n, "alpha": f["alpha"], "R^2": f["r2"], "fit f_min": f["fmin"]
         for n, f in zip(names, fits)]
 alphas = np.array([f["alpha"] for f in fits])
 md = P.save_table(rows, "tab02_power_law", n=len(names),
-                caption=f"Power-law fits PSD ~ A / f^alpha of {len(names)} grayscale photographs "
-                        f"at {SIZE}x{SIZE} "
-                        f"(mean alpha {alphas.mean():.2f}, sd {alphas.std():.2f}).")
+                  caption=f"Power-law fits PSD ~ A / f^alpha of {len(names)} grayscale photographs "
+                          f"at {SIZE}x{SIZE} (mean alpha {alphas.mean():.2f}, sd "
+                          f"{alphas.std():.2f}).")
 display(Markdown(md))
 
 # %% tags=["hide-input"]
@@ -157,9 +155,8 @@ axes[1].set(xlabel="frequency f (cycles / pixel)", ylabel="PSD (mean power on th
             title=r"Radially averaged PSD and $A/f^\alpha$ fits (shaded: fit range)")
 axes[1].legend(fontsize=7, ncol=2 if len(names) > 6 else 1, frameon=False)
 P.savefig(fig, "fig02_psd_natural_images", n=len(names),
-        caption=f"1-D PSD of {len(names)} grayscale photographs ({SIZE}x{SIZE}, skimage/sklearn "
-                f"sample images) "
-                "with fitted 1/f^alpha lines (dashed).")
+          caption=f"1-D PSD of {len(names)} grayscale photographs ({SIZE}x{SIZE}, skimage/sklearn "
+                  "sample images) with fitted 1/f^alpha lines (dashed).")
 plt.show()
 print(f"alpha = {alphas.mean():.2f} +- {alphas.std():.2f} (mean +- sd over {len(names)} "
       f"photographs), "
@@ -222,12 +219,10 @@ blues = ("Heat dissipation (IHDM): damping lifts, PSD comes from below", heat_le
          r"PSD of $\mathbf{u}_k$ ($[0, 1]$ space)")
 fig = psd_trajectories_figure(freqs, [reds, blues], fits[0])
 P.savefig(fig, "fig04_psd_trajectories", runs=[cfg], n=1, seed=P.seed,
-        caption=f"Fig. 4: expected PSD of the forward states of '{names[0]}' ({SIZE}x{SIZE} "
-                f"grayscale). Red: "
-                "DDPM with Ho et al.'s linear schedule (K = 1000); blue: heat dissipation at "
-                "levels of the profile's "
-                f"IHDM schedule (K = {K}, sigma_B,max = {s_max}, sigma = {sigma}). Dashed: the "
-                f"image's 1/f^alpha fit.")
+          caption=f"Fig. 4: expected PSD of the forward states of '{names[0]}' ({SIZE}x{SIZE} "
+                  "grayscale). Red: DDPM with Ho et al.'s linear schedule (K = 1000); blue: heat "
+                  f"dissipation at levels of the profile's IHDM schedule (K = {K}, sigma_B,max = "
+                  f"{s_max}, sigma = {sigma}). Dashed: the image's 1/f^alpha fit.")
 plt.show()
 
 # %% [markdown]
@@ -333,9 +328,9 @@ axes[1].set(xlabel="frequency f (cycles / pixel)", ylabel="PSD",
             title="Digits do not follow a power law (grey: single digits)")
 axes[1].legend(fontsize=7, frameon=False, loc="upper right")
 P.savefig(fig, "fig02b_psd_mnist", runs=[cfg], n=len(digits), seed=P.seed,
-        caption=f"1-D PSD of the {cfg.data.dataset} training digits (mean and 8 single digits) "
-                f"against the "
-                f"photographs resized to {dsize}x{dsize}, with power-law fits (dashed).")
+          caption=f"1-D PSD of the {cfg.data.dataset} training digits (mean and 8 single digits) "
+                  f"against the photographs resized to {dsize}x{dsize}, with power-law fits "
+                  "(dashed).")
 plt.show()
 
 # %% [markdown]

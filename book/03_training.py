@@ -105,9 +105,9 @@ print(f"profile {P.name}: {cfg.name}, K = {K}, sigma = {sigma}, delta = {delta},
 ours, theirs = describe_config(cfg), describe_config(paper)
 rows = [{"quantity": q, f"profile '{P.name}'": ours[q], "paper (MNIST)": theirs[q]} for q in ours]
 md = P.save_table(rows, "tab01_ihdm_config", runs=[cfg, paper],
-                caption=f"The profile's IHDM model next to the paper's MNIST model (Tables 1-2; "
-                        f"the paper gives no "
-                        f"MNIST step count, the preset's {paper.train.steps:,} is our choice).")
+                  caption="The profile's IHDM model next to the paper's MNIST model (Tables 1-2; "
+                          "the paper gives no MNIST step count, the preset's "
+                          f"{paper.train.steps:,} is our choice).")
 display(Markdown(md))
 
 # %% [markdown]
@@ -127,7 +127,7 @@ display(Markdown(md))
 
 # %%
 print(f"{cfg.name}: {cfg.train.steps:,} steps (shipped or cached weights are loaded; otherwise "
-      f"trained now on "
+      "trained now on "
       f"{P.device}) ...", flush=True)
 t0 = time.perf_counter()
 run = ensure_trained(cfg, device=P.device, progress=False)
@@ -139,8 +139,7 @@ assert np.isfinite(losses).all()
 print(f"{run.provenance}; this call took {call_s:.1f} s "
       f"({'trained now' if call_s > 0.5 * train_s else 'loaded, not trained'})")
 print(f"training wall time in the log: {train_s / 60:.1f} min, {len(losses) / train_s:.2f} "
-      f"steps/s, "
-      f"{len(losses) * cfg.train.batch_size / train_s:.0f} images/s")
+      f"steps/s, {len(losses) * cfg.train.batch_size / train_s:.0f} images/s")
 
 # %% [markdown]
 # ### The loss during training
@@ -159,9 +158,8 @@ fig = plots.training_loss_figure(steps, losses, smoothed(steps, losses), n_pix *
                                  cfg.train.warmup,
                                  f"Training loss (Alg. 1), {cfg.name}")
 P.savefig(fig, "ch03_training_loss", runs=[run], seed=cfg.train.seed, n=len(losses),
-        caption=f"Training loss against step, raw and smoothed; batch {cfg.train.batch_size}, "
-                f"levels drawn "
-                f"uniformly from 1..{K}.")
+          caption=f"Training loss against step, raw and smoothed; batch {cfg.train.batch_size}, "
+                  f"levels drawn uniformly from 1..{K}.")
 plt.show()
 
 # %% [markdown]
@@ -183,17 +181,16 @@ low = levels <= max(1, K // 4)
 print(f"mean over levels: {mse_k.mean():.4g} (held-out, EMA net); last {win} training steps: "
       f"{losses[-win:].mean():.4g} (training batches, raw net)")
 print(f"share of the summed loss in the lowest quarter of levels (k <= {levels[low][-1]}, sigma_B "
-      f"<= "
-      f"{sB[levels[low][-1]]:.2f} px): {mse_k[low].sum() / mse_k.sum():.0%}")
+      f"<= {sB[levels[low][-1]]:.2f} px): {mse_k[low].sum() / mse_k.sum():.0%}")
 print(f"loss / skip-connection loss: {np.min(mse_k / skip_k):.2f} .. {np.max(mse_k / skip_k):.2f}")
 
 # %% tags=["hide-input"]
 fig = plots.loss_per_level_figure(mse_k, skip_k, n_pix * sigma ** 2, sB,
                                   f"Alg. 1 loss per level on {n_lv} held-out digits")
 P.savefig(fig, "ch03_loss_per_level", runs=[run], seed=P.seed, n=n_lv,
-        caption=f"The loss of Alg. 1 at each level k, one Monte-Carlo draw of the training noise "
-                f"on {n_lv} "
-                f"held-out digits, for the trained EMA network and for the skip connection alone.")
+          caption="The loss of Alg. 1 at each level k, one Monte-Carlo draw of the training noise "
+                  f"on {n_lv} held-out digits, for the trained EMA network and for the skip "
+                  "connection alone.")
 plt.show()
 
 # %% [markdown]
@@ -232,8 +229,8 @@ fig, ax = plt.subplots(figsize=(0.62 * nrow + 0.4, 0.62 * math.ceil(P.n_grid / n
 show_images(ax, x_eval[:P.n_grid], nrow=nrow,
             title=f"Uncurated IHDM samples ({cfg.name}, delta = {delta}, K = {K})")
 P.savefig(fig, "fig14_uncurated_samples", runs=[run], seed=P.seed, n=P.n_grid,
-        caption=f"Fig. 14: uncurated samples, the first {P.n_grid} of the {P.n_eval} that are "
-                f"scored below.")
+          caption=f"Fig. 14: uncurated samples, the first {P.n_grid} of the {P.n_eval} that are "
+                  "scored below.")
 plt.show()
 
 # %% [markdown]
@@ -262,9 +259,9 @@ rec_f = score(run, "fid", n=P.n_eval, seed=P.seed, ref_n=P.fid_ref_n, device=P.d
 score_s = time.perf_counter() - t0
 for rec in (rec_r, rec_f):
     print(f"{rec['metric']:>16}: {rec['value']:.4g} on {rec['n_samples']} samples, reference: "
-          f"{rec['reference']} "
-          f"(n = {rec.get('reference_n', '-')}), delta = {rec['delta']}, seed {rec['seed']}; "
-          f"score time {rec['time_s']['total']:.1f} s, recorded {rec.get('recorded', 'now')}")
+          f"{rec['reference']} (n = {rec.get('reference_n', '-')}), delta = {rec['delta']}, seed "
+          f"{rec['seed']}; score time {rec['time_s']['total']:.1f} s, recorded "
+          f"{rec.get('recorded', 'now')}")
 
 # %% [markdown]
 # The same two scores for real held-out digits: recognisability on the whole test split, FID on as
@@ -274,7 +271,7 @@ for rec in (rec_r, rec_f):
 real = real_image_scores(cfg.data.dataset, n_fid=P.n_eval, seed=P.seed, ref_n=P.fid_ref_n,
                          device=P.device)
 print(f"this cell and the last: {score_s:.1f} s for the two scores, {real['fid_seconds']:.1f} s "
-      f"for the real-digit FID")
+      "for the real-digit FID")
 
 # %% tags=["hide-input"]
 ours, theirs = f"IHDM samples (delta = {delta})", f"real held-out digits ({cfg.data.dataset} test)"
@@ -287,11 +284,9 @@ rows = [dict(zip(["metric", "images", "n", "value", "reference", "time (s)"], r)
     ("recognisability", theirs, real["recognisability"]["n"],
      real["recognisability"]["share_confident"], cnn, None)]]
 md = P.save_table(rows, "tab05_ihdm_scores", runs=[run], seed=P.seed, n=P.n_eval,
-                caption=f"Sample quality of the profile's IHDM model, with real held-out digits "
-                        f"scored the same way "
-                        f"as the floor (FID) and ceiling (recognisability) at this sample count. "
-                        f"The paper reports "
-                        f"no MNIST FID.")
+                  caption="Sample quality of the profile's IHDM model, with real held-out digits "
+                          "scored the same way as the floor (FID) and ceiling (recognisability) at "
+                          "this sample count. The paper reports no MNIST FID.")
 display(Markdown(md))
 print("class histogram of the samples (digits 0-9):", rec_r["details"]["class_histogram"],
       f"| not a digit: {rec_r['details']['not_digit']}")
@@ -327,9 +322,8 @@ print("mean intensity, u_K vs u_0:", np.round(u_K.mean((1, 2, 3)).cpu().numpy(),
 # %% tags=["hide-input"]
 fig = plots.sequence_figure(seq, seq_levels, sB, "Generation: $u_K$ (left) to $u_0$ (right)")
 P.savefig(fig, "fig05a_generation_sequences", runs=[run], seed=P.seed + 1, n=n_show,
-        caption=f"Fig. 5a: the states u_k of the reverse process at evenly spaced levels k = K..0 "
-                f"for {n_show} "
-                f"samples (delta = {delta}).")
+          caption="Fig. 5a: the states u_k of the reverse process at evenly spaced levels k = K..0 "
+                  f"for {n_show} samples (delta = {delta}).")
 plt.show()
 
 # %% [markdown]
@@ -354,11 +348,11 @@ assert torch.equal(anim_traj[0], u_K.clamp(0, 1).cpu()) and torch.equal(anim_tra
 
 # %% tags=["hide-input"]
 gif = P.save_animation(anim_traj, "anim05a_generation", runs=[run], seed=P.seed + 4, n=n_anim,
-                     labels=[f"k = {k}, σ_B = {sB[k]:.2g}" if k else "k = 0: the samples"
-                             for k in rec.levels()],
-                     levels=rec.levels(), caption=f"Generation u_K -> u_0 for {n_anim} samples, "
-                                                  f"one frame per "
-                     f"level shown (delta = {delta}).")
+                       labels=[f"k = {k}, σ_B = {sB[k]:.2g}" if k else "k = 0: the samples"
+                               for k in rec.levels()],
+                       levels=rec.levels(), caption=f"Generation u_K -> u_0 for {n_anim} samples, "
+                                                    "one frame per "
+                       f"level shown (delta = {delta}).")
 display(show_animation(gif))
 
 # %% [markdown]
@@ -400,10 +394,9 @@ print("RMS spread, coarse:", np.round(spread["coarse"], 4), " fine:", np.round(s
 fig = plots.branching_figure(traj, branches, show_levels, spread, k_coarse, sB,
                              f"{n_src} trajectories x {n_branch} continuations per split")
 P.savefig(fig, "fig05b_stochastic_branching", runs=[run], seed=P.seed + 2, n=n_src * n_branch,
-        caption=f"Fig. 5b: one trajectory split at several levels into {n_branch} continuations "
-                f"with fresh noise "
-                f"(left); spread between continuations against the split level, coarse vs. fine "
-                f"(right).")
+          caption=f"Fig. 5b: one trajectory split at several levels into {n_branch} continuations "
+                  "with fresh noise (left); spread between continuations against the split level, "
+                  "coarse vs. fine (right).")
 plt.show()
 
 # %% [markdown]
@@ -439,9 +432,8 @@ print(f"prior training indices: {idx_rows.tolist()}")
 # %% tags=["hide-input"]
 fig = plots.shared_start_figure(tiles, "Shared initial state per row; different sampling noise")
 P.savefig(fig, "fig15_shared_initial_states", runs=[run], seed=P.seed + 3, n=n_rows * n_cols,
-        caption=f"Figs. 15/17: samples with shared initial states u_K: each row starts from the "
-                f"prior draw in its first "
-                f"column ({n_cols} samples per row, delta = {delta}).")
+          caption="Figs. 15/17: samples with shared initial states u_K: each row starts from the "
+                  f"prior draw in its first column ({n_cols} samples per row, delta = {delta}).")
 plt.show()
 
 # %% [markdown]
@@ -460,11 +452,11 @@ assert torch.equal(start_rows, start_rows[:, :1].expand_as(start_rows))  # one s
 
 # %% tags=["hide-input"]
 gif = P.save_animation(shared_traj, "anim15_shared_initial_state", runs=[run], seed=P.seed + 5,
-                     n=rows_a * cols_a, nrow=cols_a, levels=rec.levels(),
-                     labels=[f"k = {k}" if k else "k = 0: the samples" for k in rec.levels()],
-                     caption=f"Sampling from shared initial states: each row of {cols_a} starts "
-                             f"from one prior "
-                             f"draw u_K; only the sampling noise differs (delta = {delta}).")
+                       n=rows_a * cols_a, nrow=cols_a, levels=rec.levels(),
+                       labels=[f"k = {k}" if k else "k = 0: the samples" for k in rec.levels()],
+                       caption=f"Sampling from shared initial states: each row of {cols_a} starts "
+                               "from one prior draw u_K; only the sampling noise differs (delta = "
+                               f"{delta}).")
 display(show_animation(gif))
 
 # %% [markdown]

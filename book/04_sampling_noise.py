@@ -103,9 +103,9 @@ fig = plots.delta_sweep_figure(sweep, sigma, delta_paper,
                                "Sampling noise δ (same prior states and noise draws in every "
                                "column)")
 P.savefig(fig, "fig06_delta_sweep", runs=[run], seed=P.seed, n=n_per,
-        caption=f"Fig. 6: samples with sampling noise delta in {deltas}; each row shares its prior "
-                f"state u_K and its "
-                f"standard-normal noise draws across columns (eps_k = delta z_k). sigma = {sigma}.")
+          caption=f"Fig. 6: samples with sampling noise delta in {deltas}; each row shares its "
+                  "prior state u_K and its standard-normal noise draws across columns (eps_k = "
+                  f"delta z_k). sigma = {sigma}.")
 plt.show()
 
 # %% [markdown]
@@ -171,8 +171,8 @@ d1 = min((d for d in deltas if d > 0 and d != delta_paper), key=lambda d: abs(d 
 pred, t1 = elbo_identity_check(run.net, run.process, test_images, centres, delta_paper, d1,
                                n=min(4, P.n_nll), seed=P.seed)
 assert np.allclose(pred[:-1], t1[:-1], rtol=1e-6, atol=1e-6 * N), np.abs(pred - t1).max()
-print(f"closed form in delta reproduces a direct ELBO evaluation at delta = {d1:g}: "
-      f"max |difference| = {np.abs(pred[:-1] - t1[:-1]).max():.2e} nats")
+print(f"closed form in delta reproduces a direct ELBO evaluation at delta = {d1:g}: max "
+      f"|difference| = {np.abs(pred[:-1] - t1[:-1]).max():.2e} nats")
 
 # %% [markdown]
 # `scores_against_delta` draws `P.n_delta_eval` samples per $\delta$ with Alg. 2 (the same seeds for
@@ -213,9 +213,8 @@ curve = elbo_at(d_grid)["bits_per_dim"]
 nll_at = dict(zip(pos := [d for d in deltas if d > 0], elbo_at(pos)["bits_per_dim"]))
 t_nll = time.perf_counter() - t_start
 print(f"negative ELBO at the paper's delta = {delta_paper}: {nll['value']:.4f} +- "
-      f"{det['bits_per_dim_sem']:.4f} "
-      f"bits/dim on {nll['n_samples']} held-out digits ({nll['reference']}); closed form - "
-      f"recorded = {gap:.1e}")
+      f"{det['bits_per_dim_sem']:.4f} bits/dim on {nll['n_samples']} held-out digits "
+      f"({nll['reference']}); closed form - recorded = {gap:.1e}")
 print(f"time: recognisability + FID {t_quality:.0f} s, ELBO {t_nll:.0f} s")
 
 # %% [markdown]
@@ -242,8 +241,7 @@ best_nll_grid = float(d_grid[np.argmin(curve)])
 print(f"mean transition error m_bar = {m_bar:.4g} (per pixel {m_bar / N:.3g}; sigma^2 = "
       f"{sigma ** 2:.3g})")
 print(f"ELBO-optimal delta: analytic (transitions only) {delta_star:.5f}, numerical (with L_K) "
-      f"{best_nll_grid:.5f}; "
-      f"sigma = {sigma}")
+      f"{best_nll_grid:.5f}; sigma = {sigma}")
 
 # (2, K+1): L_0..L_K at delta = sigma and at the paper's delta
 two = elbo_at([sigma, delta_paper])["terms"]
@@ -259,11 +257,9 @@ fig = plots.elbo_terms_figure(dict(zip((sigma, delta_paper), two)), {d: kl_floor
                                                                      for d in (sigma, delta_paper)},
                               dd, no_mse, with_mse, sigma, delta_star)
 P.savefig(fig, "ch04_elbo_terms", runs=[run], seed=P.seed, n=nll["n_samples"],
-        caption=f"Left: the ELBO's per-level KL terms at delta = sigma and at the paper's delta, "
-                f"with their "
-                f"delta-dependent floor. Right: App. C.1's argument, one transition's term against "
-                f"delta with and "
-                f"without the network's mean squared error.")
+          caption="Left: the ELBO's per-level KL terms at delta = sigma and at the paper's delta, "
+                  "with their delta-dependent floor. Right: App. C.1's argument, one transition's "
+                  "term against delta with and without the network's mean squared error.")
 plt.show()
 
 # %% [markdown]
@@ -286,8 +282,8 @@ real_recog = real_image_scores(cfg.data.dataset, n_fid=0,
 best_recog = max(eval_deltas, key=lambda d: quality[d][0])
 best_fid = min(eval_deltas, key=lambda d: quality[d][1])
 best_nll = min(nll_at, key=nll_at.get)
-print(f"best delta: recognisability {best_recog:g}, FID {best_fid:g}, NLL {best_nll:g} "
-      f"(grid optimum {best_nll_grid:.4f}); sigma = {sigma}, paper's delta = {delta_paper}")
+print(f"best delta: recognisability {best_recog:g}, FID {best_fid:g}, NLL {best_nll:g} (grid "
+      f"optimum {best_nll_grid:.4f}); sigma = {sigma}, paper's delta = {delta_paper}")
 
 # %% tags=["hide-input"]
 fig = plots.delta_metrics_figure(quality, real_recog, (d_grid, curve), nll_at,
@@ -296,11 +292,9 @@ fig = plots.delta_metrics_figure(quality, real_recog, (d_grid, curve), nll_at,
                                                "nll": f"negative ELBO (bits/dim, "
                                                       f"{nll['n_samples']} held-out)"})
 P.savefig(fig, "fig11_delta_metrics", runs=[run], seed=P.seed, n=P.n_delta_eval,
-        caption=f"Fig. 11: recognisability and FID ({P.n_delta_eval} samples per delta, delta in "
-                f"{eval_deltas}) and the "
-                f"negative ELBO ({P.n_nll} held-out digits, every delta > 0) against delta. Stars "
-                f"mark the best "
-                f"value of each measure.")
+          caption=f"Fig. 11: recognisability and FID ({P.n_delta_eval} samples per delta, delta in "
+                  f"{eval_deltas}) and the negative ELBO ({P.n_nll} held-out digits, every delta > "
+                  "0) against delta. Stars mark the best value of each measure.")
 plt.show()
 
 # %% [markdown]
@@ -312,11 +306,10 @@ rows = [{"delta": d, "recognisability": quality[d][0] if d in quality else None,
          "FID": quality[d][1] if d in quality else None, "NLL (bits/dim)": nll_at.get(d),
          "high-freq. RMS (Fig. 6)": hf[d]} for d in deltas]
 md = P.save_table(rows, "tab11_delta_scores", runs=[run], seed=P.seed, n=P.n_delta_eval,
-                caption=f"Scores against delta: recognisability and FID on {P.n_delta_eval} "
-                        f"samples (every other delta "
-                        f"and the paper's), NLL on {P.n_nll} held-out digits (delta > 0; needs "
-                        f"delta > 0), "
-                        f"sub-pixel detail of the Fig. 6 samples.")
+                  caption=f"Scores against delta: recognisability and FID on {P.n_delta_eval} "
+                          f"samples (every other delta and the paper's), NLL on {P.n_nll} held-out "
+                          "digits (delta > 0; needs delta > 0), sub-pixel detail of the Fig. 6 "
+                          "samples.")
 display(Markdown(md))
 
 # %% [markdown]
@@ -355,10 +348,9 @@ t0 = time.perf_counter()
 run0 = ensure_trained(cfg0, device=P.device, progress=False)
 call_s = time.perf_counter() - t0
 train0_s = training_seconds(run0.run_dir)
-print(f"sigma = 0 model {run0.run_dir.name}: {run0.step} training steps (main model: {run.step}"
-      f"{'; shorter budget in this profile' if run0.step < run.step else ''}); training took "
-      f"{train0_s / 60:.1f} min "
-      f"({'now' if call_s > 0.5 * train0_s else 'cached'})")
+print(f"sigma = 0 model {run0.run_dir.name}: {run0.step} training steps (main model: "
+      f"{run.step}{'; shorter budget in this profile' if run0.step < run.step else ''}); training "
+      f"took {train0_s / 60:.1f} min ({'now' if call_s > 0.5 * train0_s else 'cached'})")
 
 # %% [markdown]
 # Samples from both models with the **same prior states and the same noise draws**, at the paper's
@@ -387,11 +379,10 @@ trajs = {f"{name}\nδ = {d:g}": states_at(r_.net, r_.process, u_K[:1], seq_level
 fig = plots.sigma0_figure(raw, torch.stack(list(trajs.values())), list(trajs), seq_levels,
                           delta_paper)
 P.savefig(fig, "fig13_sigma0_failure", runs=[run, run0], seed=P.seed + 1, n=n_cmp,
-        caption=f"Fig. 13: (a) samples of the model trained with sigma = 0 next to the sigma = "
-                f"{sigma:g} model, same "
-                f"prior states and noise; (b) trajectories at delta = 0 and delta = "
-                f"{delta_paper:g}. The sigma = 0 "
-                f"model trained {run0.step} steps, the main model {run.step}.")
+          caption="Fig. 13: (a) samples of the model trained with sigma = 0 next to the sigma = "
+                  f"{sigma:g} model, same prior states and noise; (b) trajectories at delta = 0 "
+                  f"and delta = {delta_paper:g}. The sigma = 0 model trained {run0.step} steps, "
+                  f"the main model {run.step}.")
 plt.show()
 
 # %% [markdown]
@@ -427,9 +418,9 @@ for name, gk in gain.items():
 curves = {name: smoothed(*loss_curve(r_.run_dir))[:2] for name, r_ in gain_runs.items()}
 fig = plots.sigma0_diagnostics_figure(curves, gain, log10_exact, delta_paper)
 P.savefig(fig, "ch04_sigma0_diagnostics", runs=[run, run0], seed=P.seed + 2, n=n_g,
-        caption=f"Left: training losses of the sigma = {sigma:g} and sigma = 0 models. Right: the "
-                f"gain of one reverse "
-                f"step on a small input perturbation, per level, on {n_g} held-out digits.")
+          caption=f"Left: training losses of the sigma = {sigma:g} and sigma = 0 models. Right: "
+                  "the gain of one reverse step on a small input perturbation, per level, on "
+                  f"{n_g} held-out digits.")
 plt.show()
 
 # %% [markdown]

@@ -69,9 +69,9 @@ ihdm = ensure_trained(P.config("ihdm"), device=P.device)
 ddpm = ensure_trained(P.config("ddpm"), device=P.device)
 train_images = load_dataset(ihdm.cfg.data)
 C, H, W = ihdm.cfg.data.channels, ihdm.cfg.data.image_size, ihdm.cfg.data.image_size
-print(f"profile {P.name}: IHDM K = {ihdm.process.K}, delta = {ihdm.process.delta}, "
-      f"sigma_B,max = {ihdm.process.sigma_max};  DDPM K = {ddpm.process.K} "
-      f"({ddpm.cfg.process.beta_schedule} schedule);  device {P.device}")
+print(f"profile {P.name}: IHDM K = {ihdm.process.K}, delta = {ihdm.process.delta}, sigma_B,max = "
+      f"{ihdm.process.sigma_max};  DDPM K = {ddpm.process.K} ({ddpm.cfg.process.beta_schedule} "
+      f"schedule);  device {P.device}")
 
 # %% [markdown]
 # ## Interpolating the latents
@@ -113,20 +113,19 @@ norm_lerp = path_norms(lerp_path(nu_end[:, :, 0], nu_end[:, :, 1], n_frames).fla
 cos_end = torch.nn.functional.cosine_similarity(nu_end[:, :, 0].transpose(0, 1).flatten(1),
                                                 nu_end[:, :, 1].transpose(0, 1).flatten(1), dim=1)
 print(f"cosine between the two endpoint noise sets: {cos_end.abs().max():.2e} (max over pairs) - "
-      f"nearly orthogonal")
-print(f"half-way norm / endpoint norm: slerp {norm_slerp[:, n_frames // 2].mean():.4f}, "
-      f"linear {norm_lerp[:, n_frames // 2].mean():.4f}")
+      "nearly orthogonal")
+print(f"half-way norm / endpoint norm: slerp {norm_slerp[:, n_frames // 2].mean():.4f}, linear "
+      f"{norm_lerp[:, n_frames // 2].mean():.4f}")
 assert (norm_slerp - 1).abs().max() < 0.05           # slerp keeps the norm (to the small cosine)
 assert norm_lerp[:, n_frames // 2].mean() < 0.75     # linear shrinks it to ~1/sqrt(2) half-way
 
 # %% tags=["hide-input"]
 fig = plots.noise_norm_figure(alpha, norm_slerp, norm_lerp)
 P.savefig(fig, "fig07b_slerp_norm", runs=[ihdm], seed=P.seed, n=n_pairs,
-        caption=f"Norm of the interpolated noise sets (K = {K} steps of {C}x{H}x{W} noise) along "
-                f"the path, "
-                "relative to the first endpoint: spherical interpolation keeps it, linear "
-                "interpolation "
-                "sags to 1/sqrt(2) half-way (lines: theory for orthogonal endpoints).")
+          caption=f"Norm of the interpolated noise sets (K = {K} steps of {C}x{H}x{W} noise) along "
+                  "the path, relative to the first endpoint: spherical interpolation keeps it, "
+                  "linear interpolation sags to 1/sqrt(2) half-way (lines: theory for orthogonal "
+                  "endpoints).")
 plt.show()
 
 # %% [markdown]
@@ -162,11 +161,9 @@ print("sampling time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()
 # %% tags=["hide-input"]
 fig = plots.interpolation_figure(rows, n_frames, n_show=min(n_pairs, 3))
 P.savefig(fig, "fig07b_interpolation", runs=[ihdm, ddpm], seed=P.seed, n=B,
-        caption=f"Fig. 7b: interpolations between two sets of latents, {n_frames} frames. IHDM: "
-                f"linear in u_K, "
-                "spherical in the sampling noises; DDPM ancestral: spherical in x_K and the "
-                "noises; DDPM DDIM "
-                f"(eta = 0): spherical in x_K.")
+          caption=f"Fig. 7b: interpolations between two sets of latents, {n_frames} frames. IHDM: "
+                  "linear in u_K, spherical in the sampling noises; DDPM ancestral: spherical in "
+                  "x_K and the noises; DDPM DDIM (eta = 0): spherical in x_K.")
 plt.show()
 
 # %% [markdown]
@@ -185,11 +182,10 @@ plt.show()
 # Pair-major (n_pairs * N, C, H, W) -> (N, n_pairs, C, H, W): frame i holds every pair at alpha_i.
 frames = {name: x.view(n_pairs, n_frames, C, H, W).transpose(0, 1) for name, x in rows.items()}
 gif = P.save_animation(frames, "anim07b_interpolation",
-                     runs=[ihdm, ddpm], seed=P.seed, n=B, bounce=True, hold=4, fps=6, scale=3,
-                     labels=[f"alpha = {a:.2f}" for a in alpha.tolist()],
-                     caption=f"Fig. 7b animated: {n_frames} interpolation frames of {n_pairs} "
-                             f"endpoint pairs, "
-                             f"IHDM, DDPM ancestral and DDPM DDIM side by side.")
+                       runs=[ihdm, ddpm], seed=P.seed, n=B, bounce=True, hold=4, fps=6, scale=3,
+                       labels=[f"alpha = {a:.2f}" for a in alpha.tolist()],
+                       caption=f"Fig. 7b animated: {n_frames} interpolation frames of {n_pairs} "
+                               "endpoint pairs, IHDM, DDPM ancestral and DDPM DDIM side by side.")
 display(show_animation(gif))
 
 # %% [markdown]
@@ -214,17 +210,15 @@ stats = [{"sampler": name, "mean step (L2)": float(m["steps"].mean()),
 # %% tags=["hide-input"]
 fig = plots.smoothness_figure(smooth, n_frames)
 P.savefig(fig, "fig07b_smoothness", runs=[ihdm, ddpm], seed=P.seed, n=B,
-        caption="L2 distance between consecutive interpolation frames (thick: mean over the "
-                f"{n_pairs} endpoint pairs, thin: each pair) for IHDM, DDPM ancestral sampling and "
-                f"DDIM; right: the "
-                f"same relative to an evenly spaced straight path between the endpoints.")
+          caption="L2 distance between consecutive interpolation frames (thick: mean over the "
+                  f"{n_pairs} endpoint pairs, thin: each pair) for IHDM, DDPM ancestral sampling "
+                  "and DDIM; right: the same relative to an evenly spaced straight path between "
+                  "the endpoints.")
 plt.show()
 display(Markdown(P.save_table(stats, "tab07b_smoothness", runs=[ihdm, ddpm], seed=P.seed, n=B,
-                            caption="Smoothness of the interpolations: mean L2 step between "
-                                    "consecutive frames, "
-                                    "jump ratio max/mean (1 = even), detour path length / endpoint "
-                                    "distance "
-                                    f"(1 = straight).")))
+                              caption="Smoothness of the interpolations: mean L2 step between "
+                                      "consecutive frames, jump ratio max/mean (1 = even), detour "
+                                      "path length / endpoint distance (1 = straight).")))
 
 # %%
 by_jump = sorted(stats, key=lambda r: r["jump ratio"])

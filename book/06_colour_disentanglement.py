@@ -61,8 +61,7 @@ C, H, W = cfg.data.channels, cfg.data.image_size, cfg.data.image_size
 K, delta = proc.K, proc.delta
 n_priors, n_noises = P.n_colour_priors, P.n_colour_noises
 print(f"profile {P.name}: colour model {cfg.name} [{cfg.identity()}] at step {run.step}, trained "
-      f"on "
-      f"{cfg.data.dataset} ({C} channel(s), {H}x{W}); K = {K}, sigma_B,max = {proc.sigma_max} "
+      f"on {cfg.data.dataset} ({C} channel(s), {H}x{W}); K = {K}, sigma_B,max = {proc.sigma_max} "
       f"({proc.sigma_max / H:.2f} x image size), delta = {delta}")
 if C == 1:
     print("This colour model is grayscale: 'colour' below is the overall intensity.")
@@ -87,21 +86,17 @@ uK0 = dis.prior_centres(proc, images, check_idx).cpu()
 flat_err = (uK0 - x0.mean(dim=(2, 3), keepdim=True)).abs().amax(dim=(1, 2, 3))
 fg_share = dis.split_colours(x0.double())[2].double().mean(dim=(1, 2))
 print(f"max |F(t_K) u_0 - mean colour| over {n_check} training images: median "
-      f"{flat_err.median():.4f}, "
-      f"max {flat_err.max():.4f} (prior noise delta = {delta})")
+      f"{flat_err.median():.4f}, max {flat_err.max():.4f} (prior noise delta = {delta})")
 print(f"foreground share of the pixels a (Otsu split): median {fg_share.median():.3f}, so the mean "
-      f"colour is "
-      f"~{1 - float(fg_share.median()):.0%} background")
+      f"colour is ~{1 - float(fg_share.median()):.0%} background")
 
 # %% tags=["hide-input"]
 fig = plots.data_and_prior_figure(x0, uK0)
 P.savefig(fig, "fig07a_data_and_prior", runs=[run], seed=P.seed, n=n_check,
-        caption=f"Training images of {cfg.data.dataset} (top) and their prior centres F(t_K) u_0 "
-                f"at level K = {K}, "
-                f"sigma_B,max = {proc.sigma_max} (bottom). Over {n_check} images the centres "
-                f"differ from their mean "
-                f"colour by at most {flat_err.max():.4f} (median {flat_err.median():.4f}); delta = "
-                f"{delta}.")
+          caption=f"Training images of {cfg.data.dataset} (top) and their prior centres F(t_K) u_0 "
+                  f"at level K = {K}, sigma_B,max = {proc.sigma_max} (bottom). Over {n_check} "
+                  "images the centres differ from their mean colour by at most "
+                  f"{flat_err.max():.4f} (median {flat_err.median():.4f}); delta = {delta}.")
 plt.show()
 
 # %% [markdown]
@@ -127,13 +122,11 @@ print(f"grid of {n_priors} priors x {n_noises} noise sets = {n_priors * n_noises
 fig = plots.colour_grid_figure(centres, samples,
                                dis.split_colours(samples.reshape(-1, C, H, W).double())[2])
 P.savefig(fig, "fig07a_colour_disentanglement", runs=[run], seed=P.seed, n=n_priors * n_noises,
-        caption="Fig. 7a. Rows: different prior states u_K (first column: the noise-free prior "
-                "centre); columns: one "
-                "set of sampling noise each (the prior's delta-noise and all K step noises), "
-                "shared by every row. "
-                "Down a column: same noise, different priors (same shape, different colours if "
-                "disentangled); along "
-                f"a row: same prior, different noise (same colours, different shapes).")
+          caption="Fig. 7a. Rows: different prior states u_K (first column: the noise-free prior "
+                  "centre); columns: one set of sampling noise each (the prior's delta-noise and "
+                  "all K step noises), shared by every row. Down a column: same noise, different "
+                  "priors (same shape, different colours if disentangled); along a row: same "
+                  "prior, different noise (same colours, different shapes).")
 plt.show()
 
 # %% [markdown]
@@ -160,40 +153,17 @@ plt.show()
 scores = dis.grid_scores(samples, centres)
 rows, err_rows = dis.score_tables(scores)
 display(Markdown(P.save_table(rows, "tab07a_disentanglement", runs=[run], seed=P.seed,
-                            n=n_priors * n_noises,
-                            caption=f"Colour and shape similarity of pairs of samples from the "
-                                    f"{n_priors} x {n_noises} "
-                                    f"grid of Fig. 7a, by kind of pair.")))
+                              n=n_priors * n_noises,
+                              caption="Colour and shape similarity of pairs of samples from the "
+                                      f"{n_priors} x {n_noises} grid of Fig. 7a, by kind of pair.")))
 display(Markdown(P.save_table(err_rows, "tab07a_colour_error", runs=[run], seed=P.seed,
-                            n=n_priors * n_noises,
-                            caption="Distance between a sample's mean colour and the mean colour "
-                                    "of its own prior state, "
-                                    f"against the distance to the other rows' prior states (the "
-                                    f"baseline).")))
+                              n=n_priors * n_noises,
+                              caption="Distance between a sample's mean colour and the mean colour "
+                                      "of its own prior state, against the distance to the other "
+                                      "rows' prior states (the baseline).")))
 
 # %%
-own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]
-sc, col = scores["shape correlation"], scores["mean-colour distance"]
-fgd, bgd = scores["foreground-colour distance"], scores["background-colour distance"]
-shape_gain = sc["same noise"][0] - sc["neither"][0]
-shape_gain_prior = sc["same prior"][0] - sc["neither"][0]
-display(Markdown(
-    f"**This run** ({cfg.name}, step {run.step}). *Same noise, different priors:* shape "
-    f"correlation "
-    f"{sc['same noise'][0]:.3f} against {sc['neither'][0]:.3f} for unrelated pairs "
-    f"({'+' if shape_gain >= 0 else ''}{shape_gain:.3f}), mask IoU "
-    f"{scores['mask IoU']['same noise'][0]:.3f} against "
-    f"{scores['mask IoU']['neither'][0]:.3f}; their mean colours are {col['same noise'][0]:.3f} "
-    f"apart "
-    f"(unrelated: {col['neither'][0]:.3f}). *Same prior, different noise:* mean colours "
-    f"{col['same prior'][0]:.3f} "
-    f"apart, background colours {bgd['same prior'][0]:.3f} (unrelated: {bgd['neither'][0]:.3f}), "
-    f"foreground colours "
-    f"{fgd['same prior'][0]:.3f} (unrelated: {fgd['neither'][0]:.3f}); shape correlation "
-    f"{sc['same prior'][0]:.3f} "
-    f"({'+' if shape_gain_prior >= 0 else ''}{shape_gain_prior:.3f} over unrelated). A sample's "
-    f"mean colour is "
-    f"{own[0]:.3f} from its own prior's and {other[0]:.3f} from the other priors'."))
+display(Markdown(f"**This run** ({cfg.name}, step {run.step}). " + dis.summary(scores)))
 
 # %% [markdown]
 # **Reading the result.** The numbers are read against the baseline column, not against 0 or 1:

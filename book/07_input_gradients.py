@@ -103,8 +103,7 @@ x_K = {"IHDM": ihdm.process.prior_sample(n_states, images, generator=gen),
 states = {n: probes.trajectory_states(r, x_K[n], set(levels[n]) | {k_end[n]}, P.seed)[0] for n,
           r in models.items()}
 print(f"sampled {n_states} trajectories per model; levels: IHDM {levels['IHDM']} (k_end "
-      f"{k_end['IHDM']}), "
-      f"DDPM {levels['DDPM']} (k_end {k_end['DDPM']})")
+      f"{k_end['IHDM']}), DDPM {levels['DDPM']} (k_end {k_end['DDPM']})")
 
 # %% [markdown]
 # ## The gradients
@@ -147,10 +146,9 @@ dt = float(ihdm.process.t[ke] - ihdm.process.t[ke - 1])
 euler, exact = probes.euler_row(H, W, centre, dt), probes.exact_inverse_row(H, W, centre, dt)
 ci, cj = centre.tolist()
 print(f"IHDM level k_end = {ke}: t_k = {float(ihdm.process.t[ke]):.4f}, dt = t_k - t_(k-1) = "
-      f"{dt:.4f}; "
-      f"Euler centre {1 + 4 * dt:.3f}, neighbours {-dt:.4f}; exact inverse centre "
-      f"{exact[ci, cj]:.3f}, "
-      f"neighbours {exact[ci + 1, cj]:.4f}, diagonal {exact[ci + 1, cj + 1]:.5f}")
+      f"{dt:.4f}; Euler centre {1 + 4 * dt:.3f}, neighbours {-dt:.4f}; exact inverse centre "
+      f"{exact[ci, cj]:.3f}, neighbours {exact[ci + 1, cj]:.4f}, diagonal "
+      f"{exact[ci + 1, cj + 1]:.5f}")
 
 # %% [markdown]
 # ## Figure 8 (left, middle): input gradients near the end of the process
@@ -167,13 +165,11 @@ fig = plots.gradients_end_figure({n: states[n][k_end[n]][0] for n in models},
                                  {"ideal: Euler step (Eq. 13)": euler,
                                   "ideal: exact $F(-dt)$": exact})
 P.savefig(fig, "fig08_input_gradients", runs=[ihdm, ddpm], seed=P.seed, n=1,
-        caption=f"Fig. 8 (left, middle): input gradients of single output pixels (marked) near the "
-                f"end of the generative "
-                f"process (IHDM k = {k_end['IHDM']} of {ihdm.process.K}: d mu_theta / d u_k; DDPM "
-                f"k = {k_end['DDPM']} of "
-                f"{ddpm.process.K}: d x_hat / d z_k), symlog colours with linear cut-off 0.1; "
-                f"bottom: the ideal reverse "
-                f"heat step (Euler, Eq. 13, and exact) at IHDM's level.")
+          caption="Fig. 8 (left, middle): input gradients of single output pixels (marked) near "
+                  f"the end of the generative process (IHDM k = {k_end['IHDM']} of "
+                  f"{ihdm.process.K}: d mu_theta / d u_k; DDPM k = {k_end['DDPM']} of "
+                  f"{ddpm.process.K}: d x_hat / d z_k), symlog colours with linear cut-off 0.1; "
+                  "bottom: the ideal reverse heat step (Euler, Eq. 13, and exact) at IHDM's level.")
 plt.show()
 
 # %% [markdown]
@@ -189,10 +185,9 @@ fig = plots.gradients_trajectory_figure(
     {n: grads_traj[n][0].view(len(levels[n]), n_states, C, H, W)[:, 0, 0]
      for n in models}, levels, centre)
 P.savefig(fig, "fig08_gradients_trajectory", runs=[ihdm, ddpm], seed=P.seed, n=1,
-        caption="Fig. 8 (right): the input gradient of the centre pixel along one sampling "
-                "trajectory per model (rows 1 "
-                "and 3: the state the gradient is taken at), symlog colours with linear cut-off "
-                "0.01.")
+          caption="Fig. 8 (right): the input gradient of the centre pixel along one sampling "
+                  "trajectory per model (rows 1 and 3: the state the gradient is taken at), symlog "
+                  "colours with linear cut-off 0.01.")
 plt.show()
 
 # %% [markdown]
@@ -243,19 +238,17 @@ fig = plots.locality_figure(
         *probes.radial_profile(corr[n], pix[n])) for n in corr},
     traj, step_scale, f"Locality near the end (k/K = {ke / ihdm.process.K:.2f})")
 P.savefig(fig, "fig08_locality", runs=[ihdm, ddpm], seed=P.seed, n=n_states,
-        caption="Locality of the learned steps: share of the gradient correction's mass within "
-                "radius r of the pixel "
-                "(with the ideal reverse heat steps), its radial profile, and the radii holding "
-                "50% / 90% of it along "
-                f"the trajectory. Averages over {n_states} trajectories and {n_pix} pixels.")
+          caption="Locality of the learned steps: share of the gradient correction's mass within "
+                  "radius r of the pixel (with the ideal reverse heat steps), its radial profile, "
+                  "and the radii holding 50% / 90% of it along the trajectory. Averages over "
+                  f"{n_states} trajectories and {n_pix} pixels.")
 plt.show()
 display(Markdown(P.save_table(loc_rows, "tab08_locality", runs=[ihdm, ddpm], seed=P.seed,
-                              n=n_states,
-                            caption="Locality and circular symmetry of the input-gradient "
-                                    "correction near the end of the "
-                                    "process: r50 / r90 (pixels), share of mass within 2 pixels, "
-                                    "anisotropy (0 = circular), "
-                                    f"and the sign pattern at the pixel and its 4 neighbours.")))
+                                n=n_states,
+                              caption="Locality and circular symmetry of the input-gradient "
+                                      "correction near the end of the process: r50 / r90 (pixels), "
+                                      "share of mass within 2 pixels, anisotropy (0 = circular), "
+                                      "and the sign pattern at the pixel and its 4 neighbours.")))
 for n in models:
     print(f"{n} anisotropy along the trajectory (k/K: value): "
           + ", ".join(f"{a:.2f}: {b:.2f}" for a, b in zip(traj[n]["k/K"], traj[n]["anisotropy"])))
@@ -286,7 +279,7 @@ if run0 is not None:
     sign_rows.insert(1, {"model": "IHDM sigma=0"} | {k: stats0[k] for k in signs})
 else:
     print(f"the sigma = 0 model ({cfg0.name}) is not trained in this run folder; only the regular "
-          f"model is shown")
+          "model is shown")
 for r in sign_rows:
     print(f"{r['model']:>22s}: correction at pixel {r[signs[0]]:+.4f}, 4 neighbours "
           f"{r[signs[1]]:+.4f}")
@@ -297,10 +290,9 @@ if run0 is not None:
                                      {f"sigma = {ihdm.process.sigma}": grads_end["IHDM"][1][0, 0],
                                       "sigma = 0": c0[0]})
     P.savefig(fig, "fig13b_gradient_sign", runs=[ihdm, run0], seed=P.seed, n=1,
-            caption="Fig. 13b's remark: the input-gradient correction of the centre pixel for the "
-                    "regular IHDM model and "
-                    f"the model trained with sigma = 0, at the same state (symlog, linear cut-off "
-                    f"0.002).")
+              caption="Fig. 13b's remark: the input-gradient correction of the centre pixel for "
+                      "the regular IHDM model and the model trained with sigma = 0, at the same "
+                      "state (symlog, linear cut-off 0.002).")
     plt.show()
 
 # %% [markdown]

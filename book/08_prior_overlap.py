@@ -59,8 +59,7 @@ train_u8 = load_dataset(cfg.data, split="train")
 test_u8 = load_dataset(cfg.data, split="test")
 D = train_u8[0].numel()
 print(f"profile {P.name}: {cfg.data.dataset}, {len(train_u8)} training / {len(test_u8)} test "
-      f"images of "
-      f"D = {D} dimensions; sigma = {sigma}, delta = {delta}, sigma_B,max grid "
+      f"images of D = {D} dimensions; sigma = {sigma}, delta = {delta}, sigma_B,max grid "
       f"{list(P.sigma_B_max_grid)}")
 
 # %% [markdown]
@@ -123,16 +122,15 @@ for s_B, L_test, L_train in overlap:
           f"{L_train.mean():12.1f} nats")
 n_train = len(train_u8)
 display(Markdown(P.save_table(
-    ov.overlap_rows(overlap, D), "tab08_prior_overlap", runs=[cfg], seed=P.seed, n=n_q,
-    caption=f"Average A.3 bound on L_K for {n_q} test and {n_q} training images of "
-            f"{cfg.data.dataset} against a KDE "
-            f"over {n_train} blurred training images (sigma = {sigma}, delta = {delta}).")))
+      ov.overlap_rows(overlap, D), "tab08_prior_overlap", runs=[cfg], seed=P.seed, n=n_q,
+      caption=f"Average A.3 bound on L_K for {n_q} test and {n_q} training images of "
+              f"{cfg.data.dataset} against a KDE over {n_train} blurred training images (sigma = "
+              f"{sigma}, delta = {delta}).")))
 (s_lo, L_lo, _), (s_prev, L_prev, _), (s_hi, L_hi, _) = overlap[0], overlap[-2], overlap[-1]
 change = float(L_hi.mean() - L_prev.mean())
 print(f"test L_K falls by a factor {float(L_lo.mean() / L_hi.mean()):.0f} from sigma_B,max = "
-      f"{s_lo:g} to {s_hi:g}; "
-      f"between the last two grid values ({s_prev:g} -> {s_hi:g}) it changes by {change:+.1f} nats "
-      f"({change / D:+.4f} nats/dim)")
+      f"{s_lo:g} to {s_hi:g}; between the last two grid values ({s_prev:g} -> {s_hi:g}) it changes "
+      f"by {change:+.1f} nats ({change / D:+.4f} nats/dim)")
 
 # %% tags=["hide-input"]
 example = bin_centres(test_u8[test_idx[:1]])
@@ -140,14 +138,13 @@ fig = plots.prior_overlap_figure(
     overlap, {s_B: heat_forward(example, s_B ** 2 / 2)[0] for s_B, _,
               _ in overlap}, ov.kl_floor(sigma, delta, D),
     math.log(n_train), s_max, D, f"Prior overlap on {cfg.data.dataset}: a held-out digit blurred "
-                                 f"to each "
+                                 "to each "
     "$\\sigma_{B,\\max}$ (top), and $L_K$ (bottom)")
 P.savefig(fig, "fig12_prior_overlap", runs=[cfg], seed=P.seed, n=n_q,
-        caption=f"Fig. 12: average L_K = KL[q(u_K|u_0) || p(u_K)] (App. A.3 upper bound) of {n_q} "
-                f"held-out and "
-                f"{n_q} training images against sigma_B,max, with the KDE over {n_train} blurred "
-                f"training images "
-                f"(sigma = {sigma}, delta = {delta}); right: the same above the floor c, zoomed.")
+          caption="Fig. 12: average L_K = KL[q(u_K|u_0) || p(u_K)] (App. A.3 upper bound) of "
+                  f"{n_q} held-out and {n_q} training images against sigma_B,max, with the KDE "
+                  f"over {n_train} blurred training images (sigma = {sigma}, delta = {delta}); "
+                  "right: the same above the floor c, zoomed.")
 plt.show()
 
 # %% [markdown]
@@ -195,22 +192,20 @@ nn_d, nn_i = ov.nearest_training(samples, train_flat)
 test_d, _ = ov.nearest_training(to_float(test_u8[test_idx]), train_flat, k=1)
 loo_d, _ = ov.nearest_training(to_float(train_u8[train_idx]), train_flat, k=1, exclude=train_idx)
 seed_dist = (samples.flatten(1).to(dev) - train_flat[seed_idx.to(dev)]).norm(dim=1).cpu()
-print(f"{n_s} samples: nearest training image at distance {nn_d[:, 0].median():.2f} (median); "
-      f"it is the image that seeded the chain for {int((nn_i[:, 0] == seed_idx).sum())} of {n_s}; "
+print(f"{n_s} samples: nearest training image at distance {nn_d[:, 0].median():.2f} (median); it "
+      f"is the image that seeded the chain for {int((nn_i[:, 0] == seed_idx).sum())} of {n_s}; "
       f"median distance to the seed image {seed_dist.median():.2f}")
 print(f"reference: held-out test image -> nearest training image {test_d[:, 0].median():.2f} "
-      f"(median, n = {n_q}); "
-      f"training image -> nearest other training image {loo_d[:, 0].median():.2f}")
+      f"(median, n = {n_q}); training image -> nearest other training image "
+      f"{loo_d[:, 0].median():.2f}")
 
 # %% tags=["hide-input"]
 n_show = min(P.n_neighbours, n_s)
 fig = plots.neighbours_figure(samples[:n_show], train_f, nn_d, nn_i, seed_idx)
 P.savefig(fig, "fig30_nearest_neighbours", runs=[run], seed=P.seed, n=n_show,
-        caption=f"App. D.4 (Figs. 30-32): IHDM samples (left) and their {nn_i.shape[1]} nearest "
-                f"training images in "
-                "Euclidean distance on [0, 1] pixels; '(seed)' marks the training image whose "
-                "blurred version started "
-                "the chain.")
+          caption=f"App. D.4 (Figs. 30-32): IHDM samples (left) and their {nn_i.shape[1]} nearest "
+                  "training images in Euclidean distance on [0, 1] pixels; '(seed)' marks the "
+                  "training image whose blurred version started the chain.")
 plt.show()
 
 # %% [markdown]
@@ -225,11 +220,10 @@ fig = plots.distance_histogram([
     (loo_d[:, 0], f"training image -> nearest other training image (n = {len(loo_d)})", "0.5"),
     (nn_d[:, 0], f"sample -> nearest training image (n = {n_s})", "C3")])
 P.savefig(fig, "fig30b_nn_distances", runs=[run], seed=P.seed, n=n_s,
-        caption=f"Distance to the nearest training image for {n_s} IHDM samples, against held-out "
-                f"test digits and "
-                f"training digits (leave-one-out) as references.")
+          caption=f"Distance to the nearest training image for {n_s} IHDM samples, against "
+                  "held-out test digits and training digits (leave-one-out) as references.")
 plt.show()
-print(f"median sample-to-train distance / median test-to-train distance = "
+print("median sample-to-train distance / median test-to-train distance = "
       f"{float(nn_d[:, 0].median() / test_d[:, 0].median()):.2f}")
 
 # %% [markdown]

@@ -86,9 +86,8 @@ x = to_float(load_dataset("mnist5k", split="test")[:1]).to(P.device)
 fig = plots.forward_processes_figure(runs, x, torch.linspace(0, 1, 8).tolist(),
                                      P.generator(0, P.device))
 P.savefig(fig, "ch09_forward_processes", runs=list(runs.values()), seed=P.seed,
-        caption="The forward marginals of IHDM (blur), DDPM (noise) and Blurring Diffusion (both) "
-                "for one "
-                "held-out digit at evenly spaced times t = k / K.")
+          caption="The forward marginals of IHDM (blur), DDPM (noise) and Blurring Diffusion "
+                  "(both) for one held-out digit at evenly spaced times t = k / K.")
 plt.show()
 
 # %% [markdown]
@@ -112,11 +111,10 @@ for name, run in runs.items():
     scored |= {(name, rec["steps"]): rec["run"] for rec in recs}
     scores += [StepScore.from_record(name, r, training_seconds(run.run_dir) / 60) for r in recs]
 md = P.save_table([s.row() for s in scores], "tab09_three_processes", runs=list(runs.values()),
-                  seed=P.seed, n=P.n_eval,
-                caption="IHDM, DDPM and Blurring Diffusion on the same U-Net, trainer and budget; "
-                        "the diffusions "
-                        "sampled on T steps from one continuous-time model. FID against "
-                        f"{recs[-1]['fid']['reference_n']} training digits.")
+                    seed=P.seed, n=P.n_eval,
+                  caption="IHDM, DDPM and Blurring Diffusion on the same U-Net, trainer and "
+                          "budget; the diffusions sampled on T steps from one continuous-time "
+                          f"model. FID against {recs[-1]['fid']['reference_n']} training digits.")
 display(Markdown(md))
 by = {(s.process, s.steps): s for s in scores}
 
@@ -129,7 +127,7 @@ fig = plots.samples_figure({f"{name}, {T} steps\nrecognisability {by[name, T].re
                                                                          seed=P.seed)
                             for name, T in show.items()})
 P.savefig(fig, "ch09_samples", runs=list(runs.values()), seed=P.seed, n=P.n_grid,
-        caption="Uncurated samples of the three processes at equal training budget.")
+          caption="Uncurated samples of the three processes at equal training budget.")
 plt.show()
 
 # %% [markdown]
@@ -153,9 +151,9 @@ ratio_rows = [{"T": T, "DDPM (cosine)": min_step_ratio(ddpm, T),
                "Blurring Diffusion, edge grid": min_step_ratio(bd, T, grid="edge")}
               for T in sorted({T for T, _ in P.diffusion_steps} | {10, 25})]
 md = P.save_table(ratio_rows, "tab09_step_ratios", runs=[ddpm, bd],
-                caption="The smallest per-frequency step ratio alpha_t / alpha_s over all steps, "
-                        "per number of "
-                        "sampling steps T. Values far below 1 amplify prediction errors.")
+                  caption="The smallest per-frequency step ratio alpha_t / alpha_s over all steps, "
+                          "per number of sampling steps T. Values far below 1 amplify prediction "
+                          "errors.")
 display(Markdown(md))
 
 # %% tags=["hide-input"]
@@ -166,7 +164,7 @@ fig = plots.step_ratio_figure(
         "Blurring Diffusion, T = 50, edge grid"),
        (ddpm.sampled_with(steps=50).process, "0.5", "DDPM (cosine), T = 50")])
 P.savefig(fig, "ch09_step_ratios", runs=[ddpm, bd],
-        caption="Per-step smallest ratio alpha_t / alpha_s along the sampling grid.")
+          caption="Per-step smallest ratio alpha_t / alpha_s along the sampling grid.")
 plt.show()
 
 # %% [markdown]
@@ -207,8 +205,8 @@ for preset in (p for p in P.prediction_ablation if p not in missing):
                       seed=P.seed, metrics=metrics)
     opts += [OptionScore.from_record(f"{run.cfg.process.prediction}-prediction", r) for r in recs]
 md = P.save_table([o.row() for o in opts], "tab09_options", runs=[bd], seed=P.seed, n=P.n_options,
-                caption="Blurring Diffusion sampling and training options, same prior draws and "
-                        "noise per row.")
+                  caption="Blurring Diffusion sampling and training options, same prior draws and "
+                          "noise per row.")
 display(Markdown(md))
 if missing:
     print("prediction ablation not trained here; train with: "
@@ -228,9 +226,8 @@ fig = plots.chains_figure({T: high_frequency_trace(bd.sampled_with(steps=T)
                                                    else bd, n_trace, seed=P.seed + 1)
                            for T in sorted({T_opt, show["Blurring Diffusion"]})})
 P.savefig(fig, "ch09_blurring_chains", runs=[bd], seed=P.seed + 1, n=n_trace,
-        caption="Blurring Diffusion sampling chains: high-frequency RMS of the state per step "
-                "against the "
-                "forward process's sigma_t.")
+          caption="Blurring Diffusion sampling chains: high-frequency RMS of the state per step "
+                  "against the forward process's sigma_t.")
 plt.show()
 
 # %% [markdown]

@@ -42,8 +42,8 @@ P = start(profile)
 
 # %%
 md = P.save_table(status.paper_fid_rows(P.name, seed=P.seed, device=P.device), "tab10a_paper_fid",
-                seed=P.seed, caption="The paper's FIDs (Fig. 5a, App. B.3) and ours where this "
-                                     "profile evaluates them.")
+                  seed=P.seed, caption="The paper's FIDs (Fig. 5a, App. B.3) and ours where this "
+                                       "profile evaluates them.")
 display(Markdown(md))
 
 # %% [markdown]
@@ -62,7 +62,7 @@ runs = status.available_runs(P)
 records = status.score_rows(runs)
 if records:
     display(Markdown(P.save_table(records, "tab10b_our_scores", seed=P.seed,
-                                caption="All scores recorded for this profile's models.")))
+                                  caption="All scores recorded for this profile's models.")))
 else:
     print("No scores recorded yet: run chapters 3, 4 and 9 first (the pipeline does).")
 
@@ -80,16 +80,16 @@ stats = status.pipeline_stats()
 print("hardware:", ", ".join(f"{k} {v}" for k, v in status.hardware(stats).items()))
 if stats:
     display(Markdown(P.save_table(status.execution_rows(stats), "tab10c_execution",
-                                caption=f"Chapter wall times of the pipeline run started "
-                                        f"{stats['started']}.")))
+                                  caption="Chapter wall times of the pipeline run started "
+                                          f"{stats['started']}.")))
 else:
     print("Not run by the pipeline: no execution statistics (run `python -m ihdm_core book`).")
 train_rows = status.training_rows(runs)
 if train_rows:
     display(Markdown(P.save_table(train_rows, "tab10d_training",
-                                caption="Training cost of this profile's models: shipped ones on "
-                                        "the hardware their model "
-                                        "card names, the others on the hardware above.")))
+                                  caption="Training cost of this profile's models: shipped ones on "
+                                          "the hardware their model card names, the others on the "
+                                          "hardware above.")))
 
 # %% [markdown]
 # ## Every figure and table accounted for

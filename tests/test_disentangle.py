@@ -171,3 +171,18 @@ def test_grid_scores_on_a_perfectly_disentangled_grid():
     assert s["colour error"]["own prior"] == (pytest.approx(own.mean()), P * N)
     assert s["colour error"]["other priors"][1] == P * N * (P - 1)
     assert s["colour error"]["other priors"][0] > s["colour error"]["own prior"][0]
+
+
+def test_summary_reads_the_scores_against_the_unrelated_pairs():
+    kinds = ("same noise", "same prior", "neither")
+    s = {m: {k: (0.1 * i, 3) for i, k in enumerate(kinds)}
+         for m in ("shape correlation", "mean-colour distance", "foreground-colour distance",
+                   "background-colour distance", "mask IoU")}
+    s["colour error"] = {"own prior": (0.01, 3), "other priors": (0.2, 6)}
+    assert Dis.summary(s) == (
+        "*Same noise, different priors:* shape correlation 0.000 against 0.200 for unrelated pairs "
+        "(-0.200), mask IoU 0.000 against 0.200; their mean colours are 0.000 apart (unrelated: "
+        "0.200). *Same prior, different noise:* mean colours 0.100 apart, background colours 0.100 "
+        "(unrelated: 0.200), foreground colours 0.100 (unrelated: 0.200); shape correlation 0.100 "
+        "(-0.100 over unrelated). A sample's mean colour is 0.010 from its own prior's and 0.200 "
+        "from the other priors'.")

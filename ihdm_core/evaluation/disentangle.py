@@ -30,7 +30,7 @@ from torch import Tensor
 __all__ = ["mean_colour", "principal_projection", "otsu_threshold", "split_colours",
            "shape_maps", "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
            "prior_centres", "sample_grid", "grid_scores", "PAIR_KINDS", "images_at",
-           "spread_colours", "score_tables"]
+           "spread_colours", "score_tables", "summary"]
 
 PAIR_KINDS = ("same noise", "same prior", "neither")
 
@@ -261,3 +261,24 @@ def score_tables(scores: dict) -> tuple[list[dict], list[dict]]:
     err = [{"mean-colour error against": "its own prior u_K", "mean": own[0], "n (sample, prior) pairs": own[1]},
            {"mean-colour error against": "the other rows' priors", "mean": other[0], "n (sample, prior) pairs": other[1]}]
     return rows, err
+
+
+def summary(scores: dict) -> str:
+    """The :func:`grid_scores` of one grid in two sentences of Markdown: same-noise pairs (shape
+    measures against unrelated pairs, mean-colour distance), same-prior pairs (colour distances,
+    shape correlation), and a sample's mean-colour error against its own and the other priors."""
+    own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]
+    sc, col = scores["shape correlation"], scores["mean-colour distance"]
+    fgd, bgd = scores["foreground-colour distance"], scores["background-colour distance"]
+    iou = scores["mask IoU"]
+    gain, gain_prior = sc["same noise"][0] - sc["neither"][0], sc["same prior"][0] - sc["neither"][0]
+    return (f"*Same noise, different priors:* shape correlation {sc['same noise'][0]:.3f} against "
+            f"{sc['neither'][0]:.3f} for unrelated pairs ({'+' if gain >= 0 else ''}{gain:.3f}), "
+            f"mask IoU {iou['same noise'][0]:.3f} against {iou['neither'][0]:.3f}; their mean "
+            f"colours are {col['same noise'][0]:.3f} apart (unrelated: {col['neither'][0]:.3f}). "
+            f"*Same prior, different noise:* mean colours {col['same prior'][0]:.3f} apart, "
+            f"background colours {bgd['same prior'][0]:.3f} (unrelated: {bgd['neither'][0]:.3f}), "
+            f"foreground colours {fgd['same prior'][0]:.3f} (unrelated: {fgd['neither'][0]:.3f}); "
+            f"shape correlation {sc['same prior'][0]:.3f} "
+            f"({'+' if gain_prior >= 0 else ''}{gain_prior:.3f} over unrelated). A sample's mean "
+            f"colour is {own[0]:.3f} from its own prior's and {other[0]:.3f} from the other priors'.")
