@@ -127,8 +127,7 @@ display(Markdown(md))
 
 # %%
 print(f"{cfg.name}: {cfg.train.steps:,} steps (shipped or cached weights are loaded; otherwise "
-      "trained now on "
-      f"{P.device}) ...", flush=True)
+      f"trained now on {P.device}) ...", flush=True)
 t0 = time.perf_counter()
 run = ensure_trained(cfg, device=P.device, progress=False)
 call_s = time.perf_counter() - t0
@@ -155,8 +154,7 @@ print(f"training wall time in the log: {train_s / 60:.1f} min, {len(losses) / tr
 n_pix = math.prod(train_images.shape[1:])
 win = smoothed(steps, losses)[2]
 fig = plots.training_loss_figure(steps, losses, smoothed(steps, losses), n_pix * sigma ** 2,
-                                 cfg.train.warmup,
-                                 f"Training loss (Alg. 1), {cfg.name}")
+                                 cfg.train.warmup, f"Training loss (Alg. 1), {cfg.name}")
 P.savefig(fig, "ch03_training_loss", runs=[run], seed=cfg.train.seed, n=len(losses),
           caption=f"Training loss against step, raw and smoothed; batch {cfg.train.batch_size}, "
                   f"levels drawn uniformly from 1..{K}.")
@@ -306,6 +304,13 @@ print("class histogram of the samples (digits 0-9):", rec_r["details"]["class_hi
 # intensity of the image is kept throughout (the heat equation conserves it, and so, nearly, does
 # its learned inverse). The sampler's callback receives every state $\mathbf u_k$; the cell keeps
 # the ones at the levels shown and prints the mean intensity of the first and last.
+#
+# Each figure from here on draws from its own seeded stream, `P.generator(i)` (the profile's seed
+# plus $i$), so one cell rerun alone reproduces its figure. The prior draws come from a CPU
+# generator, which keeps them the same on a CPU and a GPU; the sampler's step noise comes from a
+# generator on the sampling device. The callback (`Recorder` keeps the states it is asked for)
+# gets each state together with the estimate the step computed from it, $\mu_\theta(\mathbf u_k,
+# k)$, so recording a trajectory costs no extra network evaluation.
 
 # %%
 n_show = max(2, math.isqrt(P.n_grid) // 2)

@@ -88,6 +88,11 @@ print(f"delta sweep: {deltas}")
 # detail; detail appears as $\delta$ passes the training noise $\sigma = 0.01$; "after about
 # $\delta = 0.013$" the samples degenerate into noise (we see it by $0.015$ on MNIST). The
 # best-looking samples sit at $\delta \approx 0.0125$-$0.013$.
+#
+# The cell draws the $K$ standard-normal noise images $\mathbf z_k$ once, as a `NoiseTable`
+# (`ihdm_core.model.latents`), and passes the same table to every $\delta$: Alg. 2 adds
+# $\delta\mathbf z_k$ at level $k$, so the columns of the figure differ only by $\delta$. At
+# $\delta = 0$ the table is not used at all, which the cell checks against a run without it.
 
 # %%
 n_per = max(2, P.n_grid // len(deltas))
@@ -99,9 +104,8 @@ if 0.0 in sweep:  # delta = 0 is the deterministic path: the noise draws must no
     assert torch.equal(sweep[0.0], sample(run.net, run.process, u_K, delta=0.0).clamp(0, 1).cpu())
 
 # %% tags=["hide-input"]
-fig = plots.delta_sweep_figure(sweep, sigma, delta_paper,
-                               "Sampling noise δ (same prior states and noise draws in every "
-                               "column)")
+title = "Sampling noise δ (same prior states and noise draws in every column)"
+fig = plots.delta_sweep_figure(sweep, sigma, delta_paper, title)
 P.savefig(fig, "fig06_delta_sweep", runs=[run], seed=P.seed, n=n_per,
           caption=f"Fig. 6: samples with sampling noise delta in {deltas}; each row shares its "
                   "prior state u_K and its standard-normal noise draws across columns (eps_k = "
@@ -357,14 +361,16 @@ print(f"sigma = 0 model {run0.run_dir.name}: {run0.step} training steps (main mo
 # $\delta$. Then Fig. 13b: one trajectory of each model, at $\delta = 0$ and at the paper's
 # $\delta$. The cell prints each model's pixel range before the samples are clipped to $[0, 1]$ (a
 # chain that left the data range shows it here) and the recognisability of the clipped samples.
+#
+# Both models start from the same prior states and receive the same table of step noises, so the
+# two rows of samples, and the trajectories below them, differ only by the network.
 
 # %%
 n_cmp = max(2, P.n_grid // 2)
 u_K, _ = kde_prior_sample(run.process, train_images, n_cmp, generator=P.generator(1))
 z = NoiseTable(draw_noise(K, u_K.shape, generator=P.generator(1, P.device), device=P.device))
-raw = {f"σ = {sigma:g} (main model)": sample(run.net, run.process, u_K, delta=delta_paper,
-                                             noise=z).cpu(),
-       "σ = 0": sample(run0.net, run0.process, u_K, delta=delta_paper, noise=z).cpu()}
+raw = {name: sample(r_.net, r_.process, u_K, delta=delta_paper, noise=z).cpu()
+       for name, r_ in ((f"σ = {sigma:g} (main model)", run), ("σ = 0", run0))}
 for name, x in raw.items():
     r = recognisability(x.clamp(0, 1), classifier=classifier)
     print(f"{name:>22}: pixel range [{x.min():.2f}, {x.max():.2f}] before clipping, "

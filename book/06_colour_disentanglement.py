@@ -155,7 +155,8 @@ rows, err_rows = dis.score_tables(scores)
 display(Markdown(P.save_table(rows, "tab07a_disentanglement", runs=[run], seed=P.seed,
                               n=n_priors * n_noises,
                               caption="Colour and shape similarity of pairs of samples from the "
-                                      f"{n_priors} x {n_noises} grid of Fig. 7a, by kind of pair.")))
+                                      f"{n_priors} x {n_noises} grid of Fig. 7a, by kind of "
+                                      "pair.")))
 display(Markdown(P.save_table(err_rows, "tab07a_colour_error", runs=[run], seed=P.seed,
                               n=n_priors * n_noises,
                               caption="Distance between a sample's mean colour and the mean colour "
