@@ -33,7 +33,8 @@ class StepScore:
                    rec["fid"]["value"], rec["explosions"]["value"])
 
     def row(self) -> dict:
-        return {"process": self.process, "config": self.config, "training steps": self.training_steps,
+        return {"process": self.process, "config": self.config,
+                "training steps": self.training_steps,
                 "train time (min)": self.train_minutes, "network evals / sample": self.steps,
                 "samples": self.samples, "recognisability": self.recognisability, "FID": self.fid,
                 "exploded chains": f"{self.exploded} of {self.samples}"}

@@ -22,7 +22,8 @@ def dct_partition_figure(idx_small, idx_big, power, name: str, size: int):
                       r"($b = \mathrm{round}\sqrt{n^2 + m^2}$, written in each coefficient)",
                 xlabel="horizontal frequency index m", ylabel="vertical frequency index n")
     im1 = axes[1].imshow(np.log10(power.numpy() + 1e-12), cmap="magma", origin="upper", vmin=-8)
-    axes[1].contour(idx_big.numpy(), levels=np.arange(size // 10, int(idx_big.max()), size // 10) - 0.5,
+    axes[1].contour(idx_big.numpy(), levels=np.arange(size // 10, int(idx_big.max()),
+                                                      size // 10) - 0.5,
                     colors="w", linewidths=0.5, alpha=0.8)
     axes[1].set(title=f"$\\log_{{10}}$ DCT power of '{name}' ({size}x{size})\n"
                       f"with every {size // 10}th contour", xlabel="m", ylabel="n")

@@ -138,7 +138,8 @@ def pair_kinds(n_priors: int, n_noises: int) -> dict[str, Tensor]:
     pair i < j: "same noise" (same column, different rows), "same prior" (same row, different
     columns) and "neither"."""
     if n_priors < 1 or n_noises < 1:
-        raise ValueError(f"the grid needs at least one prior and one noise, got {n_priors} x {n_noises}")
+        raise ValueError(f"the grid needs at least one prior and one noise, got {n_priors} x "
+                         f"{n_noises}")
     p = torch.arange(n_priors).repeat_interleave(n_noises)
     n = torch.arange(n_noises).repeat(n_priors)
     upper = torch.ones(len(p), len(p), dtype=torch.bool).triu(1)
@@ -212,7 +213,8 @@ def grid_scores(samples: Tensor, centres: Tensor) -> dict:
     other = allp[~torch.eye(P, dtype=torch.bool)[:, None, :].expand(P, N, P)]
     fg, bg, _ = split_colours(x)
     out = {"colour error": {"own prior": (float(own.mean()), int(own.numel())),
-                            "other priors": (float(other.mean()) if len(other) else float("nan"), int(len(other)))}}
+                            "other priors": (float(other.mean()) if len(other) else float("nan"),
+                                             int(len(other)))}}
     mats = {"shape correlation": shape_correlation(x), "mask IoU": mask_iou(x),
             "mean-colour distance": colour_distance(mean_colour(x)),
             "foreground-colour distance": colour_distance(fg), "background-colour distance": colour_distance(bg)}
@@ -221,7 +223,8 @@ def grid_scores(samples: Tensor, centres: Tensor) -> dict:
     return out
 
 
-# --- choosing priors and tabulating (chapter 6) -------------------------------------------------------
+# --- choosing priors and tabulating (chapter 6)
+# -------------------------------------------------------
 def images_at(images, indices) -> Tensor:
     """The images ``indices`` of a tensor or an indexable data set, as floats in [0, 1]."""
     from ..training.data import to_float
@@ -246,7 +249,8 @@ def spread_colours(x: Tensor, n: int) -> list[int]:
 
 _MEASURES = ("shape correlation", "mask IoU", "mean-colour distance", "foreground-colour distance",
              "background-colour distance")
-_KIND_LABELS = {"same noise": "same noise, different u_K", "same prior": "same u_K, different noise",
+_KIND_LABELS = {"same noise": "same noise, different u_K",
+                "same prior": "same u_K, different noise",
                 "neither": "different both"}
 
 
@@ -255,11 +259,14 @@ def score_tables(scores: dict) -> tuple[list[dict], list[dict]]:
     labelled with its number of pairs; the mean-colour error against the sample's own prior and
     against the other rows' priors)."""
     n_pairs = {k: scores["shape correlation"][k][1] for k in _KIND_LABELS}
-    rows = [{"measure": m} | {f"{label} (n = {n_pairs[k]} pairs)": scores[m][k][0] for k, label in _KIND_LABELS.items()}
+    rows = [{"measure": m} | {f"{label} (n = {n_pairs[k]} pairs)": scores[m][k][0] for k,
+                              label in _KIND_LABELS.items()}
             for m in _MEASURES]
     own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]
-    err = [{"mean-colour error against": "its own prior u_K", "mean": own[0], "n (sample, prior) pairs": own[1]},
-           {"mean-colour error against": "the other rows' priors", "mean": other[0], "n (sample, prior) pairs": other[1]}]
+    err = [{"mean-colour error against": "its own prior u_K", "mean": own[0],
+            "n (sample, prior) pairs": own[1]},
+           {"mean-colour error against": "the other rows' priors", "mean": other[0],
+            "n (sample, prior) pairs": other[1]}]
     return rows, err
 
 

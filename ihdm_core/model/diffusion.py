@@ -51,7 +51,8 @@ from .process import Step
 from .schedules import blur_heat_times, check_K, cosine_a_sigma, grid_schedule, linear_alpha_bars
 from .schedules import GRIDS  # noqa: F401  (the config layer's fault test reads it here)
 
-__all__ = ["GaussianDiffusion", "DDPM", "BlurringDiffusion", "dct_range", "PREDICTIONS", "TIME_SCALE"]
+__all__ = ["GaussianDiffusion", "DDPM", "BlurringDiffusion", "dct_range", "PREDICTIONS",
+           "TIME_SCALE"]
 
 TIME_SCALE = 1000.0  # continuous t in [0, 1] is fed to the network as 1000 t: level k of K = 1000
 PREDICTIONS = ("eps", "v", "x")
@@ -87,11 +88,13 @@ class GaussianDiffusion:
     name = "gaussian"
     data_prior = False  # z_K ~ N(0, I); the step noise is the schedule's (no IHDM-style delta)
 
-    def __init__(self, image_size, channels: int, a: Tensor, sigma: Tensor, tau: Tensor | None = None,
+    def __init__(self, image_size, channels: int, a: Tensor, sigma: Tensor,
+                 tau: Tensor | None = None,
                  d_min: float = 0.0, clip_denoised: bool = True, device=None, *, times: Tensor | None = None,
                  schedule=None, continuous: bool = False, prediction: str = "eps", dct_range=None):
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        a, sigma = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(sigma, dtype=torch.float64)
+        a, sigma = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(sigma,
+                                                                            dtype=torch.float64)
         if a.dim() != 1 or a.shape != sigma.shape or len(a) < 2:
             raise ValueError("a and sigma must be 1-D schedules of equal length K + 1 >= 2")
         if a[0] != 1 or sigma[0] != 0:
@@ -103,12 +106,14 @@ class GaussianDiffusion:
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         if continuous and schedule is None:
-            raise ValueError("continuous time needs a schedule defined at every t (the cosine schedule)")
+            raise ValueError("continuous time needs a schedule defined at every t (the cosine "
+                             "schedule)")
         K = len(a) - 1
         times = torch.arange(K + 1, dtype=torch.float64) / K if times is None else \
             torch.as_tensor(times, dtype=torch.float64)
         if times.shape != a.shape or times[0] != 0 or torch.any(times.diff() <= 0) or times[-1] > 1:
-            raise ValueError(f"times must increase strictly from 0 to at most 1 with K + 1 = {K + 1} entries")
+            raise ValueError(f"times must increase strictly from 0 to at most 1 with K + 1 = "
+                             f"{K + 1} entries")
         self.image_size = (int(h), int(w))
         self.channels = int(channels)
         self.K = K
@@ -117,14 +122,16 @@ class GaussianDiffusion:
         # Host copies (Python floats) for the per-step scalars of the sampler: reading them from a
         # GPU tensor (float(self.a[t])) would stall the host on every step until the GPU caught up.
         self._a_host, self._sigma_host = a.tolist(), sigma.tolist()
-        self.tau = None if tau is None else torch.as_tensor(tau, dtype=torch.float64).to(self.device)
+        self.tau = None if tau is None else torch.as_tensor(tau,
+                                                            dtype=torch.float64).to(self.device)
         self.times = times.to(self.device)
         self.schedule = schedule
         self.continuous = bool(continuous)
         self.prediction = prediction
         self.d_min = float(d_min)
         self.clip_denoised = bool(clip_denoised)
-        self.dct_range = None if dct_range is None else tuple(r.float().to(self.device) for r in dct_range)
+        self.dct_range = None if dct_range is None else tuple(r.float().to(self.device)
+                                                              for r in dct_range)
         self.lam = laplacian_eigenvalues(h, w, self.device, torch.float64)
 
     def to(self, device) -> "GaussianDiffusion":
@@ -151,7 +158,8 @@ class GaussianDiffusion:
             raise ValueError(f"levels must be an int or a 1-D tensor of length {n}")
         if k.is_floating_point():
             if not self.continuous:
-                raise ValueError("continuous times t were given to a discrete-time process; pass integer levels")
+                raise ValueError("continuous times t were given to a discrete-time process; pass "
+                                 "integer levels")
             return k
         return check_levels(k.long(), self.K)
 
@@ -174,7 +182,8 @@ class GaussianDiffusion:
         """d_k = (1 - d_min) exp(-lambda tau_k) + d_min: (n, H, W) for levels k (n,), float64."""
         k = self._index(k)
         if self.tau is None:
-            return torch.ones(len(self.a[k]), *self.image_size, dtype=torch.float64, device=self.device)
+            return torch.ones(len(self.a[k]), *self.image_size, dtype=torch.float64,
+                              device=self.device)
         return self._blur(self.tau[k])
 
     def alphas(self, k) -> Tensor:
@@ -258,7 +267,8 @@ class GaussianDiffusion:
         if self.prediction == "x":
             return z, x
         _, a, sigma = self._coefficients(self._levels(k, x0.shape[0]))
-        return z, a.float()[:, None, None, None] * eps.float() - sigma.float()[:, None, None, None] * x
+        return z, a.float()[:, None, None, None] * eps.float() - sigma.float()[:, None, None,
+                                                                               None] * x
 
     def predict(self, net, z: Tensor, k: Tensor) -> Tensor:
         """The network's output at (z, k). The U-Net maps its input u to 2u - 1, so it is given (z + 1) / 2."""
@@ -288,13 +298,15 @@ class GaussianDiffusion:
         The step to level 0 is noise-free and returns the estimate of x in [0, 1].
         """
         _no_delta(delta)
-        return self._step(net, z, int(k), int(k) - 1, self.posterior_coefficients(int(k), int(k) - 1), noise)
+        return self._step(net, z, int(k), int(k) - 1,
+                          self.posterior_coefficients(int(k), int(k) - 1), noise)
 
     def ddim_step(self, net, z: Tensor, t: int, s: int, eta: float = 0.0,
                   noise: Tensor | None = None) -> Step:
         """One DDIM step from level t to s < t (Song et al. 2021), and x_hat; eta = 0 is
         deterministic, eta = 1 the ancestral posterior. At s = 0 the state is x_hat in [0, 1]."""
-        return self._step(net, z, int(t), int(s), self.ddim_coefficients(int(t), int(s), eta), noise)
+        return self._step(net, z, int(t), int(s), self.ddim_coefficients(int(t), int(s), eta),
+                          noise)
 
     # -- the step ------------------------------------------------------------------------------
     def _pair(self, t: int, s: int):
@@ -352,7 +364,8 @@ class GaussianDiffusion:
             X = dct2(idct2(X).clamp(-1, 1)) if fs else X.clamp(-1, 1)
         if self.dct_range is not None:
             lo, hi = self.dct_range
-            X = torch.minimum(torch.maximum(X, lo), hi) if fs else idct2(torch.minimum(torch.maximum(dct2(X), lo), hi))
+            X = torch.minimum(torch.maximum(X, lo),
+                              hi) if fs else idct2(torch.minimum(torch.maximum(dct2(X), lo), hi))
         return X
 
     def _step(self, net, z: Tensor, t: int, s: int, coefs, noise: Tensor | None) -> Step:
@@ -425,7 +438,8 @@ class DDPM(GaussianDiffusion):
         else:
             raise ValueError(f"beta_schedule must be 'linear' or 'cosine', got {schedule!r}")
         self.schedule_name = schedule
-        super().__init__(image_size, channels, a, sigma, tau=None, clip_denoised=clip_denoised, device=device,
+        super().__init__(image_size, channels, a, sigma, tau=None, clip_denoised=clip_denoised,
+                         device=device,
                          times=times, schedule=fn, continuous=continuous, prediction=prediction,
                          dct_range=dct_range)
 
@@ -464,7 +478,8 @@ class BlurringDiffusion(GaussianDiffusion):
         times = grid_schedule(K, times, continuous, fn)
         a, sigma, tau = fn(times)
         self.sigma_B_max = float(sigma_B_max)
-        super().__init__(image_size, channels, a, sigma, tau=tau, d_min=d_min, clip_denoised=clip_denoised,
+        super().__init__(image_size, channels, a, sigma, tau=tau, d_min=d_min,
+                         clip_denoised=clip_denoised,
                          device=device, times=times, schedule=fn, continuous=continuous, prediction=prediction,
                          dct_range=dct_range)
 

@@ -160,7 +160,8 @@ def _interpolated_seeds(process, seeds, images, delta, frames: int) -> Latents:
     for s in seeds:
         a, b, w = _interp_weights(s, frames)
         # fresh endpoint generators per frame: each frame consumes its endpoints' noise in full
-        (ga, pa), (gb, pb) = _seed_prior(process, a, images, delta), _seed_prior(process, b, images, delta)
+        (ga, pa), (gb, pb) = _seed_prior(process, a, images,
+                                         delta), _seed_prior(process, b, images, delta)
         gens += [ga, gb]
         phis.append(w * math.pi / 2)
         # IHDM's prior states are blurred images, blended linearly; Gaussian z_K are slerped.

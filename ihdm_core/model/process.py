@@ -45,7 +45,8 @@ class Step(NamedTuple):
 class Process(Protocol):
     K: int
     device: torch.device
-    data_prior: bool  # whether x_K is drawn around training images (IHDM's KDE), so sampling needs them
+    # whether x_K is drawn around training images (IHDM's KDE), so sampling needs them
+    data_prior: bool
 
     def sample_levels(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
 

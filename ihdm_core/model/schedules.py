@@ -74,7 +74,8 @@ def cosine_a_sigma(t: Tensor, logsnr_min: float, logsnr_max: float) -> tuple[Ten
     return torch.where(data, torch.ones_like(a), a), torch.where(data, torch.zeros_like(s), s)
 
 
-def time_grid(T: int, kind: str = "uniform", *, sigma_B_max: float = 0.0, image_size=28, d_min: float = 0.001,
+def time_grid(T: int, kind: str = "uniform", *, sigma_B_max: float = 0.0, image_size=28,
+              d_min: float = 0.001,
               logsnr_min: float = -10.0, logsnr_max: float = 10.0, mix: float = 0.5) -> Tensor:
     """Sampling times 0 = t_0 < ... < t_T = 1 (float64, length T + 1).
 
@@ -97,7 +98,8 @@ def time_grid(T: int, kind: str = "uniform", *, sigma_B_max: float = 0.0, image_
     lam = torch.unique(laplacian_eigenvalues(h, w, "cpu", torch.float64))
     a, _ = cosine_a_sigma(fine, logsnr_min, logsnr_max)
     tau = blur_heat_times(fine, sigma_B_max)
-    log_alpha = a.log()[:, None] + torch.log((1 - d_min) * torch.exp(-lam[None] * tau[:, None]) + d_min)
+    log_alpha = a.log()[:, None] + torch.log((1 - d_min) * torch.exp(-lam[None] * tau[:, None])
+                                             + d_min)
     rate = log_alpha.diff(dim=0).abs().amax(1)
     cdf = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(rate, 0)])
     cdf = mix * fine + (1 - mix) * cdf / cdf[-1]

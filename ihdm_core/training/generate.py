@@ -46,7 +46,8 @@ from ..model.latents import MODES, seed_latents
 from ..model.sampling import sample
 from .train import load_run
 
-__all__ = ["MODES", "sample_seeds", "iter_sample_seeds", "parse_seeds", "to_uint8", "png_name", "write_pngs",
+__all__ = ["MODES", "sample_seeds", "iter_sample_seeds", "parse_seeds", "to_uint8", "png_name",
+           "write_pngs",
            "write_npz", "generate", "save_grid", "main"]
 
 def parse_seeds(text: str) -> list[int]:
@@ -92,7 +93,8 @@ def _prepare(run, seeds, delta, steps, mode, frames):
     return run, seeds
 
 
-def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: float | None = None,
+def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64,
+                      delta: float | None = None,
                       steps: int | None = None, mode: str = "independent", shared_seed: int = 0,
                       frames: int = 8, images=None, progress: bool = False,
                       autocast_dtype: torch.dtype | None = None, net=None,
@@ -141,7 +143,8 @@ def sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: floa
     net:    the network to run instead of ``run.net`` (e.g. a compiled one).
     """
     seeds = list(seeds)
-    out = [x for _, x in iter_sample_seeds(run, seeds, batch_size=batch_size, delta=delta, steps=steps, mode=mode,
+    out = [x for _, x in iter_sample_seeds(run, seeds, batch_size=batch_size, delta=delta,
+                                           steps=steps, mode=mode,
                                            shared_seed=shared_seed, frames=frames, images=images,
                                            progress=progress, autocast_dtype=autocast_dtype, net=net)]
     if not out:
@@ -275,16 +278,21 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
     ap.add_argument("--run-dir", help="a run folder instead of a preset")
     ap.add_argument("--outdir", help="write seedNNNNNN.png per seed into this folder")
-    ap.add_argument("--npz", help="write all samples to this .npz (arr_0: uint8 NHWC; seeds: the seeds)")
-    ap.add_argument("--seeds", default=None, help="e.g. 0-49999 or 0,5,9 (default: --seed .. --seed + n - 1)")
+    ap.add_argument("--npz",
+                    help="write all samples to this .npz (arr_0: uint8 NHWC; seeds: the seeds)")
+    ap.add_argument("--seeds", default=None,
+                    help="e.g. 0-49999 or 0,5,9 (default: --seed .. --seed + n - 1)")
     ap.add_argument("--n", type=int, default=64, help="number of samples when --seeds is not given")
     ap.add_argument("--seed", type=int, default=0, help="first seed when --seeds is not given")
     ap.add_argument("--out", default=None, help="PNG grid path (default when neither --outdir nor --npz: "
                                                 "<run-dir>/samples.png)")
-    ap.add_argument("--delta", type=float, default=None, help="IHDM sampling noise (default: the config's)")
-    ap.add_argument("--steps", type=int, default=None, help="sampling steps (continuous-time diffusions only)")
+    ap.add_argument("--delta", type=float, default=None,
+                    help="IHDM sampling noise (default: the config's)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="sampling steps (continuous-time diffusions only)")
     ap.add_argument("--mode", default="independent", choices=MODES)
-    ap.add_argument("--shared-seed", type=int, default=0, help="the seed shared by shared_noise / same_init")
+    ap.add_argument("--shared-seed", type=int, default=0,
+                    help="the seed shared by shared_noise / same_init")
     ap.add_argument("--frames", type=int, default=8, help="interpolation: images per path")
     ap.add_argument("--device", default=None)
     ap.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
@@ -306,7 +314,8 @@ def main(argv=None) -> int:
     rank, world, dist_device = _distributed()
     if world > 1 and not (args.outdir or args.npz):
         ap.error("under torchrun give --outdir or --npz (a grid is a single-process output)")
-    run = load_run(args.run_dir or args.preset, device=args.device or dist_device, use_ema=not args.no_ema)
+    run = load_run(args.run_dir or args.preset, device=args.device or dist_device,
+                   use_ema=not args.no_ema)
     try:
         run, _ = _prepare(run, [], args.delta, args.steps, args.mode, args.frames)
     except ValueError as e:
@@ -318,7 +327,8 @@ def main(argv=None) -> int:
     net = torch.compile(run.net) if args.compile else None
     t0 = time.perf_counter()
     parts, written = [], 0
-    for chunk, x in iter_sample_seeds(run, mine, batch_size=args.batch_size, delta=args.delta, mode=args.mode,
+    for chunk, x in iter_sample_seeds(run, mine, batch_size=args.batch_size, delta=args.delta,
+                                      mode=args.mode,
                                       shared_seed=args.shared_seed, frames=args.frames, progress=rank == 0,
                                       autocast_dtype=torch.bfloat16 if args.bf16 else None, net=net):
         if args.outdir:
@@ -326,15 +336,19 @@ def main(argv=None) -> int:
         if args.npz or not args.outdir:
             parts.append(x)
     seconds = time.perf_counter() - t0
-    info = {"run_dir": str(run.run_dir), "identity": run.cfg.identity(), "step": run.step, "mode": args.mode,
-            "delta": args.delta if args.delta is not None else getattr(run.process, "delta", None), "K": run.process.K,
+    info = {"run_dir": str(run.run_dir), "identity": run.cfg.identity(), "step": run.step,
+            "mode": args.mode,
+            "delta": args.delta if args.delta is not None else getattr(run.process, "delta",
+                                                                       None), "K": run.process.K,
             "n": len(seeds), "seeds": f"{seeds[0]}..{seeds[-1]}" if seeds else "", "world": world,
-            "seconds": round(seconds, 2), "samples_per_s_per_rank": round(len(mine) / max(seconds, 1e-9), 2),
+            "seconds": round(seconds,
+                             2), "samples_per_s_per_rank": round(len(mine) / max(seconds, 1e-9), 2),
             "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
     if args.outdir:
         info["outdir"] = str(args.outdir)
     if args.npz:
-        x = torch.cat(parts) if parts else torch.empty(0, run.cfg.data.channels, *(run.cfg.data.image_size,) * 2)
+        x = torch.cat(parts) if parts else torch.empty(0, run.cfg.data.channels,
+                                                       *(run.cfg.data.image_size,) * 2)
         _write_npz_ranks(args.npz, to_uint8(x), seeds, rank, world)
         info["npz"] = str(args.npz)
     if not (args.outdir or args.npz):
