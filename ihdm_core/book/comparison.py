@@ -76,7 +76,8 @@ def findings(scores: list[StepScore], ratios: dict[int, float], options: list[Op
              f"its smallest T reaches {d.recognisability:.2f}."]
     for T in (T for T in bd[1:] if ("DDPM", T) in by):
         b, d = by["Blurring Diffusion", T], by["DDPM", T]
-        lines.append(f"- At {T} steps: Blurring Diffusion {b.recognisability:.2f} (FID {b.fid:.1f}, "
+        lines.append(f"- At {T} steps: Blurring Diffusion {b.recognisability:.2f} "
+                     f"(FID {b.fid:.1f}, "
                      f"{b.exploded} of {b.samples} exploded) against DDPM {d.recognisability:.2f} "
                      f"(FID {d.fid:.1f}, {d.exploded} of {d.samples} exploded).")
     lo, hi = min(ratios), max(ratios)

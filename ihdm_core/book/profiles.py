@@ -13,7 +13,8 @@ same code at every scale:
 * ``gpu``    about one hour on one H100-class GPU (UNMEASURED): the real 60,000 MNIST digits
   and base-64 U-Nets trained 30k steps; results still small-scale next to the paper's.
 * ``paper``  Tables 1-2 of the paper on a GPU with the real data sets. Trained checkpoints can
-  be dropped in: put them where ``ihdm_core.training.train.run_dir_for(cfg)`` points and they are used.
+  be dropped in: put them where ``ihdm_core.training.train.run_dir_for(cfg)`` points and they
+  are used.
 """
 
 from __future__ import annotations
@@ -152,10 +153,11 @@ PROFILES: dict[str, Profile] = {
         ihdm="mnist-ref", ddpm="mnist-ddpm-ref", blurring="mnist-blurring-ref",
         # The colour model: the reference network on the coloured digits. The paper's colour model
         # blurs to sigma_B_max = the image size; 20 on 28 px leaves the mean colour plus the two
-        # lowest cosine modes at 8% of their amplitude (exp(-(pi/28)^2 * 200)), mode (1, 1) at
-        # 0.7% and all others under 0.01%: a near-flat prior (chapter 6 measures how flat).
+        # lowest cosine modes at 8% of their amplitude (exp(-(pi/28)^2 * 200)), mode (1, 1) at 0.7%
+        # and all others under 0.01%: a near-flat prior (chapter 6 measures how flat).
         # FID is the largest cost after sampling (InceptionV3 at 299 x 299 runs at ~5 images/s on
-        # 2 cores): the reference statistics of all 4,500 training digits take ~17 min once, 1,000 ~4.
+        # 2 cores): the reference statistics of all 4,500 training digits take ~17 min once,
+        # 1,000 ~4.
         colour="mnist-colour-ref", sigma0_steps=1000,
         prediction_ablation=("mnist-blurring-eps-ablation", "mnist-blurring-v-ablation",
                              "mnist-blurring-x-ablation"),
@@ -171,16 +173,16 @@ PROFILES: dict[str, Profile] = {
                 0.02), n_delta_eval=10_000,
         n_interp=11, n_neighbours=16, sigma_B_max_grid=(1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0),
         psd_images=12, small_scale=False),
-    # One H100-class GPU, about an hour (UNMEASURED until benchmarks/gpu_check.py and the profile have
-    # run on one): the real 60,000 MNIST digits, base-64 U-Nets trained 30k steps (colour model 10k,
-    # sigma = 0 model 5k), FID on 5,000 samples against the whole training split.
+    # One H100-class GPU, about an hour (UNMEASURED until benchmarks/gpu_check.py and the profile
+    # have run on one): the real 60,000 MNIST digits, base-64 U-Nets trained 30k steps (colour model
+    # 10k, sigma = 0 model 5k), FID on 5,000 samples against the whole training split.
     "gpu": Profile(
         name="gpu", description="real MNIST (60,000 digits), base-64 U-Nets, 30k steps; one "
                                 "H100-class GPU",
         ihdm="mnist-gpu", ddpm="mnist-ddpm-gpu", blurring="mnist-blurring-gpu",
         colour="mnist-colour-gpu", sigma0_steps=5000,
-        diffusion_steps=((50, 2000), (100, 2000), (250, 2000), (1000,
-                                                                500)), grid_steps=250, n_options=1000,
+        diffusion_steps=((50, 2000), (100, 2000), (250, 2000), (1000, 500)), grid_steps=250,
+        n_options=1000,
         n_grid=100, n_eval=5000, fid_ref_n=None, n_nll=2000,
         deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.0135, 0.015, 0.02), n_delta_eval=1000,
         n_interp=11, n_neighbours=16, psd_images=12, small_scale=True),

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 
-__all__ = ["mean_colour", "principal_projection", "otsu_threshold", "split_colours",
-           "shape_maps", "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
+__all__ = ["mean_colour", "principal_projection", "otsu_threshold", "split_colours", "shape_maps",
+           "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
            "prior_centres", "sample_grid", "grid_scores", "PAIR_KINDS", "images_at",
            "spread_colours", "score_tables", "summary"]
 
@@ -121,7 +121,8 @@ def shape_correlation(x: Tensor) -> Tensor:
 
 
 def mask_iou(x: Tensor) -> Tensor:
-    """(B, B): intersection over union of the foreground masks of every pair (1 for two empty masks)."""
+    """(B, B): intersection over union of the foreground masks of every pair (1 for two empty
+    masks)."""
     m = split_colours(x)[2].flatten(1).to(torch.float64)
     inter = m @ m.T
     union = m.sum(1)[:, None] + m.sum(1)[None, :] - inter
@@ -174,8 +175,8 @@ def sample_grid(net, process, centres: Tensor, n_noises: int, *, delta: float | 
     from ..model.sampling import sample
 
     if getattr(process, "name", None) != "ihdm":
-        raise ValueError(f"the colour grid needs an IHDM process (its prior state is a blurred image), "
-                         f"got {type(process).__name__}")
+        raise ValueError(f"the colour grid needs an IHDM process (its prior state is a blurred "
+                         f"image), got {type(process).__name__}")
     d = process.delta if delta is None else float(delta)
     centres = centres.to(process.device)
     lat = shared_noise_grid(centres, process.K, n_noises, d, generator=generator)
@@ -217,7 +218,8 @@ def grid_scores(samples: Tensor, centres: Tensor) -> dict:
                                              int(len(other)))}}
     mats = {"shape correlation": shape_correlation(x), "mask IoU": mask_iou(x),
             "mean-colour distance": colour_distance(mean_colour(x)),
-            "foreground-colour distance": colour_distance(fg), "background-colour distance": colour_distance(bg)}
+            "foreground-colour distance": colour_distance(fg),
+            "background-colour distance": colour_distance(bg)}
     for name, m in mats.items():
         out[name] = grouped_means(m, P, N)
     return out
@@ -235,8 +237,8 @@ def images_at(images, indices) -> Tensor:
 
 
 def spread_colours(x: Tensor, n: int) -> list[int]:
-    """Indices of ``n`` images of ``x`` whose mean colours spread out: farthest-point sampling on the
-    mean colours, starting from the image closest to the average colour."""
+    """Indices of ``n`` images of ``x`` whose mean colours spread out: farthest-point sampling on
+    the mean colours, starting from the image closest to the average colour."""
     _check_batch(x)
     if not 1 <= n <= len(x):
         raise ValueError(f"need 1 <= n <= {len(x)} images, got n={n}")
@@ -278,7 +280,8 @@ def summary(scores: dict) -> str:
     sc, col = scores["shape correlation"], scores["mean-colour distance"]
     fgd, bgd = scores["foreground-colour distance"], scores["background-colour distance"]
     iou = scores["mask IoU"]
-    gain, gain_prior = sc["same noise"][0] - sc["neither"][0], sc["same prior"][0] - sc["neither"][0]
+    gain = sc["same noise"][0] - sc["neither"][0]
+    gain_prior = sc["same prior"][0] - sc["neither"][0]
     return (f"*Same noise, different priors:* shape correlation {sc['same noise'][0]:.3f} against "
             f"{sc['neither'][0]:.3f} for unrelated pairs ({'+' if gain >= 0 else ''}{gain:.3f}), "
             f"mask IoU {iou['same noise'][0]:.3f} against {iou['neither'][0]:.3f}; their mean "
@@ -288,4 +291,5 @@ def summary(scores: dict) -> str:
             f"foreground colours {fgd['same prior'][0]:.3f} (unrelated: {fgd['neither'][0]:.3f}); "
             f"shape correlation {sc['same prior'][0]:.3f} "
             f"({'+' if gain_prior >= 0 else ''}{gain_prior:.3f} over unrelated). A sample's mean "
-            f"colour is {own[0]:.3f} from its own prior's and {other[0]:.3f} from the other priors'.")
+            f"colour is {own[0]:.3f} from its own prior's and {other[0]:.3f} from the other "
+            f"priors'.")

@@ -60,8 +60,8 @@ PREDICTIONS = ("eps", "v", "x")
 
 
 def dct_range(images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
-    """Per-frequency (and channel) min and max of the DCT of ``2 x - 1`` over [0, 1] images (N, C, H, W):
-    the box the data's DCT coefficients span, for :attr:`GaussianDiffusion.dct_range`."""
+    """Per-frequency (and channel) min and max of the DCT of ``2 x - 1`` over [0, 1] images (N, C,
+    H, W): the box the data's DCT coefficients span, for :attr:`GaussianDiffusion.dct_range`."""
     lo = hi = None
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
@@ -77,21 +77,23 @@ def dct_range(images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
 
 # --- the shared process -------------------------------------------------------------------------
 class GaussianDiffusion:
-    """q(z_t | x) = N(alpha_t x, sigma_t^2 I) in DCT space, alpha_t = a_t d_t (see module docstring).
+    """q(z_t | x) = N(alpha_t x, sigma_t^2 I) in DCT space, alpha_t = a_t d_t (see module
+    docstring).
 
-    ``a``, ``sigma``: float64 (K+1,) scalar schedules on the sampling grid ``times`` (t_0 = 0 < ... <
-    t_K; default k / K), with a[0] = 1, sigma[0] = 0. ``tau``: float64 (K+1,) heat times of the
+    ``a``, ``sigma``: float64 (K+1,) scalar schedules on the sampling grid ``times`` (t_0 = 0 < ...
+    < t_K; default k / K), with a[0] = 1, sigma[0] = 0. ``tau``: float64 (K+1,) heat times of the
     blur, or None for no blur (DDPM, pixel space). ``schedule``: t -> (a, sigma, tau) at any float64
-    times, needed for ``continuous`` training. Subclasses only build these; everything else is shared.
+    times, needed for ``continuous`` training. Subclasses only build these; everything else is
+    shared.
     """
 
     name = "gaussian"
     data_prior = False  # z_K ~ N(0, I); the step noise is the schedule's (no IHDM-style delta)
 
     def __init__(self, image_size, channels: int, a: Tensor, sigma: Tensor,
-                 tau: Tensor | None = None,
-                 d_min: float = 0.0, clip_denoised: bool = True, device=None, *, times: Tensor | None = None,
-                 schedule=None, continuous: bool = False, prediction: str = "eps", dct_range=None):
+                 tau: Tensor | None = None, d_min: float = 0.0, clip_denoised: bool = True,
+                 device=None, *, times: Tensor | None = None, schedule=None,
+                 continuous: bool = False, prediction: str = "eps", dct_range=None):
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         a, sigma = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(sigma,
                                                                             dtype=torch.float64)
@@ -168,8 +170,8 @@ class GaussianDiffusion:
         return (1 - self.d_min) * heat + self.d_min
 
     def _index(self, k):
-        """Levels as an index into the schedules. One Python int becomes a slice: a tensor built from
-        it would be a blocking host-to-device copy on CUDA, once per sampling step."""
+        """Levels as an index into the schedules. One Python int becomes a slice: a tensor built
+        from it would be a blocking host-to-device copy on CUDA, once per sampling step."""
         if isinstance(k, slice):
             return k
         if isinstance(k, int):
@@ -193,14 +195,15 @@ class GaussianDiffusion:
         return a * self.blur_factors(k) if self.frequency_space else a
 
     def step_ratios(self) -> Tensor:
-        """The smallest per-frequency ratio alpha_{t_k} / alpha_{t_(k-1)} of each sampling step k = 1..K,
-        float64 (K,). An eps-predicting sampler divides the network's error by about this ratio in
-        every step, so where it is far below 1 a chain can explode."""
+        """The smallest per-frequency ratio alpha_{t_k} / alpha_{t_(k-1)} of each sampling step k =
+        1..K, float64 (K,). An eps-predicting sampler divides the network's error by about this
+        ratio in every step, so where it is far below 1 a chain can explode."""
         k = torch.arange(1, self.K + 1, device=self.device)
         return (self.alphas(k) / self.alphas(k - 1)).flatten(1).amin(1)
 
     def _coefficients(self, k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(alpha (n, H, W) or (n, 1, 1), a (n,), sigma (n,)) in float64 at checked levels or times."""
+        """(alpha (n, H, W) or (n, 1, 1), a (n,), sigma (n,)) in float64 at checked levels or times.
+        """
         if k.is_floating_point():
             a, sigma, tau = self.schedule(k.double())
             alpha = a[:, None, None] * self._blur(tau) if self.frequency_space else a[:, None, None]
@@ -208,7 +211,8 @@ class GaussianDiffusion:
         return self.alphas(k), self.a[k], self.sigma[k]
 
     def network_time(self, k: Tensor) -> Tensor:
-        """What the network is conditioned on: the level k (discrete) or TIME_SCALE * t (continuous)."""
+        """What the network is conditioned on: the level k (discrete) or TIME_SCALE * t
+        (continuous)."""
         if not self.continuous:
             return k
         t = k.double() if k.is_floating_point() else self.times[k]
@@ -228,8 +232,9 @@ class GaussianDiffusion:
             raise ValueError(f"expected a float tensor (B, C, H, W), got "
                              f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
         if x.shape[1] != self.channels or tuple(x.shape[-2:]) != self.image_size:
-            raise ValueError(f"process was built for ({self.channels}, {self.image_size[0]}, {self.image_size[1]}) "
-                             f"images, got {tuple(x.shape[1:])}")
+            h, w = self.image_size
+            raise ValueError(f"process was built for ({self.channels}, {h}, {w}) images, "
+                             f"got {tuple(x.shape[1:])}")
 
     def _scale(self, x: Tensor, coef: Tensor) -> Tensor:
         """coef * x elementwise in DCT space; coef is (n|1, H, W) or (n|1, 1, 1), float64."""
@@ -239,8 +244,8 @@ class GaussianDiffusion:
     # -- forward process -------------------------------------------------------------------------
     def marginal(self, x0: Tensor, k, generator: torch.Generator | None = None,
                  eps: Tensor | None = None) -> Tensor:
-        """z = IDCT(alpha DCT(2 x0 - 1)) + sigma eps, a draw from q(z | x0); x0 in [0, 1]. ``k``: integer
-        levels of the grid, or (continuous processes) float times t in (0, 1]."""
+        """z = IDCT(alpha DCT(2 x0 - 1)) + sigma eps, a draw from q(z | x0); x0 in [0, 1]. ``k``:
+        integer levels of the grid, or (continuous processes) float times t in (0, 1]."""
         self._check_size(x0)
         k = self._levels(k, x0.shape[0])
         if eps is None:
@@ -252,7 +257,8 @@ class GaussianDiffusion:
 
     # -- the Process interface (ihdm_core.model.process), shared with IHDM -------------------------
     def sample_levels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Discrete: k ~ U{1..K}. Continuous: t ~ U(0, 1] (float), the variational-diffusion objective."""
+        """Discrete: k ~ U{1..K}. Continuous: t ~ U(0, 1] (float), the variational-diffusion
+        objective."""
         if self.continuous:
             return 1 - torch.rand(n, device=self.device, generator=generator, dtype=torch.float64)
         return torch.randint(1, self.K + 1, (n,), device=self.device, generator=generator)
@@ -271,12 +277,13 @@ class GaussianDiffusion:
                                                                                None] * x
 
     def predict(self, net, z: Tensor, k: Tensor) -> Tensor:
-        """The network's output at (z, k). The U-Net maps its input u to 2u - 1, so it is given (z + 1) / 2."""
+        """The network's output at (z, k). The U-Net maps its input u to 2u - 1, so it is given (z +
+        1) / 2."""
         return net(self.to_data(z), self.network_time(torch.as_tensor(k, device=z.device)))
 
     def denoised(self, net, z: Tensor, k: int) -> Tensor:
-        """The estimate x_hat of the data from the state z at grid level k, in [0, 1] data space, with
-        the sampler's clip / DCT clamp applied (what the reverse step moves towards)."""
+        """The estimate x_hat of the data from the state z at grid level k, in [0, 1] data space,
+        with the sampler's clip / DCT clamp applied (what the reverse step moves towards)."""
         k = int(k)
         kk = torch.full((z.shape[0],), k, device=z.device, dtype=torch.long)
         with torch.autocast(z.device.type, enabled=False):
@@ -322,8 +329,8 @@ class GaussianDiffusion:
         """(c_z, c_eps, std) with z_s = c_z z_t + c_eps eps_hat + std noise for the posterior
         q(z_s | z_t, x_hat), x_hat = (z_t - sigma_t eps_hat) / alpha_t.
 
-        The Blurring Diffusion note's mu and variance with 1/sigma_s^2 eliminated through
-        sigma_t^2 = sigma2_ts + alpha_ts^2 sigma_s^2, so level s = 0 (sigma_s = 0) needs no clipping.
+        The Blurring Diffusion note's mu and variance with 1/sigma_s^2 eliminated through sigma_t^2
+        = sigma2_ts + alpha_ts^2 sigma_s^2, so level s = 0 (sigma_s = 0) needs no clipping.
         """
         a_ts, s2_ts, sig_t, sig_s = self._pair(t, s)
         c_z = a_ts * sig_s ** 2 / sig_t ** 2 + s2_ts / (a_ts * sig_t ** 2)
@@ -332,8 +339,8 @@ class GaussianDiffusion:
         return c_z, c_eps, std
 
     def ddim_coefficients(self, t: int, s: int, eta: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
-        """(c_z, c_eps, std) of DDIM: z_s = alpha_s x_hat + sqrt(sigma_s^2 - std^2) eps_hat + std noise,
-        std = eta * (posterior std)."""
+        """(c_z, c_eps, std) of DDIM: z_s = alpha_s x_hat + sqrt(sigma_s^2 - std^2) eps_hat + std
+        noise, std = eta * (posterior std)."""
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
         a_ts, s2_ts, sig_t, sig_s = self._pair(t, s)
@@ -343,8 +350,8 @@ class GaussianDiffusion:
         return c_z.expand_as(std), c_eps, std
 
     def _x_hat(self, z: Tensor, out: Tensor, t: int) -> Tensor:
-        """x_hat at grid level t from the state z and the network output, in the step's working space
-        (DCT with a blur, pixels without), float32, with the clip and the DCT clamp applied.
+        """x_hat at grid level t from the state z and the network output, in the step's working
+        space (DCT with a blur, pixels without), float32, with the clip and the DCT clamp applied.
 
         eps: x = (z - sigma eps) / alpha. v = a eps - sigma x with the scalar signal scale a: from
         z = alpha x + sigma eps per frequency, x = (a z - sigma v) / (a alpha + sigma^2), which is
@@ -403,7 +410,8 @@ class GaussianDiffusion:
 
     def __repr__(self) -> str:
         time = "continuous" if self.continuous else "discrete"
-        return f"{type(self).__name__}(image_size={self.image_size}, channels={self.channels}, K={self.K}, {time})"
+        return (f"{type(self).__name__}(image_size={self.image_size}, channels={self.channels}, "
+                f"K={self.K}, {time})")
 
 
 class DDPM(GaussianDiffusion):
@@ -419,8 +427,8 @@ class DDPM(GaussianDiffusion):
 
     def __init__(self, image_size, channels: int, K: int = 1000, schedule: str = "linear",
                  beta_start: float = 1e-4, beta_end: float = 0.02, logsnr_min: float = -10.0,
-                 logsnr_max: float = 10.0, clip_denoised: bool = True, device=None, *, continuous: bool = False,
-                 times=None, prediction: str = "eps", dct_range=None):
+                 logsnr_max: float = 10.0, clip_denoised: bool = True, device=None, *,
+                 continuous: bool = False, times=None, prediction: str = "eps", dct_range=None):
         K = check_K(K)
         fn = None
         if schedule == "linear":
@@ -479,14 +487,14 @@ class BlurringDiffusion(GaussianDiffusion):
         a, sigma, tau = fn(times)
         self.sigma_B_max = float(sigma_B_max)
         super().__init__(image_size, channels, a, sigma, tau=tau, d_min=d_min,
-                         clip_denoised=clip_denoised,
-                         device=device, times=times, schedule=fn, continuous=continuous, prediction=prediction,
-                         dct_range=dct_range)
+                         clip_denoised=clip_denoised, device=device, times=times, schedule=fn,
+                         continuous=continuous, prediction=prediction, dct_range=dct_range)
 
     def __repr__(self) -> str:
         time = "continuous" if self.continuous else "discrete"
-        return (f"BlurringDiffusion(image_size={self.image_size}, channels={self.channels}, K={self.K}, "
-                f"sigma_B_max={self.sigma_B_max}, d_min={self.d_min}, {time}, prediction={self.prediction!r})")
+        return (f"BlurringDiffusion(image_size={self.image_size}, channels={self.channels}, "
+                f"K={self.K}, sigma_B_max={self.sigma_B_max}, d_min={self.d_min}, {time}, "
+                f"prediction={self.prediction!r})")
 
 
 def _f(coef: Tensor, like: Tensor) -> Tensor:
@@ -496,6 +504,7 @@ def _f(coef: Tensor, like: Tensor) -> Tensor:
 
 def _no_delta(delta) -> None:
     if delta is not None:
-        raise ValueError("delta is IHDM's sampling noise; Gaussian diffusions have none (pass delta=None; "
-                         "for deterministic sampling use ihdm_core.model.sampling.ddim_sample)")
+        raise ValueError("delta is IHDM's sampling noise; Gaussian diffusions have none (pass "
+                         "delta=None; for deterministic sampling use "
+                         "ihdm_core.model.sampling.ddim_sample)")
 

@@ -69,7 +69,8 @@ def _check_image(x: Tensor, name: str = "u") -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 2:
-        raise ValueError(f"{name} must have at least 2 dims (..., H, W), got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must have at least 2 dims (..., H, W), "
+                         f"got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
 
@@ -118,7 +119,8 @@ def _as_time(t, x: Tensor) -> Tensor:
     """Broadcastable time tensor: a scalar, or one value per leading (batch) element."""
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if torch.any(t < 0):
-        raise ValueError("heat time t must be non-negative (the inverse heat equation is ill-posed)")
+        raise ValueError("heat time t must be non-negative "
+                         "(the inverse heat equation is ill-posed)")
     if t.dim() == 0:
         return t
     if t.dim() != 1 or t.shape[0] != x.shape[0]:
@@ -127,7 +129,8 @@ def _as_time(t, x: Tensor) -> Tensor:
 
 
 def heat_matrix(n: int, t, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
-    """The 1-D Neumann heat operator A_n(t) = C^T diag(exp(-(pi k / n)^2 t)) C, shape (*t.shape, n, n).
+    """The 1-D Neumann heat operator A_n(t) = C^T diag(exp(-(pi k / n)^2 t)) C,
+    shape (*t.shape, n, n).
 
     Symmetric; F(t) on an H x W image is ``A_H(t) @ u @ A_W(t)``.
     """
@@ -244,8 +247,9 @@ class HeatDissipation:
         """u_k = F(t_k) u_0 for an int level or one level per sample."""
         self._check_size(u0)
         if isinstance(k, int) or (isinstance(k, Tensor) and k.dim() == 0):
-            # One shared pair of matrices: plain GEMMs. A Python int is checked on the host (a tensor
-            # made of it would be a blocking copy to the GPU, and reading it back a second stall).
+            # One shared pair of matrices: plain GEMMs. A Python int is checked on the host (a
+            # tensor made of it would be a blocking copy to the GPU, and reading it back a second
+            # stall).
             k = int(k)
             if not 0 <= k <= self.K:
                 raise ValueError(f"levels must lie in 0..{self.K}, got {k}")
@@ -280,7 +284,7 @@ class HeatDissipation:
 
     def prior_sample(self, n: int, images, *, generator: torch.Generator | None = None,
                      delta: float | None = None) -> Tensor:
-        """u_K ~ p(u_K): the KDE prior over blurred ``images`` (see :mod:`ihdm_core.model.prior`)."""
+        """u_K ~ p(u_K): the KDE prior over blurred ``images`` (:mod:`ihdm_core.model.prior`)."""
         from .prior import kde_prior_sample
 
         return kde_prior_sample(self, images, n, delta=delta, generator=generator)[0]
@@ -306,8 +310,9 @@ class HeatDissipation:
         return Step(mu + d * noise, mu)
 
     def __repr__(self) -> str:
-        return (f"HeatDissipation(image_size={self.image_size}, K={self.K}, sigma_min={self.sigma_min}, "
-                f"sigma_max={self.sigma_max}, sigma={self.sigma}, delta={self.delta})")
+        return (f"HeatDissipation(image_size={self.image_size}, K={self.K}, "
+                f"sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, sigma={self.sigma}, "
+                f"delta={self.delta})")
 
 
 def check_levels(k: Tensor, K: int) -> Tensor:

@@ -97,13 +97,13 @@ class Latents:
 
 
 def draw_noise(K: int, shape, *, generator: torch.Generator | None = None, device=None) -> Tensor:
-    """Standard-normal noise for every reverse step: (K, *shape); ``noise[k-1]`` is used at level k."""
+    """Standard-normal noise for every reverse step: (K, *shape), ``noise[k-1]`` used at level k."""
     return randn((K, *tuple(shape)), generator, device)
 
 
 def shared_noise(K: int, shape, *, generator: torch.Generator | None = None,
                  device=None) -> NoiseTable:
-    """One noise image per step for the whole batch: draws (K, 1, C, H, W), broadcast to ``shape``."""
+    """One noise image per step for the whole batch: (K, 1, C, H, W) broadcast to ``shape``."""
     shape = tuple(shape)
     return NoiseTable(randn((K, 1, *shape[1:]), generator, device).expand(K, *shape))
 

@@ -6,21 +6,21 @@ them trains and samples with no other change. Levels are integers k = 0..K on th
 (level 0 is the data); continuous-time diffusions also accept float times t in (0, 1] where they
 train.
 
-=========================================  ==========================================================
+=========================================  =========================================================
 member                                     IHDM (Alg. 1-2)         / Gaussian diffusions
-=========================================  ==========================================================
+=========================================  =========================================================
 ``K``                                      number of reverse steps
 ``sample_levels(n, generator)``            training levels k ~ U{1..K} / also t ~ U(0, 1]
 ``training_pair(x0, k, generator)``        (u_k + sigma eps, u_{k-1}) / (z_t, eps | v | x)
 ``predict(net, x, k)``                     mu_theta = u + f_theta(u, k) (Eq. 8) / the network output
-``denoised(net, x, k)``                    the estimate the step moves towards: mu_theta(u_k, k), the
-                                           network's u_{k-1} / x_hat, the data estimate in [0, 1]
+``denoised(net, x, k)``                    the estimate the step moves towards: mu_theta(u_k, k),
+                                           the network's u_{k-1} / x_hat, the data estimate
 ``reverse_step(net, x, k, noise, delta)``  one ancestral step from level k to k - 1: a
                                            :class:`Step` (the new state, the estimate)
 ``prior_sample(n, images, generator=, delta=)``  x_K: the KDE on blurred ``images`` / N(0, I)
 ``to(device)``                             the same process on another device
 ``data_prior``                             True: ``prior_sample`` needs training images / False
-=========================================  ==========================================================
+=========================================  =========================================================
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ StepNoise = Callable[[int], Tensor]
 
 
 class Recorder:
-    """A sampler callback (``sample`` / ``ddim_sample`` call it with ``{"k", "x", "denoised"}``) that
-    keeps the states ``x`` at ``levels`` (all levels when None), detached and on the CPU.
+    """A sampler callback (``sample`` / ``ddim_sample`` call it with ``{"k", "x", "denoised"}``)
+    that keeps the states ``x`` at ``levels`` (all levels when None), detached and on the CPU.
 
     ``frames()`` stacks them from the highest level to the lowest: (T, B, C, H, W), u_K first.
     """

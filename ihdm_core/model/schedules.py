@@ -27,8 +27,8 @@ def linear_alpha_bars(K: int, beta_start: float = 1e-4, beta_end: float = 0.02) 
     scale = 1000.0 / K
     lo, hi = beta_start * scale, beta_end * scale
     if not (0 < lo <= hi < 1):
-        raise ValueError(f"linear betas {lo:g}..{hi:g} (beta_start/end x 1000/K, K={K}) must lie in (0, 1); "
-                         f"use more steps or beta_schedule='cosine'")
+        raise ValueError(f"linear betas {lo:g}..{hi:g} (beta_start/end x 1000/K, K={K}) must lie "
+                         f"in (0, 1); use more steps or beta_schedule='cosine'")
     betas = torch.linspace(lo, hi, K, dtype=torch.float64)
     return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
 
@@ -36,7 +36,8 @@ def linear_alpha_bars(K: int, beta_start: float = 1e-4, beta_end: float = 0.02) 
 def cosine_logsnr(t, logsnr_min: float = -10.0, logsnr_max: float = 10.0) -> Tensor:
     """The cosine schedule in log-SNR, clipped to [logsnr_min, logsnr_max] (Blurring Diffusion):
 
-    logsnr(t) = -2 log tan(a t + b),  b = atan(exp(-logsnr_max / 2)),  a = atan(exp(-logsnr_min / 2)) - b,
+    logsnr(t) = -2 log tan(a t + b),  b = atan(exp(-logsnr_max / 2)),
+    a = atan(exp(-logsnr_min / 2)) - b,
 
     so alpha^2 = sigmoid(logsnr) = cos(a t + b)^2: the cosine schedule of Nichol & Dhariwal
     with the end points set by the log-SNR clip instead of their offset s.
@@ -50,7 +51,7 @@ def cosine_logsnr(t, logsnr_min: float = -10.0, logsnr_max: float = 10.0) -> Ten
 
 
 def blur_heat_times(t, sigma_B_max: float) -> Tensor:
-    """tau(t) = sigma_B(t)^2 / 2 with sigma_B(t) = sigma_B_max sin(pi t / 2)^2 (Blurring Diffusion)."""
+    """tau(t) = sigma_B(t)^2 / 2, sigma_B(t) = sigma_B_max sin(pi t / 2)^2 (Blurring Diffusion)."""
     if sigma_B_max < 0:
         raise ValueError(f"sigma_B_max must be >= 0, got {sigma_B_max}")
     t = torch.as_tensor(t, dtype=torch.float64)

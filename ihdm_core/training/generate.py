@@ -12,7 +12,8 @@ none in 64 smoke-model samples at batch sizes 1, 7 and 64.)
 
     python -m ihdm_core sample --preset mnist-quick --outdir samples/ --seeds 0-49999
     python -m ihdm_core sample --preset mnist-quick --npz samples.npz --seeds 0-9999
-    torchrun --standalone --nproc_per_node 4 -m ihdm_core sample --preset cifar10 --outdir s/ --seeds 0-49999
+    torchrun --standalone --nproc_per_node 4 -m ihdm_core sample --preset cifar10 --outdir s/ \
+        --seeds 0-49999
     python -m ihdm_core sample --preset mnist-quick --n 64 --out grid.png        # one grid
 
 Modes (those of the 2023 release):
@@ -80,13 +81,14 @@ def _prepare(run, seeds, delta, steps, mode, frames):
         raise ValueError(f"interpolation needs frames >= 2 per path, got {frames}")
     if steps is not None:
         if not getattr(run.process, "continuous", False):
-            raise ValueError(f"steps={steps}: {run.cfg.name} ({run.cfg.process.kind}, "
-                             f"{getattr(run.cfg.process, 'time', 'discrete')} time) samples on its own "
-                             f"K = {run.process.K} levels; only continuous-time diffusions take --steps")
+            time = getattr(run.cfg.process, "time", "discrete")
+            raise ValueError(f"steps={steps}: {run.cfg.name} ({run.cfg.process.kind}, {time} time) "
+                             f"samples on its own K = {run.process.K} levels; only continuous-time "
+                             f"diffusions take --steps")
         run = run.sampled_with(steps=int(steps))
     if delta is not None and not run.process.data_prior:
-        raise ValueError(f"delta={delta}: delta is IHDM's sampling noise; {run.cfg.name} is a Gaussian "
-                         f"diffusion ({run.cfg.process.kind}) and has none")
+        raise ValueError(f"delta={delta}: delta is IHDM's sampling noise; {run.cfg.name} is a "
+                         f"Gaussian diffusion ({run.cfg.process.kind}) and has none")
     seeds = [int(s) for s in seeds]
     if any(s < 0 for s in seeds):
         raise ValueError("seeds must be non-negative")
@@ -128,7 +130,8 @@ def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64,
 
 
 def sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: float | None = None,
-                 steps: int | None = None, mode: str = "independent", shared_seed: int = 0, frames: int = 8,
+                 steps: int | None = None, mode: str = "independent", shared_seed: int = 0,
+                 frames: int = 8,
                  images=None, progress: bool = False, autocast_dtype: torch.dtype | None = None,
                  net=None) -> Tensor:
     """One sample per seed, (len(seeds), C, H, W) in [0, 1] on the CPU, in the order of ``seeds``.
@@ -138,15 +141,16 @@ def sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: floa
     delta:  IHDM's sampling noise (default: the run's); not for the Gaussian diffusions.
     steps:  sampling steps of a continuous-time diffusion (default: its configured K).
     mode:   one of :data:`MODES`; ``shared_seed`` is the seed whose noise (``shared_noise``) or
-            prior draw (``same_init``) every sample shares; ``frames`` the interpolation path length.
+            prior draw (``same_init``) every sample shares; ``frames`` the length of an
+            interpolation path.
     images: the training images the IHDM prior draws from (default: the run's data set).
     net:    the network to run instead of ``run.net`` (e.g. a compiled one).
     """
     seeds = list(seeds)
-    out = [x for _, x in iter_sample_seeds(run, seeds, batch_size=batch_size, delta=delta,
-                                           steps=steps, mode=mode,
-                                           shared_seed=shared_seed, frames=frames, images=images,
-                                           progress=progress, autocast_dtype=autocast_dtype, net=net)]
+    out = [x for _, x in iter_sample_seeds(
+        run, seeds, batch_size=batch_size, delta=delta, steps=steps, mode=mode,
+        shared_seed=shared_seed, frames=frames, images=images, progress=progress,
+        autocast_dtype=autocast_dtype, net=net)]
     if not out:
         c, (h, w) = run.cfg.data.channels, (run.cfg.data.image_size,) * 2
         return torch.empty(0, c, h, w)
@@ -155,7 +159,8 @@ def sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: floa
 
 # --- files ---------------------------------------------------------------------------------------
 def to_uint8(x: Tensor) -> np.ndarray:
-    """[0, 1] images (B, C, H, W) -> uint8 NHWC, rounded as the FID code rounds (ihdm_core.evaluation)."""
+    """[0, 1] images (B, C, H, W) -> uint8 NHWC, rounded as the FID code rounds
+    (ihdm_core.evaluation)."""
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -180,7 +185,8 @@ def write_pngs(outdir, seeds: list[int], x: Tensor) -> list[Path]:
 
 
 def write_npz(path, x: np.ndarray, seeds: list[int]) -> Path:
-    """``arr_0``: uint8 NHWC (what the guided-diffusion evaluator and dgm-eval read); ``seeds`` too."""
+    """``arr_0``: uint8 NHWC (what the guided-diffusion evaluator and dgm-eval read); ``seeds`` too.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -202,8 +208,8 @@ def seed_range(seed: int, n: int) -> range:
 def generate(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 256,
              images=None, progress: bool = False, autocast_dtype: torch.dtype | None = None,
              compile: bool = False) -> torch.Tensor:
-    """n samples in [0, 1]: those of seeds ``SEED_STRIDE * seed + i``, i < n (:func:`sample_seeds`), the
-    same images ``ihdm_core.evaluation.scores`` scores for that seed.
+    """n samples in [0, 1]: those of seeds ``SEED_STRIDE * seed + i``, i < n (:func:`sample_seeds`),
+    the same images ``ihdm_core.evaluation.scores`` scores for that seed.
 
     On a GPU, ``autocast_dtype=torch.bfloat16`` runs the network in bf16 and ``compile=True``
     compiles it once for all K steps and batches (same shapes throughout).
@@ -252,8 +258,8 @@ def _barrier(world: int) -> None:
 
 
 def _write_npz_ranks(path, images, seeds: list[int], rank: int, world: int) -> None:
-    """The samples of all ranks in one .npz, in the order of ``seeds``; rank r holds ``seeds[r::world]``.
-    Each rank leaves its shard and rank 0 puts them back in seed order."""
+    """The samples of all ranks in one .npz, in the order of ``seeds``; rank r holds
+    ``seeds[r::world]``. Each rank leaves its shard and rank 0 puts them back in seed order."""
     mine = seeds[rank::world]
     if world == 1:
         write_npz(path, images, mine)
@@ -274,7 +280,8 @@ def _write_npz_ranks(path, images, seeds: list[int], rank: int, world: int) -> N
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m ihdm_core sample",
-        description="Sample a trained run: one PNG per seed (--outdir), an npz (--npz), or a PNG grid (--out).")
+        description="Sample a trained run: one PNG per seed (--outdir), an npz (--npz), or a PNG "
+                    "grid (--out).")
     ap.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
     ap.add_argument("--run-dir", help="a run folder instead of a preset")
     ap.add_argument("--outdir", help="write seedNNNNNN.png per seed into this folder")
@@ -284,8 +291,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="e.g. 0-49999 or 0,5,9 (default: --seed .. --seed + n - 1)")
     ap.add_argument("--n", type=int, default=64, help="number of samples when --seeds is not given")
     ap.add_argument("--seed", type=int, default=0, help="first seed when --seeds is not given")
-    ap.add_argument("--out", default=None, help="PNG grid path (default when neither --outdir nor --npz: "
-                                                "<run-dir>/samples.png)")
+    ap.add_argument("--out", default=None, help="PNG grid path (default when neither --outdir "
+                                                "nor --npz: <run-dir>/samples.png)")
     ap.add_argument("--delta", type=float, default=None,
                     help="IHDM sampling noise (default: the config's)")
     ap.add_argument("--steps", type=int, default=None,
@@ -308,7 +315,8 @@ def main(argv=None) -> int:
     if not (args.preset or args.run_dir):
         ap.error("give --preset or --run-dir")
     try:
-        seeds = parse_seeds(args.seeds) if args.seeds is not None else list(range(args.seed, args.seed + args.n))
+        seeds = (parse_seeds(args.seeds) if args.seeds is not None
+                 else list(range(args.seed, args.seed + args.n)))
     except ValueError as e:
         ap.error(str(e))
     rank, world, dist_device = _distributed()
@@ -327,10 +335,11 @@ def main(argv=None) -> int:
     net = torch.compile(run.net) if args.compile else None
     t0 = time.perf_counter()
     parts, written = [], 0
+    autocast = torch.bfloat16 if args.bf16 else None
     for chunk, x in iter_sample_seeds(run, mine, batch_size=args.batch_size, delta=args.delta,
-                                      mode=args.mode,
-                                      shared_seed=args.shared_seed, frames=args.frames, progress=rank == 0,
-                                      autocast_dtype=torch.bfloat16 if args.bf16 else None, net=net):
+                                      mode=args.mode, shared_seed=args.shared_seed,
+                                      frames=args.frames, progress=rank == 0,
+                                      autocast_dtype=autocast, net=net):
         if args.outdir:
             written += len(write_pngs(args.outdir, chunk, x))
         if args.npz or not args.outdir:
