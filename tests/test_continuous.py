@@ -12,7 +12,8 @@ import torch
 
 from ihdm_core import get_preset
 from ihdm_core.training.config import PRESETS
-from ihdm_core.model.diffusion import TIME_SCALE, BlurringDiffusion, DDPM, dct_range
+from ihdm_core.model.diffusion import BlurringDiffusion, DDPM, dct_range
+from ihdm_core.model.gaussian import TIME_SCALE
 from ihdm_core.model.schedules import time_grid
 from ihdm_core.model.heat import dct2, idct2
 from ihdm_core.model.losses import denoising_loss

@@ -20,8 +20,12 @@ same code at every scale:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..training.config import Config, get_preset
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Profile", "PROFILES", "get_profile", "profile_names", "start"]
 
