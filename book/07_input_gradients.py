@@ -94,14 +94,14 @@ print(f"profile {P.name}: IHDM K = {ihdm.process.K}, DDPM K = {ddpm.process.K}, 
 # %%
 n_states = max(2, P.n_neighbours // 2)
 fractions = (0.02, 0.1, 0.25, 0.5, 0.75, 1.0)
-levels = {n: sorted({max(1, round(f * r.process.K)) for f in fractions}, reverse=True) for n,
-          r in models.items()}
+levels = {n: sorted({max(1, round(f * r.process.K)) for f in fractions}, reverse=True)
+          for n, r in models.items()}
 k_end = {n: max(1, round(r.process.K / 10)) for n, r in models.items()}
 gen = P.generator()
 x_K = {"IHDM": ihdm.process.prior_sample(n_states, images, generator=gen),
        "DDPM": ddpm.process.prior_sample(n_states, generator=gen)}
-states = {n: probes.trajectory_states(r, x_K[n], set(levels[n]) | {k_end[n]}, P.seed)[0] for n,
-          r in models.items()}
+states = {n: probes.trajectory_states(r, x_K[n], set(levels[n]) | {k_end[n]}, P.seed)[0]
+          for n, r in models.items()}
 print(f"sampled {n_states} trajectories per model; levels: IHDM {levels['IHDM']} (k_end "
       f"{k_end['IHDM']}), DDPM {levels['DDPM']} (k_end {k_end['DDPM']})")
 
@@ -124,9 +124,9 @@ for name, run in models.items():
                                              torch.full((len(x),), k_end[name]),
                                              pixels.repeat(n_states, 1))
     x = torch.cat([states[name][k] for k in levels[name]])
-    grads_traj[name] = probes.correction_rows(run.process, run.net, x,
-                                              torch.tensor(levels[name]).repeat_interleave(
-        n_states), centre.repeat(len(x), 1))
+    k_traj = torch.tensor(levels[name]).repeat_interleave(n_states)
+    grads_traj[name] = probes.correction_rows(run.process, run.net, x, k_traj,
+                                              centre.repeat(len(x), 1))
     assert all(torch.isfinite(g).all() for g in grads_end[name] + grads_traj[name])
 
 # %% [markdown]
@@ -244,7 +244,7 @@ P.savefig(fig, "fig08_locality", runs=[ihdm, ddpm], seed=P.seed, n=n_states,
                   f"{n_states} trajectories and {n_pix} pixels.")
 plt.show()
 display(Markdown(P.save_table(loc_rows, "tab08_locality", runs=[ihdm, ddpm], seed=P.seed,
-                                n=n_states,
+                              n=n_states,
                               caption="Locality and circular symmetry of the input-gradient "
                                       "correction near the end of the process: r50 / r90 (pixels), "
                                       "share of mass within 2 pixels, anisotropy (0 = circular), "

@@ -134,12 +134,11 @@ print(f"test L_K falls by a factor {float(L_lo.mean() / L_hi.mean()):.0f} from s
 
 # %% tags=["hide-input"]
 example = bin_centres(test_u8[test_idx[:1]])
-fig = plots.prior_overlap_figure(
-    overlap, {s_B: heat_forward(example, s_B ** 2 / 2)[0] for s_B, _,
-              _ in overlap}, ov.kl_floor(sigma, delta, D),
-    math.log(n_train), s_max, D, f"Prior overlap on {cfg.data.dataset}: a held-out digit blurred "
-                                 "to each "
-    "$\\sigma_{B,\\max}$ (top), and $L_K$ (bottom)")
+blurred = {s_B: heat_forward(example, s_B ** 2 / 2)[0] for s_B, _, _ in overlap}
+title = (f"Prior overlap on {cfg.data.dataset}: a held-out digit blurred to each "
+         "$\\sigma_{B,\\max}$ (top), and $L_K$ (bottom)")
+fig = plots.prior_overlap_figure(overlap, blurred, ov.kl_floor(sigma, delta, D), math.log(n_train),
+                                 s_max, D, title)
 P.savefig(fig, "fig12_prior_overlap", runs=[cfg], seed=P.seed, n=n_q,
           caption="Fig. 12: average L_K = KL[q(u_K|u_0) || p(u_K)] (App. A.3 upper bound) of "
                   f"{n_q} held-out and {n_q} training images against sigma_B,max, with the KDE "
