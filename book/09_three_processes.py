@@ -142,7 +142,7 @@ plt.show()
 # error there by $\alpha_{t|s}$. The table gives the smallest ratio over all frequencies and steps
 # for each $T$, on the uniform grid $t_k = k/T$ and on a grid that puts more steps where the high
 # frequencies cross their blur edge (`process.grid = "edge"`,
-# `ihdm_core.model.diffusion.time_grid`).
+# `ihdm_core.model.schedules.time_grid`).
 
 # %%
 bd, ddpm = runs["Blurring Diffusion"], runs["DDPM"]
