@@ -345,19 +345,18 @@ def main(argv=None) -> int:
         if args.npz or not args.outdir:
             parts.append(x)
     seconds = time.perf_counter() - t0
+    delta = args.delta if args.delta is not None else getattr(run.process, "delta", None)
     info = {"run_dir": str(run.run_dir), "identity": run.cfg.identity(), "step": run.step,
-            "mode": args.mode,
-            "delta": args.delta if args.delta is not None else getattr(run.process, "delta",
-                                                                       None), "K": run.process.K,
-            "n": len(seeds), "seeds": f"{seeds[0]}..{seeds[-1]}" if seeds else "", "world": world,
-            "seconds": round(seconds,
-                             2), "samples_per_s_per_rank": round(len(mine) / max(seconds, 1e-9), 2),
+            "mode": args.mode, "delta": delta, "K": run.process.K, "n": len(seeds),
+            "seeds": f"{seeds[0]}..{seeds[-1]}" if seeds else "", "world": world,
+            "seconds": round(seconds, 2),
+            "samples_per_s_per_rank": round(len(mine) / max(seconds, 1e-9), 2),
             "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
     if args.outdir:
         info["outdir"] = str(args.outdir)
     if args.npz:
-        x = torch.cat(parts) if parts else torch.empty(0, run.cfg.data.channels,
-                                                       *(run.cfg.data.image_size,) * 2)
+        size = run.cfg.data.image_size
+        x = torch.cat(parts) if parts else torch.empty(0, run.cfg.data.channels, size, size)
         _write_npz_ranks(args.npz, to_uint8(x), seeds, rank, world)
         info["npz"] = str(args.npz)
     if not (args.outdir or args.npz):
