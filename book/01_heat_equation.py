@@ -17,29 +17,34 @@
 # checks, numerically, the three facts the rest of the book builds on (paper Sec. 3.1,
 # App. A.1, B.5):
 #
-# 1. The solution is diagonal in the cosine basis: $\mathbf u(t) = \mathbf V e^{\mathbf\Lambda t} \mathbf V^\top \mathbf u(0)$,
-#    i.e. DCT, decay every coefficient by $e^{-\lambda_{nm} t}$, inverse DCT (Alg. 3).
+# 1. The solution is diagonal in the cosine basis:
+#    $\mathbf u(t) = \mathbf V e^{\mathbf\Lambda t} \mathbf V^\top \mathbf u(0)$, i.e. DCT, decay
+#    every coefficient by $e^{-\lambda_{nm} t}$, inverse DCT (Alg. 3).
 # 2. It is a Gaussian blur with $\sigma_B^2 = 2t$ (with reflecting borders).
 # 3. The levels $t_k = \sigma_{B,k}^2 / 2$ are spaced so that $\sigma_{B,k}$ is log-uniform
 #    from $\sigma_{B,\min} = 0.5$ to $\sigma_{B,\max}$; the information (DCT coefficients above
 #    the noise floor $\sigma^2$) then drains at a roughly constant rate (Fig. 9).
 #
-# Nothing is trained here. The profile only supplies the schedule of its IHDM model: the number
-# of levels $K$, the blur range $[\sigma_{B,\min}, \sigma_{B,\max}]$ and the training noise $\sigma$.
+# Section, equation, figure and appendix numbers follow the paper's arXiv v1 (2206.13397v1);
+# the ICLR version renumbers and rewords some of them.
+#
+# Nothing is trained here. The profile only supplies the schedule of its IHDM model: the number of
+# levels $K$, the blur range $[\sigma_{B,\min}, \sigma_{B,\max}]$ and the training noise $\sigma$.
 #
 # Why the cosine basis (App. A.1): the eigenfunctions of $-\Delta$ on a rectangle with Neumann
 # boundaries are $\cos(\pi n x / W)\cos(\pi m y / H)$ with eigenvalues
-# $\lambda_{nm} = \pi^2 (n^2/W^2 + m^2/H^2)$. A pixel grid has a cut-off frequency, so the basis is
-# finite and the projection onto it is the discrete cosine transform, $\tilde{\mathbf u} = \mathbf V^\top \mathbf u$.
-# In that basis the PDE decouples into one scalar equation per coefficient,
-# $\partial_t \tilde u_{nm} = -\lambda_{nm}\tilde u_{nm}$, solved by $\tilde u_{nm}(t) = e^{-\lambda_{nm} t}\tilde u_{nm}(0)$
-# (Eq. 2). High frequencies have large $\lambda_{nm}$ and decay first; the constant image
-# ($n = m = 0$, $\lambda_{00} = 0$) never decays.
+# $\lambda_{nm} = \pi^2 (n^2/W^2 + m^2/H^2)$. A pixel grid has a cut-off frequency, so the basis
+# is finite and the projection onto it is the discrete cosine transform,
+# $\tilde{\mathbf u} = \mathbf V^\top \mathbf u$. In that basis the PDE decouples into one scalar
+# equation per coefficient, $\partial_t \tilde u_{nm} = -\lambda_{nm}\tilde u_{nm}$, solved by
+# $\tilde u_{nm}(t) = e^{-\lambda_{nm} t}\tilde u_{nm}(0)$ (Eq. 2). High frequencies have large
+# $\lambda_{nm}$ and decay first; the constant image ($n = m = 0$, $\lambda_{00} = 0$) never
+# decays.
 
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import scipy.fft
@@ -47,26 +52,30 @@ import scipy.ndimage
 import torch
 
 from ihdm_core import HeatDissipation, blur_sigmas, heat_forward, heat_times
-from ihdm_core.book.figures import savefig, show_images
+from ihdm_core.book.figures import show_images
 from ihdm_core.book.photos import photograph
 from ihdm_core.book.profiles import start
 from ihdm_core.model.spectra import dct_power, heat_psd, radial_average, share_above
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.model.images import to_float
+from ihdm_core.training.data import load_dataset
 
+# %%
 P = start(profile)
 cfg = P.config("ihdm")
-K, sigma, s_min, s_max = cfg.process.K, cfg.process.sigma, cfg.process.sigma_min, cfg.process.sigma_max
+pr = cfg.process
+K, sigma, s_min, s_max = pr.K, pr.sigma, pr.sigma_min, pr.sigma_max
 print(f"profile {P.name}: K = {K}, sigma = {sigma}, sigma_B in [{s_min}, {s_max}]")
 
 # %% [markdown]
 # ## Algorithm 3, verbatim, against the package
 #
 # The paper's Alg. 3 projects a square image onto the cosine basis with two 1-D DCTs, multiplies
-# coefficient $(n, m)$ by $e^{-\lambda_{nm} t}$ with $\lambda_{nm} = \pi^2 (n^2 + m^2) / N^2$ (Eq. 21,
-# for an $N \times N$ image), and projects back. It does this with `scipy` in float64 and is copied
-# below as printed, apart from the function name. `ihdm_core.heat_forward` applies the same
-# operator as two precomputed float32 matrices, one per image axis, which is faster on small images
-# and runs on a GPU. On a real photograph and a range of times the two agree to float32 round-off:
+# coefficient $(n, m)$ by $e^{-\lambda_{nm} t}$ with $\lambda_{nm} = \pi^2 (n^2 + m^2) / N^2$ (Eq.
+# 21, for an $N \times N$ image), and projects back. It does this with `scipy` in float64 and is
+# copied below as printed, apart from the function name. `ihdm_core.heat_forward` applies the same
+# operator as two precomputed float32 matrices, one per image axis, which is faster on small
+# images and runs on a GPU. On a real photograph and a range of times the two agree to float32
+# round-off:
 
 # %%
 def heat_eq_forward_alg3(u, t):
@@ -80,9 +89,12 @@ def heat_eq_forward_alg3(u, t):
 
 
 photo = photograph("camera", 64)
-errors = {t: np.abs(heat_forward(photo, t).double().numpy() - heat_eq_forward_alg3(photo.double().numpy(), t)).max()
+errors = {t: np.abs(heat_forward(photo,
+                                 t).double().numpy() - heat_eq_forward_alg3(photo.double().numpy(),
+                                                                            t)).max()
           for t in [0.125, 1.0, 8.0, 50.0, 200.0]}
-print("\n".join(f"t = {t:7.3f}  (sigma_B = {np.sqrt(2 * t):5.2f})   max |ours - Alg. 3| = {e:.2e}" for t, e in errors.items()))
+print("\n".join(f"t = {t:7.3f}  (sigma_B = {np.sqrt(2 * t):5.2f})   max |ours - Alg. 3| = {e:.2e}"
+                for t, e in errors.items()))
 assert max(errors.values()) < 1e-5
 
 # %% [markdown]
@@ -102,7 +114,8 @@ assert max(errors.values()) < 1e-5
 # %%
 sig = np.geomspace(0.3, 16, 25)
 err = [np.abs(heat_forward(photo, s ** 2 / 2).double().numpy()
-              - scipy.ndimage.gaussian_filter(photo.double().numpy(), s, mode="reflect", truncate=8.0)).max() for s in sig]
+              - scipy.ndimage.gaussian_filter(photo.double().numpy(), s, mode="reflect",
+                                              truncate=8.0)).max() for s in sig]
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(4.6, 3))
@@ -111,31 +124,35 @@ ax.axhline(1 / 255, color="0.5", ls=":", lw=1)
 ax.text(sig[0], 1 / 255 * 1.2, "one 8-bit level", fontsize=7, color="0.4")
 ax.set(xlabel=r"$\sigma_B = \sqrt{2t}$ (pixels)", ylabel=r"max $|F(t)u - G_{\sigma_B} * u|$",
        title="Heat equation vs. Gaussian blur (reflecting borders)")
-savefig(fig, "fig01b_gaussian_duality", profile=P.name,
-        caption="Heat equation solved in the DCT basis vs. scipy's Gaussian filter with sigma_B = sqrt(2t), "
-                "on a 64x64 photograph (skimage 'camera').")
+P.savefig(fig, "fig01b_gaussian_duality",
+          caption="Heat equation solved in the DCT basis vs. scipy's Gaussian filter with sigma_B "
+                  "= sqrt(2t), on a 64x64 photograph (skimage 'camera').")
 plt.show()
 
 # %% [markdown]
 # ## The schedule of App. B.5
 #
-# $\sigma_{B,k} = \exp\left(\log\sigma_{B,\min}\frac{K-k}{K-1} + \log\sigma_{B,\max}\frac{k-1}{K-1}\right)$,
+# $\sigma_{B,k} = \exp\left(\log\sigma_{B,\min}\frac{K-k}{K-1} +
+# \log\sigma_{B,\max}\frac{k-1}{K-1}\right)$,
 # $t_k = \sigma_{B,k}^2/2$, and $t_0 = 0$ (the data). The paper sets $\sigma_{B,\min} = 0.5$ (a
-# sub-pixel blur at the first level) and $\sigma_{B,\max}$ to about half the image width. The ratio
-# $\sigma_{B,k+1}/\sigma_{B,k}$ is constant: every level removes the same fraction of the remaining
-# resolution. The cell checks the constant ratio and $t_k = \sigma_{B,k}^2/2$ for the profile's schedule.
+# sub-pixel blur at the first level) and $\sigma_{B,\max}$ to about half the image width. The
+# ratio $\sigma_{B,k+1}/\sigma_{B,k}$ is constant: every level removes the same fraction of the
+# remaining resolution. The cell checks the constant ratio and $t_k = \sigma_{B,k}^2/2$ for the
+# profile's schedule.
 #
 # Table 2 of the paper uses $\sigma_{B,\max} = 20$ for $28\times28$ MNIST and 24 for $32\times32$
 # CIFAR-10, slightly more than half the width. App. B.4 reports that blurring to half the width
 # gave better samples than blurring to the whole width, although the two final images carry
-# about the same information; App. C.2 adds that the overlap between the blurred training and
-# test sets, which the prior relies on, changes little beyond that point.
+# about the same information; App. C.2 adds, for CIFAR-10, that the overlap term $L_K$ between
+# the blurred test set and the prior on blurred training images changes little from
+# $\sigma_{B,\max} = 24$ to $32$.
 
 # %%
 sB = blur_sigmas(K, s_min, s_max).double()
 t_k = heat_times(K, s_min, s_max).double()
 ratio = (sB[2:] / sB[1:-1]).numpy()
-print(f"sigma_B,k+1 / sigma_B,k = {ratio.mean():.5f} +- {ratio.std():.1e} (constant); t_K = {t_k[-1]:.1f}")
+print(f"sigma_B,k+1 / sigma_B,k = {ratio.mean():.5f} +- {ratio.std():.1e} (constant); t_K = "
+      f"{t_k[-1]:.1f}")
 assert np.allclose(t_k.numpy(), sB.numpy() ** 2 / 2, rtol=1e-6)
 
 # %% tags=["hide-input"]
@@ -145,19 +162,19 @@ axes[1].plot(np.arange(1, K + 1), t_k[1:], ".-", ms=3, color="C1")
 axes[0].set(yscale="log", xlabel="level $k$", ylabel=r"$\sigma_{B,k}$ (pixels)")
 axes[1].set(yscale="log", xlabel="level $k$", ylabel="$t_k$")
 fig.suptitle(f"Log-spaced blur schedule, K = {K}, sigma_B,max = {s_max}")
-savefig(fig, "fig01c_schedule", profile=P.name, runs=[cfg],
-        caption="The blur schedule of App. B.5 for the profile's IHDM model.")
+P.savefig(fig, "fig01c_schedule", runs=[cfg],
+          caption="The blur schedule of App. B.5 for the profile's IHDM model.")
 plt.show()
 
 # %% [markdown]
 # ## Figure 1: the forward process
 #
-# Digits from the training set and a natural photograph, blurred to evenly spaced levels $k$ of the
-# schedule, $\mathbf u_k = \mathbf F(t_k)\mathbf u_0$ (the noise $\sigma$ of $q(\mathbf u_k \mid \mathbf u_0)$
-# is left out: at $\sigma = 0.01$ it is invisible). The digits use the profile's schedule; the
-# $64\times64$ photograph uses $\sigma_{B,\max} = 32$, half its width, as the paper does for its
-# data sets. Colour mass is redistributed, never lost: the DC coefficient has $\lambda_{00} = 0$,
-# so every level keeps the image mean, which the cell asserts.
+# Digits from the training set and a natural photograph, blurred to evenly spaced levels $k$ of
+# the schedule, $\mathbf u_k = \mathbf F(t_k)\mathbf u_0$ (the noise $\sigma$ of
+# $q(\mathbf u_k \mid \mathbf u_0)$ is left out: at $\sigma = 0.01$ it is invisible). The digits
+# use the profile's schedule; the $64\times64$ photograph uses $\sigma_{B,\max} = 32$, half its
+# width, as the paper does for its data sets. Colour mass is redistributed, never lost: the DC
+# coefficient has $\lambda_{00} = 0$, so every level keeps the image mean, which the cell asserts.
 
 # %%
 proc = HeatDissipation(28, K=K, sigma_max=s_max, sigma_min=s_min, sigma=sigma)
@@ -174,9 +191,9 @@ fig, axes = plt.subplots(len(digits) + 1, 1, figsize=(1.0 * len(levels), 1.05 * 
 for ax, row in zip(axes, list(traj) + [astro_traj.clamp(0, 1)]):
     show_images(ax, row, nrow=len(levels))
 axes[0].set_title("  ".join(f"k={kk}" for kk in levels), fontsize=8)
-savefig(fig, "fig01_forward_process", profile=P.name, runs=[cfg],
-        caption="Fig. 1: the heat-dissipation forward process u_k = F(t_k) u_0 at evenly spaced levels "
-                f"(K = {K}; the photograph uses sigma_B,max = 32, half its width).")
+P.savefig(fig, "fig01_forward_process", runs=[cfg],
+          caption="Fig. 1: the heat-dissipation forward process u_k = F(t_k) u_0 at evenly spaced "
+                  f"levels (K = {K}; the photograph uses sigma_B,max = 32, half its width).")
 plt.show()
 
 # %% [markdown]
@@ -208,24 +225,26 @@ axes[0].set(ylim=(1e-12, None), xlabel="frequency (cycles / pixel)", ylabel="PSD
 axes[0].legend(fontsize=7)
 log_psd = np.log10(np.maximum(psd_t[:, 1:].T, 1e-12))
 im = axes[1].pcolormesh(sig_axis, freqs[1:], log_psd, shading="auto", cmap="viridis", vmin=-12)
-axes[1].contour(sig_axis, freqs[1:], log_psd, levels=[np.log10(sigma ** 2)], colors="w", linewidths=1)
+axes[1].contour(sig_axis, freqs[1:], log_psd, levels=[np.log10(sigma ** 2)], colors="w",
+                linewidths=1)
 axes[1].set(xscale="log", yscale="log", xlabel=r"$\sigma_B$", ylabel="frequency")
 fig.colorbar(im, ax=axes[1], label=r"$\log_{10}$ PSD (white: $\sigma^2$)")
 axes[2].semilogx(sig_axis, alive)
 axes[2].set(xlabel=r"$\sigma_B$", ylabel=r"share of DCT coefficients above $\sigma^2$")
-savefig(fig, "fig09_frequency_decay", profile=P.name,
-        caption="Fig. 9: DCT power of a 64x64 photograph under the heat equation as sigma_B grows, against the "
-                "training-noise floor sigma^2; right: share of coefficients still above it.")
+P.savefig(fig, "fig09_frequency_decay",
+          caption="Fig. 9: DCT power of a 64x64 photograph under the heat equation as sigma_B "
+                  "grows, against the training-noise floor sigma^2; right: share of coefficients "
+                  "still above it.")
 plt.show()
 
 # %% [markdown]
 # Reversing this is the generative model's task, and it cannot be done exactly: the inverse step
-# multiplies coefficient $(n, m)$ by $e^{+\lambda_{nm}(t_k - t_{k-1})}$, so any error in a coefficient
-# that has sunk below $\sigma^2$ is amplified enormously (the inverse heat equation is ill-posed,
-# Sec. 3.1). Information below the noise floor has to be generated, not recovered, which is where
-# the sampling noise $\delta$ of chapter 4 comes in. Sec. 3.1 also puts this in terms of entropy:
-# diffusion spreads the data over all $N$ pixel dimensions, whereas the heat equation shrinks it
-# towards a one-dimensional set (the image mean; three dimensions for RGB).
+# multiplies coefficient $(n, m)$ by $e^{+\lambda_{nm}(t_k - t_{k-1})}$, so any error in a
+# coefficient that has sunk below $\sigma^2$ is amplified enormously (the inverse heat equation is
+# ill-posed, Sec. 3.1). Information below the noise floor has to be generated, not recovered,
+# which is where the sampling noise $\delta$ of chapter 4 comes in. Sec. 3.1 also puts this in
+# terms of entropy: diffusion spreads the data over all $N$ pixel dimensions, whereas the heat
+# equation shrinks it towards a one-dimensional set (the image mean; three dimensions for RGB).
 #
 # **What to take away.** The forward process is exact and cheap (two small matrix products per
 # level), it is the Gaussian scale space of classical vision, and the log schedule removes

@@ -12,31 +12,36 @@
 # # 3. Training IHDM and generating
 #
 # The whole model is two short algorithms (paper Sec. 3.2). The forward process is fixed:
-# $q(\mathbf u_k\mid\mathbf u_0) = \mathcal N(\mathbf F(t_k)\mathbf u_0, \sigma^2\mathbf I)$, the heat
-# equation run to time $t_k$ plus a little Gaussian noise of standard deviation $\sigma$. The reverse
-# process is a chain of Gaussians
-# $p_\theta(\mathbf u_{k-1}\mid\mathbf u_k) = \mathcal N(\mu_\theta(\mathbf u_k, k), \delta^2\mathbf I)$ whose
-# mean is a U-Net with a skip connection, $\mu_\theta(\mathbf u_k, k) = \mathbf u_k + f_\theta(\mathbf u_k, k)$.
+# $q(\mathbf u_k\mid\mathbf u_0) = \mathcal N(\mathbf F(t_k)\mathbf u_0, \sigma^2\mathbf I)$, the
+# heat equation run to time $t_k$ plus a little Gaussian noise of standard deviation $\sigma$. The
+# reverse process is a chain of Gaussians
+# $p_\theta(\mathbf u_{k-1}\mid\mathbf u_k) =
+# \mathcal N(\mu_\theta(\mathbf u_k, k), \delta^2\mathbf I)$
+# whose mean is a U-Net with a skip connection,
+# $\mu_\theta(\mathbf u_k, k) = \mathbf u_k + f_\theta(\mathbf u_k, k)$.
 #
-# **Algorithm 1 (the loss).** Draw a training image $\mathbf u_0$ and a level $k \sim \mathcal U\{1,\dots,K\}$;
-# blur it to the two neighbouring levels, $\mathbf u_k = \mathbf F(t_k)\mathbf u_0$ and
-# $\mathbf u_{k-1} = \mathbf F(t_{k-1})\mathbf u_0$; perturb the more blurred one,
-# $\hat{\mathbf u}_k = \mathbf u_k + \boldsymbol\varepsilon$ with $\boldsymbol\varepsilon \sim \mathcal N(\mathbf 0, \sigma^2\mathbf I)$;
-# regress $\|\mu_\theta(\hat{\mathbf u}_k, k) - \mathbf u_{k-1}\|_2^2$. The network learns to take one
+# **Algorithm 1 (the loss).** Draw a training image $\mathbf u_0$ and a level
+# $k \sim \mathcal U\{1,\dots,K\}$; blur it to the two neighbouring levels,
+# $\mathbf u_k = \mathbf F(t_k)\mathbf u_0$ and $\mathbf u_{k-1} = \mathbf F(t_{k-1})\mathbf u_0$;
+# perturb the more blurred one, $\hat{\mathbf u}_k = \mathbf u_k + \boldsymbol\varepsilon$ with
+# $\boldsymbol\varepsilon \sim \mathcal N(\mathbf 0, \sigma^2\mathbf I)$; regress
+# $\|\mu_\theta(\hat{\mathbf u}_k, k) - \mathbf u_{k-1}\|_2^2$. The network learns to take one
 # small step *backwards* along the heat equation, from a slightly noisy input. This MSE is, up to
 # the factor $1/(2\delta^2)$ and constants, the term $L_{k-1}$ of the ELBO (Eq. 10): training
 # ignores $\delta$ altogether. With the skip connection the network outputs the *change*
-# $f_\theta(\hat{\mathbf u}_k, k) \approx \mathbf u_{k-1} - \hat{\mathbf u}_k$: it removes the noise
-# $\boldsymbol\varepsilon$ and takes one step back along the heat equation. The paper compares this
-# to denoising score matching, with the difference that the target is a less blurred image
-# rather than the denoised input itself.
+# $f_\theta(\hat{\mathbf u}_k, k) \approx \mathbf u_{k-1} - \hat{\mathbf u}_k$: it removes the
+# noise $\boldsymbol\varepsilon$ and takes one step back along the heat equation. The paper
+# compares this to denoising score matching, with the difference that the target is a less blurred
+# image rather than the denoised input itself.
 #
 # **Algorithm 2 (sampling).** Draw $\mathbf u_K \sim p(\mathbf u_K)$, a kernel density estimate on
-# blurred training images (a training image blurred to $t_K$ plus $\mathcal N(\mathbf 0, \delta^2\mathbf I)$),
-# then for $k = K, \dots, 1$ set $\mathbf u \leftarrow \mu_\theta(\mathbf u, k) + \boldsymbol\varepsilon_k$,
-# $\boldsymbol\varepsilon_k \sim \mathcal N(\mathbf 0, \delta^2\mathbf I)$ (the implementation, as is
-# usual, adds no noise on the last step, $k = 1$). The sampling noise $\delta$ is a free
-# hyperparameter, set slightly above $\sigma$ (Table 2: $0.0125$ for MNIST); chapter 4 is about it.
+# blurred training images (a training image blurred to $t_K$ plus
+# $\mathcal N(\mathbf 0, \delta^2\mathbf I)$), then for $k = K, \dots, 1$ set
+# $\mathbf u \leftarrow \mu_\theta(\mathbf u, k) + \boldsymbol\varepsilon_k$,
+# $\boldsymbol\varepsilon_k \sim \mathcal N(\mathbf 0, \delta^2\mathbf I)$ (the implementation, as
+# is usual, adds no noise on the last step, $k = 1$). The sampling noise $\delta$ is a free
+# hyperparameter, set slightly above $\sigma$ (Table 2: $0.0125$ for MNIST); chapter 4 is about
+# it.
 #
 # This chapter trains the profile's main model (it is cached afterwards and every later chapter
 # loads it), looks at where its loss goes, scores its samples, and reproduces the qualitative
@@ -46,7 +51,7 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import math
 import time
 
@@ -57,16 +62,18 @@ from IPython.display import Markdown, display
 
 from ihdm_core import get_preset, kde_prior_sample
 from ihdm_core.book import plots
-from ihdm_core.book.animate import Recorder, frame_levels, save_animation, show_animation
-from ihdm_core.book.figures import describe_config, save_table, savefig, show_images
+from ihdm_core.book.animate import frame_levels, show_animation
+from ihdm_core.book.figures import describe_config, show_images
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.dynamics import branch_spread, loss_curve, loss_per_level, smoothed
 from ihdm_core.evaluation.quality import real_image_scores
 from ihdm_core.evaluation.scores import draw_samples, score
-from ihdm_core.model.sampling import sample
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.model.images import to_float
+from ihdm_core.model.sampling import Recorder, sample
+from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained, training_seconds
 
+# %%
 P = start(profile)
 cfg = P.config("ihdm")
 paper = get_preset("mnist")  # Tables 1-2 of the paper, MNIST row
@@ -97,9 +104,10 @@ print(f"profile {P.name}: {cfg.name}, K = {K}, sigma = {sigma}, delta = {delta},
 # %%
 ours, theirs = describe_config(cfg), describe_config(paper)
 rows = [{"quantity": q, f"profile '{P.name}'": ours[q], "paper (MNIST)": theirs[q]} for q in ours]
-md = save_table(rows, "tab01_ihdm_config", profile=P.name, runs=[cfg, paper],
-                caption=f"The profile's IHDM model next to the paper's MNIST model (Tables 1-2; the paper gives no "
-                        f"MNIST step count, the preset's {paper.train.steps:,} is our choice). {P.caption}")
+md = P.save_table(rows, "tab01_ihdm_config", runs=[cfg, paper],
+                  caption="The profile's IHDM model next to the paper's MNIST model (Tables 1-2; "
+                          "the paper gives no MNIST step count, the preset's "
+                          f"{paper.train.steps:,} is our choice).")
 display(Markdown(md))
 
 # %% [markdown]
@@ -118,8 +126,8 @@ display(Markdown(md))
 # prints where the weights came from and how long training took according to its log.
 
 # %%
-print(f"{cfg.name}: {cfg.train.steps:,} steps (shipped or cached weights are loaded; otherwise trained now on "
-      f"{P.device}) ...", flush=True)
+print(f"{cfg.name}: {cfg.train.steps:,} steps (shipped or cached weights are loaded; otherwise "
+      f"trained now on {P.device}) ...", flush=True)
 t0 = time.perf_counter()
 run = ensure_trained(cfg, device=P.device, progress=False)
 call_s = time.perf_counter() - t0
@@ -129,8 +137,8 @@ assert run.step == cfg.train.steps and steps[-1] == run.step and np.all(np.diff(
 assert np.isfinite(losses).all()
 print(f"{run.provenance}; this call took {call_s:.1f} s "
       f"({'trained now' if call_s > 0.5 * train_s else 'loaded, not trained'})")
-print(f"training wall time in the log: {train_s / 60:.1f} min, {len(losses) / train_s:.2f} steps/s, "
-      f"{len(losses) * cfg.train.batch_size / train_s:.0f} images/s")
+print(f"training wall time in the log: {train_s / 60:.1f} min, {len(losses) / train_s:.2f} "
+      f"steps/s, {len(losses) * cfg.train.batch_size / train_s:.0f} images/s")
 
 # %% [markdown]
 # ### The loss during training
@@ -145,40 +153,42 @@ print(f"training wall time in the log: {train_s / 60:.1f} min, {len(losses) / tr
 # %% tags=["hide-input"]
 n_pix = math.prod(train_images.shape[1:])
 win = smoothed(steps, losses)[2]
-fig = plots.training_loss_figure(steps, losses, smoothed(steps, losses), n_pix * sigma ** 2, cfg.train.warmup,
-                                 f"Training loss (Alg. 1), {cfg.name}")
-savefig(fig, "ch03_training_loss", profile=P.name, runs=[run], seed=cfg.train.seed, n=len(losses),
-        caption=f"Training loss against step, raw and smoothed; batch {cfg.train.batch_size}, levels drawn "
-                f"uniformly from 1..{K}. {P.caption}")
+fig = plots.training_loss_figure(steps, losses, smoothed(steps, losses), n_pix * sigma ** 2,
+                                 cfg.train.warmup, f"Training loss (Alg. 1), {cfg.name}")
+P.savefig(fig, "ch03_training_loss", runs=[run], seed=cfg.train.seed, n=len(losses),
+          caption=f"Training loss against step, raw and smoothed; batch {cfg.train.batch_size}, "
+                  f"levels drawn uniformly from 1..{K}.")
 plt.show()
 
 # %% [markdown]
 # ### Where the loss goes: one Monte-Carlo batch per level
 #
 # The training loss mixes all levels. Evaluating Alg. 1 at every level $k$ separately, with the
-# trained EMA network on held-out digits, shows which reverse steps are hard. Two references:
-# the loss of the skip connection alone ($f_\theta = 0$, i.e. $\mu = \hat{\mathbf u}_k$), which is
-# $N\sigma^2$ plus the size of the actual step $\|\mathbf u_k - \mathbf u_{k-1}\|^2$, and $N\sigma^2$.
-# `loss_per_level` draws one $\boldsymbol\varepsilon$ per level for a fixed set of held-out digits
-# (drawn at random: the offline test split is stored by class) and returns both.
+# trained EMA network on held-out digits, shows which reverse steps are hard. Two references: the
+# loss of the skip connection alone ($f_\theta = 0$, i.e. $\mu = \hat{\mathbf u}_k$), which is
+# $N\sigma^2$ plus the size of the actual step $\|\mathbf u_k - \mathbf u_{k-1}\|^2$, and
+# $N\sigma^2$. `loss_per_level` draws one $\boldsymbol\varepsilon$ per level for a fixed set of
+# held-out digits (drawn at random: the offline test split is stored by class) and returns both.
 
 # %%
 n_lv = min(P.n_grid, len(test_images))
-x0 = to_float(test_images[torch.randperm(len(test_images), generator=torch.Generator().manual_seed(P.seed))[:n_lv]])
-mse_k, skip_k = loss_per_level(run.net, run.process, x0.to(P.device), torch.Generator(device=P.device).manual_seed(P.seed))
+x0 = to_float(test_images[torch.randperm(len(test_images), generator=P.generator())[:n_lv]])
+mse_k, skip_k = loss_per_level(run.net, run.process, x0.to(P.device), P.generator(0, P.device))
 levels, sB = np.arange(1, K + 1), run.process.sigma_B.cpu().numpy()
 low = levels <= max(1, K // 4)
 print(f"mean over levels: {mse_k.mean():.4g} (held-out, EMA net); last {win} training steps: "
       f"{losses[-win:].mean():.4g} (training batches, raw net)")
-print(f"share of the summed loss in the lowest quarter of levels (k <= {levels[low][-1]}, sigma_B <= "
-      f"{sB[levels[low][-1]]:.2f} px): {mse_k[low].sum() / mse_k.sum():.0%}")
+print(f"share of the summed loss in the lowest quarter of levels (k <= {levels[low][-1]}, sigma_B "
+      f"<= {sB[levels[low][-1]]:.2f} px): {mse_k[low].sum() / mse_k.sum():.0%}")
 print(f"loss / skip-connection loss: {np.min(mse_k / skip_k):.2f} .. {np.max(mse_k / skip_k):.2f}")
 
 # %% tags=["hide-input"]
-fig = plots.loss_per_level_figure(mse_k, skip_k, n_pix * sigma ** 2, sB, f"Alg. 1 loss per level on {n_lv} held-out digits")
-savefig(fig, "ch03_loss_per_level", profile=P.name, runs=[run], seed=P.seed, n=n_lv,
-        caption=f"The loss of Alg. 1 at each level k, one Monte-Carlo draw of the training noise on {n_lv} "
-                f"held-out digits, for the trained EMA network and for the skip connection alone. {P.caption}")
+fig = plots.loss_per_level_figure(mse_k, skip_k, n_pix * sigma ** 2, sB,
+                                  f"Alg. 1 loss per level on {n_lv} held-out digits")
+P.savefig(fig, "ch03_loss_per_level", runs=[run], seed=P.seed, n=n_lv,
+          caption="The loss of Alg. 1 at each level k, one Monte-Carlo draw of the training noise "
+                  f"on {n_lv} held-out digits, for the trained EMA network and for the skip "
+                  "connection alone.")
 plt.show()
 
 # %% [markdown]
@@ -206,21 +216,24 @@ plt.show()
 t0 = time.perf_counter()
 x_eval = draw_samples(run, P.n_eval, seed=P.seed)
 sample_s = time.perf_counter() - t0
-assert x_eval.shape == (P.n_eval, *train_images.shape[1:]) and 0 <= x_eval.min() and x_eval.max() <= 1
-print(f"{P.n_eval} samples with K = {K} steps in {sample_s:.1f} s ({P.n_eval / max(sample_s, 1e-9):.1f} samples/s)")
+assert x_eval.shape == (P.n_eval,
+                        *train_images.shape[1:]) and 0 <= x_eval.min() and x_eval.max() <= 1
+print(f"{P.n_eval} samples with K = {K} steps in {sample_s:.1f} s "
+      f"({P.n_eval / max(sample_s, 1e-9):.1f} samples/s)")
 
 # %% tags=["hide-input"]
 nrow = math.ceil(math.sqrt(P.n_grid))
 fig, ax = plt.subplots(figsize=(0.62 * nrow + 0.4, 0.62 * math.ceil(P.n_grid / nrow) + 0.5))
-show_images(ax, x_eval[:P.n_grid], nrow=nrow, title=f"Uncurated IHDM samples ({cfg.name}, delta = {delta}, K = {K})")
-savefig(fig, "fig14_uncurated_samples", profile=P.name, runs=[run], seed=P.seed, n=P.n_grid,
-        caption=f"Fig. 14: uncurated samples, the first {P.n_grid} of the {P.n_eval} that are scored below. "
-                f"{P.caption}")
+show_images(ax, x_eval[:P.n_grid], nrow=nrow,
+            title=f"Uncurated IHDM samples ({cfg.name}, delta = {delta}, K = {K})")
+P.savefig(fig, "fig14_uncurated_samples", runs=[run], seed=P.seed, n=P.n_grid,
+          caption=f"Fig. 14: uncurated samples, the first {P.n_grid} of the {P.n_eval} that are "
+                  "scored below.")
 plt.show()
 
 # %% [markdown]
-# Two scores, both computed on these $n$ samples (`ihdm_core.evaluation.scores.score` records them in the
-# run folder so that later chapters reuse rather than recompute them):
+# Two scores, both computed on these $n$ samples (`ihdm_core.evaluation.scores.score` records them
+# in the run folder so that later chapters reuse rather than recompute them):
 #
 # * **FID** (clean-fid "clean" mode, InceptionV3 features, App. B.3) against the statistics of the
 #   training digits. FID is biased upward at small $n$: the sample covariance of 2048-d features
@@ -239,20 +252,24 @@ plt.show()
 # %%
 t0 = time.perf_counter()
 rec_r = score(run, "recognisability", n=P.n_eval, seed=P.seed, progress=False)
-rec_f = score(run, "fid", n=P.n_eval, seed=P.seed, ref_n=P.fid_ref_n, device=P.device, progress=False)
+rec_f = score(run, "fid", n=P.n_eval, seed=P.seed, ref_n=P.fid_ref_n, device=P.device,
+              progress=False)
 score_s = time.perf_counter() - t0
 for rec in (rec_r, rec_f):
-    print(f"{rec['metric']:>16}: {rec['value']:.4g} on {rec['n_samples']} samples, reference: {rec['reference']} "
-          f"(n = {rec.get('reference_n', '-')}), delta = {rec['delta']}, seed {rec['seed']}; "
-          f"score time {rec['time_s']['total']:.1f} s, recorded {rec.get('recorded', 'now')}")
+    print(f"{rec['metric']:>16}: {rec['value']:.4g} on {rec['n_samples']} samples, reference: "
+          f"{rec['reference']} (n = {rec.get('reference_n', '-')}), delta = {rec['delta']}, seed "
+          f"{rec['seed']}; score time {rec['time_s']['total']:.1f} s, recorded "
+          f"{rec.get('recorded', 'now')}")
 
 # %% [markdown]
 # The same two scores for real held-out digits: recognisability on the whole test split, FID on as
 # many test digits as there are samples, against the same reference statistics.
 
 # %%
-real = real_image_scores(cfg.data.dataset, n_fid=P.n_eval, seed=P.seed, ref_n=P.fid_ref_n, device=P.device)
-print(f"this cell and the last: {score_s:.1f} s for the two scores, {real['fid_seconds']:.1f} s for the real-digit FID")
+real = real_image_scores(cfg.data.dataset, n_fid=P.n_eval, seed=P.seed, ref_n=P.fid_ref_n,
+                         device=P.device)
+print(f"this cell and the last: {score_s:.1f} s for the two scores, {real['fid_seconds']:.1f} s "
+      "for the real-digit FID")
 
 # %% tags=["hide-input"]
 ours, theirs = f"IHDM samples (delta = {delta})", f"real held-out digits ({cfg.data.dataset} test)"
@@ -262,11 +279,12 @@ rows = [dict(zip(["metric", "images", "n", "value", "reference", "time (s)"], r)
     ("FID", ours, rec_f["n_samples"], rec_f["value"], fid_ref, rec_f["time_s"]["total"]),
     ("FID", theirs, real["fid_n"], real["fid"], fid_ref, real["fid_seconds"]),
     ("recognisability", ours, rec_r["n_samples"], rec_r["value"], cnn, rec_r["time_s"]["total"]),
-    ("recognisability", theirs, real["recognisability"]["n"], real["recognisability"]["share_confident"], cnn, None)]]
-md = save_table(rows, "tab05_ihdm_scores", profile=P.name, runs=[run], seed=P.seed, n=P.n_eval,
-                caption=f"Sample quality of the profile's IHDM model, with real held-out digits scored the same way "
-                        f"as the floor (FID) and ceiling (recognisability) at this sample count. The paper reports "
-                        f"no MNIST FID. {P.caption}")
+    ("recognisability", theirs, real["recognisability"]["n"],
+     real["recognisability"]["share_confident"], cnn, None)]]
+md = P.save_table(rows, "tab05_ihdm_scores", runs=[run], seed=P.seed, n=P.n_eval,
+                  caption="Sample quality of the profile's IHDM model, with real held-out digits "
+                          "scored the same way as the floor (FID) and ceiling (recognisability) at "
+                          "this sample count. The paper reports no MNIST FID.")
 display(Markdown(md))
 print("class histogram of the samples (digits 0-9):", rec_r["details"]["class_histogram"],
       f"| not a digit: {rec_r['details']['not_digit']}")
@@ -286,13 +304,20 @@ print("class histogram of the samples (digits 0-9):", rec_r["details"]["class_hi
 # intensity of the image is kept throughout (the heat equation conserves it, and so, nearly, does
 # its learned inverse). The sampler's callback receives every state $\mathbf u_k$; the cell keeps
 # the ones at the levels shown and prints the mean intensity of the first and last.
+#
+# Each figure from here on draws from its own seeded stream, `P.generator(i)` (the profile's seed
+# plus $i$), so one cell rerun alone reproduces its figure. The prior draws come from a CPU
+# generator, which keeps them the same on a CPU and a GPU; the sampler's step noise comes from a
+# generator on the sampling device. The callback (`Recorder` keeps the states it is asked for)
+# gets each state together with the estimate the step computed from it, $\mu_\theta(\mathbf u_k,
+# k)$, so recording a trajectory costs no extra network evaluation.
 
 # %%
 n_show = max(2, math.isqrt(P.n_grid) // 2)
 seq_levels = sorted({int(v) for v in np.round(np.linspace(K, 0, 8))}, reverse=True)
-u_K, _ = kde_prior_sample(run.process, train_images, n_show, generator=torch.Generator().manual_seed(P.seed + 1))
+u_K, _ = kde_prior_sample(run.process, train_images, n_show, generator=P.generator(1))
 rec = Recorder(seq_levels, clamp=False)
-x_seq = sample(run.net, run.process, u_K, generator=torch.Generator(device=P.device).manual_seed(P.seed + 1),
+x_seq = sample(run.net, run.process, u_K, generator=P.generator(1, P.device),
                callback=rec)
 seq = rec.frames().transpose(0, 1)  # (n_show, levels, C, H, W)
 assert torch.equal(seq[:, -1], x_seq.cpu()) and torch.equal(seq[:, 0], u_K.cpu())
@@ -301,9 +326,9 @@ print("mean intensity, u_K vs u_0:", np.round(u_K.mean((1, 2, 3)).cpu().numpy(),
 
 # %% tags=["hide-input"]
 fig = plots.sequence_figure(seq, seq_levels, sB, "Generation: $u_K$ (left) to $u_0$ (right)")
-savefig(fig, "fig05a_generation_sequences", profile=P.name, runs=[run], seed=P.seed + 1, n=n_show,
-        caption=f"Fig. 5a: the states u_k of the reverse process at evenly spaced levels k = K..0 for {n_show} "
-                f"samples (delta = {delta}). {P.caption}")
+P.savefig(fig, "fig05a_generation_sequences", runs=[run], seed=P.seed + 1, n=n_show,
+          caption="Fig. 5a: the states u_k of the reverse process at evenly spaced levels k = K..0 "
+                  f"for {n_show} samples (delta = {delta}).")
 plt.show()
 
 # %% [markdown]
@@ -313,22 +338,26 @@ plt.show()
 #
 # The same, animated: a grid of samples, one frame per level (every level up to 40 of them,
 # otherwise 40 evenly spaced ones), from the prior draw $\mathbf u_K$ to the sample $\mathbf u_0$.
-# `ihdm_core.book.animate.Recorder` is the sampler's callback; it keeps the states it is asked for.
+# `ihdm_core.model.sampling.Recorder` is the sampler's callback; it keeps the states it is asked
+# for.
 
 # %%
 n_anim = min(P.n_grid, 16)
 rec = Recorder(frame_levels(K))
-u_K, _ = kde_prior_sample(run.process, train_images, n_anim, generator=torch.Generator().manual_seed(P.seed + 4))
-x_anim = sample(run.net, run.process, u_K, generator=torch.Generator(device=P.device).manual_seed(P.seed + 4),
+u_K, _ = kde_prior_sample(run.process, train_images, n_anim, generator=P.generator(4))
+x_anim = sample(run.net, run.process, u_K, generator=P.generator(4, P.device),
                 callback=rec)
 anim_traj = rec.frames()  # (levels, n_anim, C, H, W), u_K first
-assert torch.equal(anim_traj[0], u_K.clamp(0, 1).cpu()) and torch.equal(anim_traj[-1], x_anim.clamp(0, 1).cpu())
+assert torch.equal(anim_traj[0], u_K.clamp(0, 1).cpu()) and torch.equal(anim_traj[-1],
+                                                                        x_anim.clamp(0, 1).cpu())
 
 # %% tags=["hide-input"]
-gif = save_animation(anim_traj, "anim05a_generation", profile=P.name, runs=[run], seed=P.seed + 4, n=n_anim,
-                     labels=[f"k = {k}, σ_B = {sB[k]:.2g}" if k else "k = 0: the samples" for k in rec.levels()],
-                     levels=rec.levels(), caption=f"Generation u_K -> u_0 for {n_anim} samples, one frame per "
-                     f"level shown (delta = {delta}). {P.caption}")
+gif = P.save_animation(anim_traj, "anim05a_generation", runs=[run], seed=P.seed + 4, n=n_anim,
+                       labels=[f"k = {k}, σ_B = {sB[k]:.2g}" if k else "k = 0: the samples"
+                               for k in rec.levels()],
+                       levels=rec.levels(), caption=f"Generation u_K -> u_0 for {n_anim} samples, "
+                                                    "one frame per "
+                       f"level shown (delta = {delta}).")
 display(show_animation(gif))
 
 # %% [markdown]
@@ -351,24 +380,28 @@ display(show_animation(gif))
 
 # %%
 n_branch = n_src = max(2, math.isqrt(P.n_grid) // 2)
-gen = torch.Generator(device=P.device).manual_seed(P.seed + 2)
-u_K, _ = kde_prior_sample(run.process, train_images, n_src, generator=torch.Generator().manual_seed(P.seed + 2))
+gen = P.generator(2, P.device)
+u_K, _ = kde_prior_sample(run.process, train_images, n_src, generator=P.generator(2))
 traj = {}
-sample(run.net, run.process, u_K, generator=gen, callback=lambda s: traj.__setitem__(s["k"], s["x"]))
+sample(run.net, run.process, u_K, generator=gen,
+       callback=lambda s: traj.__setitem__(s["k"], s["x"]))
 k_coarse = max(1, K // 2)
 split_levels = sorted({int(v) for v in np.round(np.linspace(K, 2, min(K - 1, 8)))}, reverse=True)
-show_levels = sorted({min(split_levels, key=lambda k: abs(k - f * K)) for f in (0.9, 0.7, 0.5, 0.3)}, reverse=True)
-branches = {kb: branch_spread(run.net, run.process, traj[kb], kb, n_branch, k_coarse, gen) for kb in split_levels}
-spread = {"levels": split_levels, **{p: np.array([b[p] for b in branches.values()]) for p in ("coarse", "fine")}}
+show_levels = sorted({min(split_levels, key=lambda k: abs(k - f * K))
+                      for f in (0.9, 0.7, 0.5, 0.3)}, reverse=True)
+branches = {kb: branch_spread(run.net, run.process, traj[kb], kb, n_branch, k_coarse, gen)
+            for kb in split_levels}
+spread = {"levels": split_levels, **{p: np.array([b[p] for b in branches.values()])
+                                     for p in ("coarse", "fine")}}
 print("RMS spread, coarse:", np.round(spread["coarse"], 4), " fine:", np.round(spread["fine"], 4))
 
 # %% tags=["hide-input"]
 fig = plots.branching_figure(traj, branches, show_levels, spread, k_coarse, sB,
                              f"{n_src} trajectories x {n_branch} continuations per split")
-savefig(fig, "fig05b_stochastic_branching", profile=P.name, runs=[run], seed=P.seed + 2, n=n_src * n_branch,
-        caption=f"Fig. 5b: one trajectory split at several levels into {n_branch} continuations with fresh noise "
-                f"(left); spread between continuations against the split level, coarse vs. fine (right). "
-                f"{P.caption}")
+P.savefig(fig, "fig05b_stochastic_branching", runs=[run], seed=P.seed + 2, n=n_src * n_branch,
+          caption=f"Fig. 5b: one trajectory split at several levels into {n_branch} continuations "
+                  "with fresh noise (left); spread between continuations against the split level, "
+                  "coarse vs. fine (right).")
 plt.show()
 
 # %% [markdown]
@@ -382,29 +415,30 @@ plt.show()
 # %% [markdown]
 # ## Figures 15 and 17: shared initial states
 #
-# Each row starts from one prior draw $\mathbf u_K$ (first column: the same training digit blurred to
-# $\sigma_{B,\max}$, plus the same $\delta$-noise) and differs only in the sampling noise. At
-# $\sigma_{B,\max} = 20$ pixels a digit is spread over the whole $28\times28$ frame, so $\mathbf u_K$ is
-# nearly flat and carries little more than the digit's overall brightness and a faint centre of
-# mass. Different noise then produces different digits from the same start, often of different
-# classes: the information content of a sample comes from the sampling noise, not from the prior.
-# In the code, each prior draw is repeated once per column before sampling.
+# Each row starts from one prior draw $\mathbf u_K$ (first column: the same training digit blurred
+# to $\sigma_{B,\max}$, plus the same $\delta$-noise) and differs only in the sampling noise. At
+# $\sigma_{B,\max} = 20$ pixels a digit is spread over the whole $28\times28$ frame, so
+# $\mathbf u_K$ is nearly flat and carries little more than the digit's overall brightness and a
+# faint centre of mass. Different noise then produces different digits from the same start, often
+# of different classes: the information content of a sample comes from the sampling noise, not
+# from the prior. In the code, each prior draw is repeated once per column before sampling.
 
 # %%
 n_rows = math.isqrt(P.n_grid)
 n_cols = max(1, P.n_grid // n_rows)
-u_rows, idx_rows = kde_prior_sample(run.process, train_images, n_rows, generator=torch.Generator().manual_seed(P.seed + 3))
+u_rows, idx_rows = kde_prior_sample(run.process, train_images, n_rows, generator=P.generator(3))
 u_K = u_rows.repeat_interleave(n_cols, 0)
 assert torch.equal(u_K.view(n_rows, n_cols, *u_K.shape[1:])[:, -1], u_rows)
-x_shared = sample(run.net, run.process, u_K, generator=torch.Generator(device=P.device).manual_seed(P.seed + 3))
-tiles = torch.cat([u_rows.cpu()[:, None], x_shared.clamp(0, 1).cpu().view(n_rows, n_cols, *u_K.shape[1:])], 1)
+x_shared = sample(run.net, run.process, u_K, generator=P.generator(3, P.device))
+tiles = torch.cat([u_rows.cpu()[:, None], x_shared.clamp(0, 1).cpu().view(n_rows, n_cols,
+                                                                          *u_K.shape[1:])], 1)
 print(f"prior training indices: {idx_rows.tolist()}")
 
 # %% tags=["hide-input"]
 fig = plots.shared_start_figure(tiles, "Shared initial state per row; different sampling noise")
-savefig(fig, "fig15_shared_initial_states", profile=P.name, runs=[run], seed=P.seed + 3, n=n_rows * n_cols,
-        caption=f"Figs. 15/17: samples with shared initial states u_K: each row starts from the prior draw in its first "
-                f"column ({n_cols} samples per row, delta = {delta}). {P.caption}")
+P.savefig(fig, "fig15_shared_initial_states", runs=[run], seed=P.seed + 3, n=n_rows * n_cols,
+          caption="Figs. 15/17: samples with shared initial states u_K: each row starts from the "
+                  f"prior draw in its first column ({n_cols} samples per row, delta = {delta}).")
 plt.show()
 
 # %% [markdown]
@@ -416,17 +450,18 @@ plt.show()
 rows_a, cols_a = min(n_rows, 4), min(n_cols, 4)
 rec = Recorder(frame_levels(K))
 sample(run.net, run.process, u_rows[:rows_a].repeat_interleave(cols_a, 0), callback=rec,
-       generator=torch.Generator(device=P.device).manual_seed(P.seed + 5))
+       generator=P.generator(5, P.device))
 shared_traj = rec.frames()
 start_rows = shared_traj[0].view(rows_a, cols_a, *shared_traj.shape[2:])
 assert torch.equal(start_rows, start_rows[:, :1].expand_as(start_rows))  # one start per row
 
 # %% tags=["hide-input"]
-gif = save_animation(shared_traj, "anim15_shared_initial_state", profile=P.name, runs=[run], seed=P.seed + 5,
-                     n=rows_a * cols_a, nrow=cols_a, levels=rec.levels(),
-                     labels=[f"k = {k}" if k else "k = 0: the samples" for k in rec.levels()],
-                     caption=f"Sampling from shared initial states: each row of {cols_a} starts from one prior "
-                             f"draw u_K; only the sampling noise differs (delta = {delta}). {P.caption}")
+gif = P.save_animation(shared_traj, "anim15_shared_initial_state", runs=[run], seed=P.seed + 5,
+                       n=rows_a * cols_a, nrow=cols_a, levels=rec.levels(),
+                       labels=[f"k = {k}" if k else "k = 0: the samples" for k in rec.levels()],
+                       caption=f"Sampling from shared initial states: each row of {cols_a} starts "
+                               "from one prior draw u_K; only the sampling noise differs (delta = "
+                               f"{delta}).")
 display(show_animation(gif))
 
 # %% [markdown]

@@ -13,15 +13,15 @@
 #
 # The heat equation conserves the mean of every colour channel and, run long enough, averages an
 # image to a flat field of its mean colour. With $\sigma_{B,\max}$ about the image size, the prior
-# state $\mathbf u_K = F(t_K)\,\mathbf u_0 + \delta\boldsymbol\nu$ therefore carries little more than
-# the overall colour of a training image, and everything else in a sample must come from the
+# state $\mathbf u_K = F(t_K)\,\mathbf u_0 + \delta\boldsymbol\nu$ therefore carries little more
+# than the overall colour of a training image, and everything else in a sample must come from the
 # sampling noise: the prior's $\delta\boldsymbol\nu$ and the step noises $\delta\mathbf z_k$ that
-# Alg. 2 adds on the way down, $\mathbf u_{k-1} = \boldsymbol\mu_\theta(\mathbf u_k, k) + \delta\mathbf z_k$.
-# The paper (Sec. 4, Fig. 7a, App. D.3 / Fig. 29, a $128\times128$ FFHQ model with
-# $\sigma_{B,\max} = 128$) fixes all the noise and changes only $\mathbf u_K$: the model carves
-# essentially the same face each time, in different overall colours. Nothing in the training
-# objective asks for this; the split of the latent space into colour ($\mathbf u_K$) and shape (the
-# noises) is emergent.
+# Alg. 2 adds on the way down,
+# $\mathbf u_{k-1} = \boldsymbol\mu_\theta(\mathbf u_k, k) + \delta\mathbf z_k$. The paper (Sec.
+# 4, Fig. 7a, App. D.3 / Fig. 29, a $128\times128$ FFHQ model with $\sigma_{B,\max} = 128$) fixes
+# all the noise and changes only $\mathbf u_K$: the model carves essentially the same face each
+# time, in different overall colours. Nothing in the training objective asks for this; the split
+# of the latent space into colour ($\mathbf u_K$) and shape (the noises) is emergent.
 #
 # Grayscale digits cannot show a colour split, so the colour model of this book is trained on
 # **mnist5k-colour**: the 5,000 offline MNIST digits, each with a random foreground colour
@@ -34,24 +34,24 @@
 #   $\mathbf u_K$): the claim says the same shape in different colours;
 # * **along a row** (the same prior, different noise): the same colours, different shapes;
 #
-# and measure both with numbers (`ihdm_core.evaluation.disentangle`): the error between a sample's mean colour
-# and its prior's, and a colour-blind shape similarity between samples.
+# and measure both with numbers (`ihdm_core.evaluation.disentangle`): the error between a sample's
+# mean colour and its prior's, and a colour-blind shape similarity between samples.
 
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
 from ihdm_core.book import plots
-from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation import disentangle as dis
 from ihdm_core.training.data import load_dataset
 from ihdm_core.training.train import ensure_trained
 
+# %%
 P = start(profile)
 cfg = P.config("colour")
 run = ensure_trained(cfg, device=P.device)
@@ -60,8 +60,8 @@ images = load_dataset(cfg.data)
 C, H, W = cfg.data.channels, cfg.data.image_size, cfg.data.image_size
 K, delta = proc.K, proc.delta
 n_priors, n_noises = P.n_colour_priors, P.n_colour_noises
-print(f"profile {P.name}: colour model {cfg.name} [{cfg.identity()}] at step {run.step}, trained on "
-      f"{cfg.data.dataset} ({C} channel(s), {H}x{W}); K = {K}, sigma_B,max = {proc.sigma_max} "
+print(f"profile {P.name}: colour model {cfg.name} [{cfg.identity()}] at step {run.step}, trained "
+      f"on {cfg.data.dataset} ({C} channel(s), {H}x{W}); K = {K}, sigma_B,max = {proc.sigma_max} "
       f"({proc.sigma_max / H:.2f} x image size), delta = {delta}")
 if C == 1:
     print("This colour model is grayscale: 'colour' below is the overall intensity.")
@@ -70,32 +70,33 @@ if C == 1:
 # ## The data and what the prior keeps of it
 #
 # Top: training images $\mathbf u_0$. Bottom: the same images at level $K$, $F(t_K)\,\mathbf u_0$,
-# the centres of the prior's kernel density estimate. If $\sigma_{B,\max}$ is large enough these are
-# flat fields of the mean colour. We measure how far they are from flat, $\max|F(t_K)\mathbf u_0 -
-# \bar{\mathbf u}_0|$ over pixels (with $\bar{\mathbf u}_0$ the per-channel mean), against the prior's
-# own noise $\delta$. The mean colour of a two-colour image is
-# $(1-a)\,\mathbf c_{\mathrm{bg}} + a\,\mathbf c_{\mathrm{fg}}$ with $a$ the foreground's share of the
-# pixels, so it is mostly the background colour: a prior fixes the background colour more tightly
-# than the foreground colour.
+# the centres of the prior's kernel density estimate. If $\sigma_{B,\max}$ is large enough these
+# are flat fields of the mean colour. We measure how far they are from flat,
+# $\max|F(t_K)\mathbf u_0 - \bar{\mathbf u}_0|$ over pixels (with $\bar{\mathbf u}_0$ the
+# per-channel mean), against the prior's own noise $\delta$. The mean colour of a two-colour image
+# is $(1-a)\,\mathbf c_{\mathrm{bg}} + a\,\mathbf c_{\mathrm{fg}}$ with $a$ the foreground's share
+# of the pixels, so it is mostly the background colour: a prior fixes the background colour more
+# tightly than the foreground colour.
 
 # %%
 n_check = min(len(images), 512)
-check_idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(P.seed))[:n_check]
+check_idx = torch.randperm(len(images), generator=P.generator())[:n_check]
 x0 = dis.images_at(images, check_idx)
 uK0 = dis.prior_centres(proc, images, check_idx).cpu()
 flat_err = (uK0 - x0.mean(dim=(2, 3), keepdim=True)).abs().amax(dim=(1, 2, 3))
 fg_share = dis.split_colours(x0.double())[2].double().mean(dim=(1, 2))
-print(f"max |F(t_K) u_0 - mean colour| over {n_check} training images: median {flat_err.median():.4f}, "
-      f"max {flat_err.max():.4f} (prior noise delta = {delta})")
-print(f"foreground share of the pixels a (Otsu split): median {fg_share.median():.3f}, so the mean colour is "
-      f"~{1 - float(fg_share.median()):.0%} background")
+print(f"max |F(t_K) u_0 - mean colour| over {n_check} training images: median "
+      f"{flat_err.median():.4f}, max {flat_err.max():.4f} (prior noise delta = {delta})")
+print(f"foreground share of the pixels a (Otsu split): median {fg_share.median():.3f}, so the mean "
+      f"colour is ~{1 - float(fg_share.median()):.0%} background")
 
 # %% tags=["hide-input"]
 fig = plots.data_and_prior_figure(x0, uK0)
-savefig(fig, "fig07a_data_and_prior", profile=P.name, runs=[run], seed=P.seed, n=n_check,
-        caption=f"Training images of {cfg.data.dataset} (top) and their prior centres F(t_K) u_0 at level K = {K}, "
-                f"sigma_B,max = {proc.sigma_max} (bottom). Over {n_check} images the centres differ from their mean "
-                f"colour by at most {flat_err.max():.4f} (median {flat_err.median():.4f}); delta = {delta}.")
+P.savefig(fig, "fig07a_data_and_prior", runs=[run], seed=P.seed, n=n_check,
+          caption=f"Training images of {cfg.data.dataset} (top) and their prior centres F(t_K) u_0 "
+                  f"at level K = {K}, sigma_B,max = {proc.sigma_max} (bottom). Over {n_check} "
+                  "images the centres differ from their mean colour by at most "
+                  f"{flat_err.max():.4f} (median {flat_err.median():.4f}); delta = {delta}.")
 plt.show()
 
 # %% [markdown]
@@ -103,26 +104,29 @@ plt.show()
 #
 # Row $p$ starts from the prior centre $F(t_K)\,\mathbf u_0^{(p)}$ of a training image; column $n$
 # uses the noise set $n$: the prior's $\boldsymbol\nu_n$ and the step noises $\mathbf z_{n,1..K}$,
-# the same in every row, so $\mathbf u_K^{(p,n)} = F(t_K)\,\mathbf u_0^{(p)} + \delta\boldsymbol\nu_n$.
-# The prior images are picked to spread their colours: farthest-point sampling on the mean colours
-# of a random subset of the training set.
+# the same in every row, so
+# $\mathbf u_K^{(p,n)} = F(t_K)\,\mathbf u_0^{(p)} + \delta\boldsymbol\nu_n$. The prior images are
+# picked to spread their colours: farthest-point sampling on the mean colours of a random subset
+# of the training set.
 
 # %%
 prior_idx = check_idx[dis.spread_colours(x0, n_priors)]
 centres = dis.prior_centres(proc, images, prior_idx)
-samples, u_K = dis.sample_grid(net, proc, centres, n_noises, generator=torch.Generator().manual_seed(P.seed + 1),
+samples, u_K = dis.sample_grid(net, proc, centres, n_noises, generator=P.generator(1),
                                progress=True)
 centres = centres.cpu()
 assert torch.isfinite(samples).all()
 print(f"grid of {n_priors} priors x {n_noises} noise sets = {n_priors * n_noises} samples")
 
 # %% tags=["hide-input"]
-fig = plots.colour_grid_figure(centres, samples, dis.split_colours(samples.reshape(-1, C, H, W).double())[2])
-savefig(fig, "fig07a_colour_disentanglement", profile=P.name, runs=[run], seed=P.seed, n=n_priors * n_noises,
-        caption="Fig. 7a. Rows: different prior states u_K (first column: the noise-free prior centre); columns: one "
-                "set of sampling noise each (the prior's delta-noise and all K step noises), shared by every row. "
-                "Down a column: same noise, different priors (same shape, different colours if disentangled); along "
-                f"a row: same prior, different noise (same colours, different shapes). {P.caption}")
+fig = plots.colour_grid_figure(centres, samples,
+                               dis.split_colours(samples.reshape(-1, C, H, W).double())[2])
+P.savefig(fig, "fig07a_colour_disentanglement", runs=[run], seed=P.seed, n=n_priors * n_noises,
+          caption="Fig. 7a. Rows: different prior states u_K (first column: the noise-free prior "
+                  "centre); columns: one set of sampling noise each (the prior's delta-noise and "
+                  "all K step noises), shared by every row. Down a column: same noise, different "
+                  "priors (same shape, different colours if disentangled); along a row: same "
+                  "prior, different noise (same colours, different shapes).")
 plt.show()
 
 # %% [markdown]
@@ -148,31 +152,19 @@ plt.show()
 # %%
 scores = dis.grid_scores(samples, centres)
 rows, err_rows = dis.score_tables(scores)
-display(Markdown(save_table(rows, "tab07a_disentanglement", profile=P.name, runs=[run], seed=P.seed,
-                            n=n_priors * n_noises,
-                            caption=f"Colour and shape similarity of pairs of samples from the {n_priors} x {n_noises} "
-                                    f"grid of Fig. 7a, by kind of pair. {P.caption}")))
-display(Markdown(save_table(err_rows, "tab07a_colour_error", profile=P.name, runs=[run], seed=P.seed,
-                            n=n_priors * n_noises,
-                            caption="Distance between a sample's mean colour and the mean colour of its own prior state, "
-                                    f"against the distance to the other rows' prior states (the baseline). {P.caption}")))
+display(Markdown(P.save_table(rows, "tab07a_disentanglement", runs=[run], seed=P.seed,
+                              n=n_priors * n_noises,
+                              caption="Colour and shape similarity of pairs of samples from the "
+                                      f"{n_priors} x {n_noises} grid of Fig. 7a, by kind of "
+                                      "pair.")))
+display(Markdown(P.save_table(err_rows, "tab07a_colour_error", runs=[run], seed=P.seed,
+                              n=n_priors * n_noises,
+                              caption="Distance between a sample's mean colour and the mean colour "
+                                      "of its own prior state, against the distance to the other "
+                                      "rows' prior states (the baseline).")))
 
 # %%
-own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]
-sc, col = scores["shape correlation"], scores["mean-colour distance"]
-fgd, bgd = scores["foreground-colour distance"], scores["background-colour distance"]
-shape_gain = sc["same noise"][0] - sc["neither"][0]
-shape_gain_prior = sc["same prior"][0] - sc["neither"][0]
-display(Markdown(
-    f"**This run** ({cfg.name}, step {run.step}). *Same noise, different priors:* shape correlation "
-    f"{sc['same noise'][0]:.3f} against {sc['neither'][0]:.3f} for unrelated pairs "
-    f"({'+' if shape_gain >= 0 else ''}{shape_gain:.3f}), mask IoU {scores['mask IoU']['same noise'][0]:.3f} against "
-    f"{scores['mask IoU']['neither'][0]:.3f}; their mean colours are {col['same noise'][0]:.3f} apart "
-    f"(unrelated: {col['neither'][0]:.3f}). *Same prior, different noise:* mean colours {col['same prior'][0]:.3f} "
-    f"apart, background colours {bgd['same prior'][0]:.3f} (unrelated: {bgd['neither'][0]:.3f}), foreground colours "
-    f"{fgd['same prior'][0]:.3f} (unrelated: {fgd['neither'][0]:.3f}); shape correlation {sc['same prior'][0]:.3f} "
-    f"({'+' if shape_gain_prior >= 0 else ''}{shape_gain_prior:.3f} over unrelated). A sample's mean colour is "
-    f"{own[0]:.3f} from its own prior's and {other[0]:.3f} from the other priors'."))
+display(Markdown(f"**This run** ({cfg.name}, step {run.step}). " + dis.summary(scores)))
 
 # %% [markdown]
 # **Reading the result.** The numbers are read against the baseline column, not against 0 or 1:

@@ -20,13 +20,14 @@
 # %% tags=["parameters"]
 profile = "quick"
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
 from ihdm_core.book import status
-from ihdm_core.book.figures import figures_dir, save_table
+from ihdm_core.book.figures import figures_dir
 from ihdm_core.book.profiles import start
 
+# %%
 P = start(profile)
 
 # %% [markdown]
@@ -40,8 +41,9 @@ P = start(profile)
 # profiles those rows say so instead of showing a number.
 
 # %%
-md = save_table(status.paper_fid_rows(P.name, seed=P.seed, device=P.device), "tab10a_paper_fid", profile=P.name,
-                seed=P.seed, caption="The paper's FIDs (Fig. 5a, Tables 1-2) and ours where this profile evaluates them.")
+md = P.save_table(status.paper_fid_rows(P.name, seed=P.seed, device=P.device), "tab10a_paper_fid",
+                  seed=P.seed, caption="The paper's FIDs (Fig. 5a, App. B.3) and ours where this "
+                                       "profile evaluates them.")
 display(Markdown(md))
 
 # %% [markdown]
@@ -52,14 +54,15 @@ display(Markdown(md))
 # the colour model, where their weights exist. A score counts only if it was measured on the
 # checkpoint loaded now (same configuration identity, same training step); the sampling steps and
 # the $\delta$ it was sampled with are part of each row.
-# The paper reports no MNIST FID; DDPM's CIFAR-10 FID in the paper is 3.17 (Ho et al.).
+# The paper reports no MNIST FID and trains no DDPM; the DDPM CIFAR-10 FID of 3.17 is Ho et
+# al.'s (2020).
 
 # %%
 runs = status.available_runs(P)
 records = status.score_rows(runs)
 if records:
-    display(Markdown(save_table(records, "tab10b_our_scores", profile=P.name, seed=P.seed,
-                                caption="All scores recorded for this profile's models. " + P.caption)))
+    display(Markdown(P.save_table(records, "tab10b_our_scores", seed=P.seed,
+                                  caption="All scores recorded for this profile's models.")))
 else:
     print("No scores recorded yet: run chapters 3, 4 and 9 first (the pipeline does).")
 
@@ -76,15 +79,17 @@ else:
 stats = status.pipeline_stats()
 print("hardware:", ", ".join(f"{k} {v}" for k, v in status.hardware(stats).items()))
 if stats:
-    display(Markdown(save_table(status.execution_rows(stats), "tab10c_execution", profile=P.name,
-                                caption=f"Chapter wall times of the pipeline run started {stats['started']}.")))
+    display(Markdown(P.save_table(status.execution_rows(stats), "tab10c_execution",
+                                  caption="Chapter wall times of the pipeline run started "
+                                          f"{stats['started']}.")))
 else:
     print("Not run by the pipeline: no execution statistics (run `python -m ihdm_core book`).")
 train_rows = status.training_rows(runs)
 if train_rows:
-    display(Markdown(save_table(train_rows, "tab10d_training", profile=P.name,
-                                caption="Training cost of this profile's models: shipped ones on the hardware their model "
-                                        "card names, the others on the hardware above.")))
+    display(Markdown(P.save_table(train_rows, "tab10d_training",
+                                  caption="Training cost of this profile's models: shipped ones on "
+                                          "the hardware their model card names, the others on the "
+                                          "hardware above.")))
 
 # %% [markdown]
 # ## Every figure and table accounted for
@@ -94,5 +99,6 @@ if train_rows:
 
 # %%
 index, missing = status.missing_files(figures_dir(P.name))
-print(f"{len(index)} figures and tables indexed in {figures_dir(P.name)}; missing files: {missing or 'none'}")
+print(f"{len(index)} figures and tables indexed in {figures_dir(P.name)}; missing files: "
+      f"{missing or 'none'}")
 assert not missing

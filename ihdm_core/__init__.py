@@ -20,7 +20,8 @@ from .model.heat import HeatDissipation, blur_sigmas, dct2, heat_forward, heat_t
 from .model.losses import denoising_loss
 from .model.prior import kde_prior_sample
 from .training.build import build_model, build_process
-from .model.sampling import ddim_sample, draw_noise, sample, slerp
+from .model.latents import draw_noise, slerp
+from .model.sampling import ddim_sample, sample
 from .model.unet import UNet
 
 __version__ = "0.1.0"

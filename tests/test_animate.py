@@ -8,6 +8,8 @@ from PIL import Image
 from ihdm_core.book.animate import Recorder, frame_levels, frame_order, gif_info, save_animation, show_animation
 from ihdm_core.book.figures import read_index
 from ihdm_core.model.sampling import sample
+from ihdm_core.model.latents import NoiseTable
+from ihdm_core.model.process import Step
 
 
 def _uniform_trajectory(T, B, C=1, size=8):
@@ -115,7 +117,8 @@ class _ShrinkProcess:
         return u * (1 - 0.1 * k)
 
     def reverse_step(self, net, u, k, z, delta=None):
-        return self.denoised(net, u, k)
+        mu = self.denoised(net, u, k)
+        return Step(mu, mu)
 
 
 def test_recorder_keeps_the_sampler_states_at_its_levels():
@@ -123,7 +126,7 @@ def test_recorder_keeps_the_sampler_states_at_its_levels():
     u_K = torch.rand(3, 1, 4, 4)
     levels = frame_levels(proc.K, max_frames=4)
     rec = Recorder(levels, clamp=False)
-    out = sample(torch.nn.Identity(), proc, u_K, noise=torch.zeros(proc.K, 3, 1, 4, 4), callback=rec)
+    out = sample(torch.nn.Identity(), proc, u_K, noise=NoiseTable(torch.zeros(proc.K, 3, 1, 4, 4)), callback=rec)
     frames = rec.frames()
     assert rec.levels() == levels and frames.shape == (len(levels), 3, 1, 4, 4)
     assert torch.equal(frames[0], u_K) and torch.equal(frames[-1], out)

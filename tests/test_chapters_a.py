@@ -1,4 +1,4 @@
-"""The library functions behind chapters 1-5 (model.likelihood, model.spectra, model.interpolation,
+"""The library functions behind chapters 1-5 (model.likelihood, model.spectra, model.latents,
 evaluation.dynamics and .quality, the chapters' figures in book.plots), each against an independent
 computation written out here."""
 
@@ -19,7 +19,7 @@ from ihdm_core.evaluation import dynamics, quality  # noqa: E402
 from ihdm_core.evaluation.fid import stats_from_features  # noqa: E402
 from ihdm_core.evaluation.scores import nll_indices  # noqa: E402
 from ihdm_core.model.heat import HeatDissipation  # noqa: E402
-from ihdm_core.model.interpolation import lerp_path, slerp_path  # noqa: E402
+from ihdm_core.model.latents import NoiseTable, lerp_path, slerp_path  # noqa: E402
 from ihdm_core.model.likelihood import (bits_per_dim, dequantize, elbo_against_delta, elbo_optimal_delta,  # noqa: E402
                                         elbo_terms, kl_floor, prior_kl_bound, prior_kl_bounds, terms_at_delta,
                                         transition_errors)
@@ -299,7 +299,7 @@ def test_states_at_returns_the_chain_of_alg2_at_the_levels_asked():
     proc, net = _process(K), ShrinkNet(K)
     u_K = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     z = torch.randn((K, 2, 1, 8, 8), generator=torch.Generator().manual_seed(3))
-    got = dynamics.states_at(net, proc, u_K, [5, 3, 0, 4], noise=z)
+    got = dynamics.states_at(net, proc, u_K, [5, 3, 0, 4], noise=NoiseTable(z))
     states, u = {K: u_K}, u_K
     for k in range(K, 0, -1):  # u_{k-1} = (1 - c_k) u_k + delta z_k, no noise on the last step
         u = (1 - net.c[k].detach()) * u + (proc.delta * z[k - 1] if k > 1 else 0)

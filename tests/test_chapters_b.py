@@ -12,6 +12,7 @@ import torch
 from ihdm_core.evaluation import probes
 from ihdm_core.model.diffusion import DDPM
 from ihdm_core.model.heat import HeatDissipation, heat_matrix
+from oracles import exact_inverse_net
 
 H = W = 8
 KERNEL = torch.tensor([[0.0, 0.2, 0.0], [0.1, -0.5, 0.3], [0.0, -0.4, 0.05]])
@@ -71,7 +72,7 @@ def test_ddpm_jacobian_in_data_units_without_the_clip(prediction):
 def test_trajectory_states_retrace_the_forward_process_with_the_exact_inverse():
     proc = HeatDissipation(H, K=6, sigma_max=3.0, delta=0.0)
     u0 = torch.rand(2, 1, H, W)
-    run = SimpleNamespace(process=proc, net=proc.exact_inverse_net(u0))
+    run = SimpleNamespace(process=proc, net=exact_inverse_net(proc, u0))
     states, final = probes.trajectory_states(run, proc.blur(u0, 6), keep=[6, 3, 1], seed=0)
     assert sorted(states) == [1, 3, 6]
     for k, x in states.items():

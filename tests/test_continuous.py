@@ -12,11 +12,14 @@ import torch
 
 from ihdm_core import get_preset
 from ihdm_core.training.config import PRESETS
-from ihdm_core.model.diffusion import (TIME_SCALE, BlurringDiffusion, DDPM, dct_range, time_grid)
+from ihdm_core.model.diffusion import BlurringDiffusion, DDPM, dct_range
+from ihdm_core.model.gaussian import TIME_SCALE
+from ihdm_core.model.schedules import time_grid
 from ihdm_core.model.heat import dct2, idct2
 from ihdm_core.model.losses import denoising_loss
 from ihdm_core.training.build import build_process
-from ihdm_core.model.sampling import ddim_sample, draw_noise, sample
+from ihdm_core.model.latents import NoiseTable, draw_noise
+from ihdm_core.model.sampling import ddim_sample, sample
 
 
 def _digits(n=6, size=16, seed=0):
@@ -125,7 +128,7 @@ def test_zero_blur_is_continuous_cosine_ddpm_draw_for_draw():
         e = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(bd.marginal(x0[:4], t, eps=e), dd.marginal(x0[:4], t, eps=e), atol=2e-6, rtol=0)
         z = bd.prior_sample(4, generator=torch.Generator().manual_seed(3))
-        noise = draw_noise(37, z.shape, generator=torch.Generator().manual_seed(4))
+        noise = NoiseTable(draw_noise(37, z.shape, generator=torch.Generator().manual_seed(4)))
         # BD goes through the DCT and DDPM does not: a wrong network lets float32 rounding grow up to
         # 1 / alpha_K ~ 150-fold along the chain, as in the discrete test (test_diffusion.py).
         torch.testing.assert_close(sample(net, bd, z, noise=noise), sample(net, dd, z, noise=noise),

@@ -15,7 +15,8 @@ from ihdm_core.model.diffusion import DDPM, BlurringDiffusion
 from ihdm_core.model.heat import HeatDissipation, dct2, heat_forward, idct2
 from ihdm_core.model.losses import denoising_loss
 from ihdm_core.training.build import PROCESS_KINDS
-from ihdm_core.model.sampling import ddim_sample, draw_noise, sample
+from ihdm_core.model.latents import NoiseTable, draw_noise, shared_noise
+from ihdm_core.model.sampling import ddim_sample, sample
 from ihdm_core.model.unet import UNet
 
 
@@ -114,7 +115,7 @@ def test_blurring_with_zero_blur_is_cosine_ddpm():
     # 1 / alpha_K ~ 150-fold, hence the relative tolerance.)
     # Both with and without clipping x_hat (the defaults differ: DDPM clips, BD does not).
     net, zK = RandomNet(), torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(5))
-    noise = draw_noise(40, zK.shape, generator=torch.Generator().manual_seed(6))
+    noise = NoiseTable(draw_noise(40, zK.shape, generator=torch.Generator().manual_seed(6)))
     for clip in (False, True):
         bd.clip_denoised = ddpm.clip_denoised = clip
         a, b = sample(net, bd, zK, noise=noise), sample(net, ddpm, zK, noise=noise)
@@ -207,12 +208,12 @@ def test_clipped_ddpm_steps_match_ho_et_al_and_ddim_with_clipped_x0():
                 mu = (math.sqrt(abar[s]) * betas[t - 1] / (1 - abar[t])) * x0 \
                     + (math.sqrt(1 - betas[t - 1]) * (1 - abar[s]) / (1 - abar[t])) * z
                 ref = (mu + 1) / 2 if s == 0 else mu
-                got = p.reverse_step(net, zf, t, None)
+                got = p.reverse_step(net, zf, t, None).x
                 assert torch.allclose(got.double(), ref, atol=2e-5), (clip, t)
             e = (z - math.sqrt(abar[t]) * x0) / math.sqrt(1 - abar[t]) if clip else eps
             ddim = math.sqrt(abar[s]) * x0 + math.sqrt(1 - abar[s]) * e
             ref = (ddim + 1) / 2 if s == 0 else ddim
-            assert torch.allclose(p.ddim_step(net, zf, t, s).double(), ref, atol=2e-5), (clip, t, s)
+            assert torch.allclose(p.ddim_step(net, zf, t, s).x.double(), ref, atol=2e-5), (clip, t, s)
 
 
 def test_clipped_blurring_step_matches_the_note_with_a_clipped_x0():
@@ -234,10 +235,10 @@ def test_clipped_blurring_step_matches_the_note_with_a_clipped_x0():
         sigma2_ts = sig_t ** 2 - alpha_ts ** 2 * sig_s ** 2
         sigma2_den = 1 / (1 / sig_s ** 2 + alpha_ts ** 2 / sigma2_ts)
         mu = (alpha_ts * sigma2_den / sigma2_ts) * u_t + (sigma2_den / (alpha_ts * sig_s ** 2)) * al_t * dct(x_hat)
-        got = p.reverse_step(net, z, t, None).double().numpy()
+        got = p.reverse_step(net, z, t, None).x.double().numpy()
         assert np.abs(got - idct(mu)).max() < 1e-4, t
     # The last step returns the clipped estimate itself: samples lie in the data range.
-    last = p.reverse_step(net, z, 1, None)
+    last = p.reverse_step(net, z, 1, None).x
     assert float(last.min()) > -1e-5 and float(last.max()) < 1 + 1e-5
 
 
@@ -300,7 +301,7 @@ def test_ddim(make):
     net = RandomNet(2)
     zK = torch.randn(3, 2, 16, 16, generator=torch.Generator().manual_seed(9))
     # eta = 1 over all K levels is the ancestral sampler, given the same noise.
-    noise = draw_noise(p.K, zK.shape, generator=torch.Generator().manual_seed(10))
+    noise = NoiseTable(draw_noise(p.K, zK.shape, generator=torch.Generator().manual_seed(10)))
     assert torch.allclose(ddim_sample(net, p, zK, eta=1.0, noise=noise), sample(net, p, zK, noise=noise),
                           rtol=1e-5, atol=1e-4)
     # eta = 0 is deterministic, on any level grid.
@@ -337,7 +338,7 @@ def test_shared_interface(kind):
     prior = p.prior_sample(512, torch.zeros(1, 1, 28, 28), generator=torch.Generator().manual_seed(0))
     assert prior.shape == (512, 1, 28, 28) and abs(float(prior.std()) - 1) < 0.01
     zK = prior[:1].expand(4, 1, 28, 28)
-    shared = sample(net, p, zK, noise="shared", generator=torch.Generator().manual_seed(1))
+    shared = sample(net, p, zK, noise=shared_noise(p.K, zK.shape, generator=torch.Generator().manual_seed(1)))
     assert torch.allclose(shared[0], shared[3])
     fresh = sample(net, p, zK, generator=torch.Generator().manual_seed(1))
     assert not torch.allclose(fresh[0], fresh[3])

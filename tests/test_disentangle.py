@@ -8,6 +8,8 @@ import torch
 
 from ihdm_core.evaluation import disentangle as Dis
 from ihdm_core.model.heat import HeatDissipation
+from ihdm_core.model.latents import shared_noise_grid
+from oracles import colour_error
 
 
 def _two_colour(masks: np.ndarray, fg: np.ndarray, bg: np.ndarray, noise: float = 0.0, seed: int = 0) -> torch.Tensor:
@@ -97,9 +99,13 @@ def test_shape_correlation_is_the_mask_correlation_and_ignores_colour():
 
 def test_colour_error_and_distance():
     rng = np.random.default_rng(5)
-    x, p = rng.random((4, 3, 5, 5)), rng.random((4, 3, 5, 5))
-    ref = np.linalg.norm(x.mean((2, 3)) - p.mean((2, 3)), axis=1)
-    np.testing.assert_allclose(Dis.colour_error(torch.from_numpy(x), torch.from_numpy(p)).numpy(), ref, atol=1e-12)
+    P, N = 2, 3
+    x, p = rng.random((P, N, 3, 5, 5)), rng.random((P, 3, 5, 5))
+    ref = np.linalg.norm(x.mean((3, 4)) - p.mean((2, 3))[:, None], axis=2)  # (P, N)
+    oracle = colour_error(torch.from_numpy(x).flatten(0, 1), torch.from_numpy(p).repeat_interleave(N, 0))
+    np.testing.assert_allclose(oracle.numpy(), ref.ravel(), atol=1e-12)
+    s = Dis.grid_scores(torch.from_numpy(x), torch.from_numpy(p))
+    assert s["colour error"]["own prior"] == (pytest.approx(float(oracle.mean())), P * N)
     c = rng.random((5, 3))
     d = np.sqrt(((c[:, None] - c[None]) ** 2).sum(-1))
     np.testing.assert_allclose(Dis.colour_distance(torch.from_numpy(c)).numpy(), d, atol=1e-12)
@@ -124,20 +130,6 @@ def test_pair_kinds_and_grouped_means_match_loops():
         Dis.pair_kinds(0, 3)
 
 
-def test_shared_noise_grid_shares_noise_down_columns():
-    centres = torch.rand(3, 2, 6, 6)
-    g = torch.Generator().manual_seed(0)
-    u, z = Dis.shared_noise_grid(centres, K=5, n_noises=4, delta=0.1, generator=g)
-    assert u.shape == (12, 2, 6, 6) and z.shape == (5, 12, 2, 6, 6)
-    u, z = u.reshape(3, 4, 2, 6, 6), z.reshape(5, 3, 4, 2, 6, 6)
-    nu = (u - centres[:, None]) / 0.1                       # the prior noise of each cell
-    assert torch.allclose(nu[0], nu[1], atol=1e-5) and torch.allclose(nu[0], nu[2], atol=1e-5)
-    assert torch.equal(z[:, 0], z[:, 1]) and torch.equal(z[:, 0], z[:, 2])
-    assert not torch.allclose(z[:, :, 0], z[:, :, 1])       # columns differ
-    u2, z2 = Dis.shared_noise_grid(centres, K=5, n_noises=4, delta=0.1, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(u2.reshape(3, 4, 2, 6, 6), u) and torch.equal(z2.reshape(5, 3, 4, 2, 6, 6), z)
-
-
 class _ZeroNet(torch.nn.Module):
     """f = 0: every reverse step is mu = u, so a sample is u_K plus the sum of its step noises."""
 
@@ -153,7 +145,7 @@ def test_sample_grid_runs_the_sampler_with_the_shared_noise():
     # same column: the samples differ by exactly the difference of their (flat) prior centres
     assert torch.allclose(out[1] - out[0], torch.full_like(out[0], 0.2), atol=1e-5)
     # and by construction x = u_K + delta (z_4 + z_3 + z_2): the last step adds no noise
-    _, z = Dis.shared_noise_grid(centres, 4, 2, 0.01, generator=torch.Generator().manual_seed(1))
+    z = shared_noise_grid(centres, 4, 2, 0.01, generator=torch.Generator().manual_seed(1)).noise.table
     expect = u_K.reshape(6, 3, 8, 8) + 0.01 * z[1:].sum(0)
     assert torch.allclose(out.reshape(6, 3, 8, 8), expect, atol=1e-6)
 
@@ -179,3 +171,18 @@ def test_grid_scores_on_a_perfectly_disentangled_grid():
     assert s["colour error"]["own prior"] == (pytest.approx(own.mean()), P * N)
     assert s["colour error"]["other priors"][1] == P * N * (P - 1)
     assert s["colour error"]["other priors"][0] > s["colour error"]["own prior"][0]
+
+
+def test_summary_reads_the_scores_against_the_unrelated_pairs():
+    kinds = ("same noise", "same prior", "neither")
+    s = {m: {k: (0.1 * i, 3) for i, k in enumerate(kinds)}
+         for m in ("shape correlation", "mean-colour distance", "foreground-colour distance",
+                   "background-colour distance", "mask IoU")}
+    s["colour error"] = {"own prior": (0.01, 3), "other priors": (0.2, 6)}
+    assert Dis.summary(s) == (
+        "*Same noise, different priors:* shape correlation 0.000 against 0.200 for unrelated pairs "
+        "(-0.200), mask IoU 0.000 against 0.200; their mean colours are 0.000 apart (unrelated: "
+        "0.200). *Same prior, different noise:* mean colours 0.100 apart, background colours 0.100 "
+        "(unrelated: 0.200), foreground colours 0.100 (unrelated: 0.200); shape correlation 0.100 "
+        "(-0.100 over unrelated). A sample's mean colour is 0.010 from its own prior's and 0.200 "
+        "from the other priors'.")

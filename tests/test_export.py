@@ -15,6 +15,7 @@ from ihdm_core import get_preset
 from ihdm_core.training.generate import generate, parse_seeds, png_name, sample_seeds
 from ihdm_core.model.sampling import sample
 from ihdm_core.training.train import load_run, train
+from ihdm_core.model.latents import NoiseTable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,7 +92,7 @@ def test_per_seed_draws_match_a_hand_written_sampler(runs):
         u = run.process.prior_sample(1, data, generator=g)
         steps = [torch.randn(u.shape[1:], generator=g) for _ in range(run.process.K)]  # k = K..1
         noise = torch.stack(steps[::-1])[:, None]  # noise[k - 1] is used at level k
-        ref = sample(run.net, run.process, u, noise=noise).clamp(0, 1)
+        ref = sample(run.net, run.process, u, noise=NoiseTable(noise)).clamp(0, 1)
         assert torch.allclose(got[i], ref[0], atol=1e-5)
     assert torch.equal(generate(run, 3, seed=4, batch_size=2), sample_seeds(run, [4 * 10**9 + i for i in range(3)], batch_size=2))
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import ihdm_core.model.diffusion as diffusion_mod
+import ihdm_core.model.gaussian as gaussian_mod
 import ihdm_core.model.heat as heat_mod
 from ihdm_core import get_preset
 from ihdm_core.model.diffusion import DDPM, BlurringDiffusion
@@ -114,7 +114,7 @@ def test_training_step_does_not_sync(preset, monkeypatch):
         return k
 
     monkeypatch.setattr(heat_mod, "check_levels", device_check)
-    monkeypatch.setattr(diffusion_mod, "check_levels", device_check)
+    monkeypatch.setattr(gaussian_mod, "check_levels", device_check)
     from ihdm_core.training.build import build_process
 
     cfg = get_preset(preset)

@@ -7,8 +7,10 @@ from ihdm_core import build_model, get_preset
 from ihdm_core.model.heat import HeatDissipation
 from ihdm_core.model.losses import denoising_loss
 from ihdm_core.model.prior import kde_prior_sample
-from ihdm_core.model.sampling import draw_noise, sample, slerp
+from ihdm_core.model.latents import NoiseTable, draw_noise, shared_noise, slerp
+from ihdm_core.model.sampling import sample
 from ihdm_core.model.unet import UNet
+from oracles import exact_inverse_net
 
 
 @pytest.mark.parametrize("preset", ["mnist", "cifar10", "afhq64", "ffhq128", "afhq256", "lsun_church128"])
@@ -52,7 +54,7 @@ def test_oracle_sampler_retraces_forward_trajectory():
     u0 = torch.rand(3, 1, 28, 28)
     traj = p.trajectory(u0)
     seen = {}
-    out = sample(p.exact_inverse_net(u0), p, traj[-1], delta=0.0, callback=lambda s: seen.__setitem__(s["k"], s["x"]))
+    out = sample(exact_inverse_net(p, u0), p, traj[-1], delta=0.0, callback=lambda s: seen.__setitem__(s["k"], s["x"]))
     assert torch.allclose(out, u0, atol=1e-4)
     assert sorted(seen) == list(range(21))
     for k in (20, 13, 1):
@@ -60,7 +62,7 @@ def test_oracle_sampler_retraces_forward_trajectory():
     # With delta > 0 every step but the last adds N(0, delta^2); the oracle's mean ignores
     # its input, so the states are trajectory + noise and the final one is noise-free.
     noisy = {}
-    out = sample(p.exact_inverse_net(u0), p, traj[-1], delta=0.05, callback=lambda s: noisy.__setitem__(s["k"], s["x"]))
+    out = sample(exact_inverse_net(p, u0), p, traj[-1], delta=0.05, callback=lambda s: noisy.__setitem__(s["k"], s["x"]))
     for k in (19, 5, 1):
         assert abs(float((noisy[k] - traj[k]).std()) - 0.05) < 0.005
     assert torch.allclose(out, u0, atol=1e-5)
@@ -72,19 +74,21 @@ def test_sampler_noise_options():
                attn_resolutions=(), dropout=0.5)
     uK = torch.full((4, 1, 16, 16), 0.5)
     g = torch.Generator().manual_seed(0)
-    shared = sample(net, p, uK, noise="shared", generator=g)
+    shared = sample(net, p, uK, noise=shared_noise(p.K, uK.shape, generator=g))
     assert torch.allclose(shared[0], shared[3])  # one noise draw for the whole batch
     fresh = sample(net, p, uK, generator=g)
     assert not torch.allclose(fresh[0], fresh[3])
     # Fixed noise with varying init: the same noise tensor reused with two different priors.
-    z = draw_noise(p.K, uK.shape, generator=torch.Generator().manual_seed(1))
+    z = NoiseTable(draw_noise(p.K, uK.shape, generator=torch.Generator().manual_seed(1)))
     a = sample(net, p, uK, noise=z)
     b = sample(net, p, uK + 0.1, noise=z)
     assert torch.allclose(a, sample(net, p, uK, noise=z))  # deterministic given the noise
     assert torch.allclose(b - a, torch.full_like(a, 0.1), atol=1e-5)  # f = 0: a pure shift
     assert net.training  # restored after sampling in eval mode
-    with pytest.raises(ValueError, match="noise must have shape"):
-        sample(net, p, uK, noise=torch.zeros(3, 4, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"noise\(6\) must return a tensor"):
+        sample(net, p, uK, noise=NoiseTable(torch.zeros(6, 4, 2, 16, 16)))
+    with pytest.raises(TypeError, match="noise must be None or a callable"):
+        sample(net, p, uK, noise=torch.zeros(6, 4, 1, 16, 16))
 
 
 def test_slerp_keeps_norm():
@@ -92,7 +96,8 @@ def test_slerp_keeps_norm():
     z1, z2 = torch.randn(10_000, generator=g), torch.randn(10_000, generator=g)
     norms = torch.stack([slerp(z1, z2, phi).norm() for phi in torch.linspace(0, torch.pi / 2, 9)])
     assert torch.allclose(norms, norms[0].expand_as(norms), rtol=0.03)
-    assert torch.allclose(slerp(z1, z2, 0.0), z2) and torch.allclose(slerp(z1, z2, torch.pi / 2), z1, atol=1e-6)
+    assert torch.equal(slerp(z1, z2, 0.0), z1)  # endpoints in order: phi = 0 gives the first
+    assert torch.allclose(slerp(z1, z2, torch.pi / 2), z2, atol=1e-6)
     assert ((z1 + z2) / 2).norm() < 0.75 * norms[0]  # what linear interpolation would do
 
 
@@ -111,7 +116,7 @@ def test_loss_is_alg1_sum_of_squares():
     assert torch.equal(kk, k)
     assert torch.allclose(loss, ((inp - target) ** 2).sum((1, 2, 3)))
     # With the exact inverse as the network the loss is only the noise that was added.
-    per, _ = denoising_loss(p.exact_inverse_net(u0[:1]), p, u0[:1], k=torch.tensor([3]))
+    per, _ = denoising_loss(exact_inverse_net(p, u0[:1]), p, u0[:1], k=torch.tensor([3]))
     assert float(per) < 1e-6 + 0.0
 
 

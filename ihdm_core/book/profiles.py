@@ -13,14 +13,19 @@ same code at every scale:
 * ``gpu``    about one hour on one H100-class GPU (UNMEASURED): the real 60,000 MNIST digits
   and base-64 U-Nets trained 30k steps; results still small-scale next to the paper's.
 * ``paper``  Tables 1-2 of the paper on a GPU with the real data sets. Trained checkpoints can
-  be dropped in: put them where ``ihdm_core.training.train.run_dir_for(cfg)`` points and they are used.
+  be dropped in: put them where ``ihdm_core.training.train.run_dir_for(cfg)`` points and they
+  are used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..training.config import Config, get_preset
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Profile", "PROFILES", "get_profile", "profile_names", "start"]
 
@@ -74,7 +79,8 @@ class Profile:
             try:
                 dev = torch.device(forced)
             except RuntimeError:
-                raise ValueError(f"IHDM_DEVICE={forced!r} is not a torch device; use e.g. cpu, cuda or cuda:0") from None
+                raise ValueError(f"IHDM_DEVICE={forced!r} is not a torch device; use e.g. cpu, "
+                                 f"cuda or cuda:0") from None
             if dev.type == "cuda" and not torch.cuda.is_available():
                 raise RuntimeError(f"IHDM_DEVICE={forced!r} asks for CUDA, but torch sees no GPU")
             return str(dev)
@@ -86,7 +92,8 @@ class Profile:
         if role == "sigma0":
             cfg = get_preset(self.ihdm)
             steps = self.sigma0_steps or cfg.train.steps
-            cfg = cfg.replace(name=f"{cfg.name}-sigma0", process={"sigma": 0.0}, train={"steps": steps})
+            cfg = cfg.replace(name=f"{cfg.name}-sigma0", process={"sigma": 0.0},
+                              train={"steps": steps})
         elif role == "colour":
             cfg = get_preset(self.colour, **self.colour_overrides)
             if self.colour_overrides:
@@ -94,8 +101,36 @@ class Profile:
         elif role in ("ihdm", "ddpm", "blurring"):
             cfg = get_preset(getattr(self, role))
         else:
-            raise ValueError(f"unknown model role {role!r}; use ihdm, ddpm, blurring, colour or sigma0")
+            raise ValueError(f"unknown model role {role!r}; use ihdm, ddpm, blurring, colour or "
+                             f"sigma0")
         return cfg.replace(**overrides) if overrides else cfg
+
+    def generator(self, offset: int = 0, device=None) -> "torch.Generator":
+        """A ``torch.Generator`` (on the CPU unless ``device``) seeded with ``seed + offset``:
+        one stream per use in a chapter, each with its own offset."""
+        import torch
+
+        return torch.Generator(device=device or "cpu").manual_seed(self.seed + int(offset))
+
+    def savefig(self, fig, name: str, caption: str, **kw) -> dict:
+        """:func:`ihdm_core.book.figures.savefig` under this profile, the caption ending with
+        :attr:`caption`; ``kw``: runs, seed, n and any provenance."""
+        from .figures import savefig
+
+        return savefig(fig, name, caption=f"{caption} {self.caption}", profile=self.name, **kw)
+
+    def save_table(self, rows: list[dict], name: str, caption: str, **kw) -> str:
+        """:func:`ihdm_core.book.figures.save_table` under this profile; returns the Markdown."""
+        from .figures import save_table
+
+        return save_table(rows, name, caption=f"{caption} {self.caption}", profile=self.name, **kw)
+
+    def save_animation(self, frames, name: str, caption: str, **kw):
+        """:func:`ihdm_core.book.animate.save_animation` under this profile; returns the path."""
+        from .animate import save_animation
+
+        return save_animation(frames, name, caption=f"{caption} {self.caption}", profile=self.name,
+                              **kw)
 
     @property
     def caption(self) -> str:
@@ -108,19 +143,25 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", description="tiny models trained for seconds, for CI; the figures show the code runs, not results",
+        name="smoke", description="tiny models trained for seconds, for CI; the figures show the "
+                                  "code runs, not results",
         ihdm="mnist-smoke", ddpm="mnist-ddpm-smoke-ct", blurring="mnist-blurring-smoke-ct",
         colour="mnist-colour-smoke", sigma0_steps=None, n_colour_priors=3, n_colour_noises=4,
         diffusion_steps=((5, 16), (10, 16)), grid_steps=10, n_options=8,
-        n_grid=16, n_eval=32, fid_ref_n=64, n_nll=16, deltas=(0.0, 0.01, 0.0125, 0.02), n_delta_eval=16,
+        n_grid=16, n_eval=32, fid_ref_n=64, n_nll=16, deltas=(0.0, 0.01, 0.0125,
+                                                              0.02), n_delta_eval=16,
         n_interp=5, n_neighbours=3, sigma_B_max_grid=(1.0, 4.0, 20.0), psd_images=2),
     "quick": Profile(
-        name="quick", description="5,000 offline MNIST digits; reference U-Nets shipped in models/, trained on CPU",
+        name="quick", description="5,000 offline MNIST digits; reference U-Nets shipped in "
+                                  "models/, trained on CPU",
         ihdm="mnist-ref", ddpm="mnist-ddpm-ref", blurring="mnist-blurring-ref",
-        # The colour model: the reference network on the coloured digits (sigma_B_max = 20 averages
-        # a 28 x 28 image to its mean colour, as the paper's colour models do).
+        # The colour model: the reference network on the coloured digits. The paper's colour model
+        # blurs to sigma_B_max = the image size; 20 on 28 px leaves the mean colour plus the two
+        # lowest cosine modes at 8% of their amplitude (exp(-(pi/28)^2 * 200)), mode (1, 1) at 0.7%
+        # and all others under 0.01%: a near-flat prior (chapter 6 measures how flat).
         # FID is the largest cost after sampling (InceptionV3 at 299 x 299 runs at ~5 images/s on
-        # 2 cores): the reference statistics of all 4,500 training digits take ~17 min once, 1,000 ~4.
+        # 2 cores): the reference statistics of all 4,500 training digits take ~17 min once,
+        # 1,000 ~4.
         colour="mnist-colour-ref", sigma0_steps=1000,
         prediction_ablation=("mnist-blurring-eps-ablation", "mnist-blurring-v-ablation",
                              "mnist-blurring-x-ablation"),
@@ -132,17 +173,20 @@ PROFILES: dict[str, Profile] = {
         ihdm="mnist", ddpm="mnist-ddpm", blurring="mnist-blurring",
         colour="ffhq128", sigma0_steps=None,
         n_grid=100, n_eval=50_000, fid_ref_n=None, n_nll=10_000,
-        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.01325, 0.0135, 0.015, 0.02), n_delta_eval=10_000,
+        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.01325, 0.0135, 0.015,
+                0.02), n_delta_eval=10_000,
         n_interp=11, n_neighbours=16, sigma_B_max_grid=(1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0),
         psd_images=12, small_scale=False),
-    # One H100-class GPU, about an hour (UNMEASURED until benchmarks/gpu_check.py and the profile have
-    # run on one): the real 60,000 MNIST digits, base-64 U-Nets trained 30k steps (colour model 10k,
-    # sigma = 0 model 5k), FID on 5,000 samples against the whole training split.
+    # One H100-class GPU, about an hour (UNMEASURED until benchmarks/gpu_check.py and the profile
+    # have run on one): the real 60,000 MNIST digits, base-64 U-Nets trained 30k steps (colour model
+    # 10k, sigma = 0 model 5k), FID on 5,000 samples against the whole training split.
     "gpu": Profile(
-        name="gpu", description="real MNIST (60,000 digits), base-64 U-Nets, 30k steps; one H100-class GPU",
+        name="gpu", description="real MNIST (60,000 digits), base-64 U-Nets, 30k steps; one "
+                                "H100-class GPU",
         ihdm="mnist-gpu", ddpm="mnist-ddpm-gpu", blurring="mnist-blurring-gpu",
         colour="mnist-colour-gpu", sigma0_steps=5000,
-        diffusion_steps=((50, 2000), (100, 2000), (250, 2000), (1000, 500)), grid_steps=250, n_options=1000,
+        diffusion_steps=((50, 2000), (100, 2000), (250, 2000), (1000, 500)), grid_steps=250,
+        n_options=1000,
         n_grid=100, n_eval=5000, fid_ref_n=None, n_nll=2000,
         deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.0135, 0.015, 0.02), n_delta_eval=1000,
         n_interp=11, n_neighbours=16, psd_images=12, small_scale=True),

@@ -26,12 +26,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..model._util import randn
 
-__all__ = ["mean_colour", "colour_error", "principal_projection", "otsu_threshold", "split_colours",
-           "shape_maps", "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
-           "prior_centres", "shared_noise_grid", "sample_grid", "grid_scores", "PAIR_KINDS", "images_at",
-           "spread_colours", "score_tables"]
+__all__ = ["mean_colour", "principal_projection", "otsu_threshold", "split_colours", "shape_maps",
+           "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
+           "prior_centres", "sample_grid", "grid_scores", "PAIR_KINDS", "images_at",
+           "spread_colours", "score_tables", "summary"]
 
 PAIR_KINDS = ("same noise", "same prior", "neither")
 
@@ -46,11 +45,6 @@ def mean_colour(x: Tensor) -> Tensor:
     """(B, C, H, W) -> (B, C): the per-channel mean, which the heat equation conserves."""
     _check_batch(x)
     return x.mean(dim=(-2, -1))
-
-
-def colour_error(x: Tensor, prior: Tensor) -> Tensor:
-    """(B,): Euclidean distance (over channels) between the mean colours of ``x`` and ``prior``."""
-    return (mean_colour(x) - mean_colour(prior)).norm(dim=1)
 
 
 def principal_projection(x: Tensor) -> Tensor:
@@ -127,7 +121,8 @@ def shape_correlation(x: Tensor) -> Tensor:
 
 
 def mask_iou(x: Tensor) -> Tensor:
-    """(B, B): intersection over union of the foreground masks of every pair (1 for two empty masks)."""
+    """(B, B): intersection over union of the foreground masks of every pair (1 for two empty
+    masks)."""
     m = split_colours(x)[2].flatten(1).to(torch.float64)
     inter = m @ m.T
     union = m.sum(1)[:, None] + m.sum(1)[None, :] - inter
@@ -144,7 +139,8 @@ def pair_kinds(n_priors: int, n_noises: int) -> dict[str, Tensor]:
     pair i < j: "same noise" (same column, different rows), "same prior" (same row, different
     columns) and "neither"."""
     if n_priors < 1 or n_noises < 1:
-        raise ValueError(f"the grid needs at least one prior and one noise, got {n_priors} x {n_noises}")
+        raise ValueError(f"the grid needs at least one prior and one noise, got {n_priors} x "
+                         f"{n_noises}")
     p = torch.arange(n_priors).repeat_interleave(n_noises)
     n = torch.arange(n_noises).repeat(n_priors)
     upper = torch.ones(len(p), len(p), dtype=torch.bool).triu(1)
@@ -170,51 +166,33 @@ def prior_centres(process, images, indices) -> Tensor:
     return kde_prior_sample(process, images, indices=torch.as_tensor(indices), delta=0.0)[0]
 
 
-def shared_noise_grid(centres: Tensor, K: int, n_noises: int, delta: float, *,
-                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Prior states and step noises of a P x N grid, flattened row-major to P N images.
-
-    Column n gets one prior noise nu_n and step noises z_{n,1..K}, the same in every row:
-    u_K[p, n] = centres[p] + delta nu_n, and z_{n,k} at level k. Returns (u_K (PN, C, H, W),
-    noise (K, PN, C, H, W)) for ``sampling.sample(..., noise=noise)``. The noises are drawn on
-    the generator's device (CPU by default) and moved to the centres' device, so a seeded grid is
-    the same on CPU and GPU.
-    """
-    _check_batch(centres)
-    P, shape = centres.shape[0], tuple(centres.shape[1:])
-    nu = randn((n_noises, *shape), generator, centres.device)
-    z = randn((K, n_noises, *shape), generator, centres.device)
-    u_K = (centres[:, None] + delta * nu[None]).reshape(P * n_noises, *shape)
-    noise = z[:, None].expand(K, P, n_noises, *shape).reshape(K, P * n_noises, *shape)
-    return u_K, noise
-
-
 @torch.no_grad()
 def sample_grid(net, process, centres: Tensor, n_noises: int, *, delta: float | None = None,
                 generator: torch.Generator | None = None, batch_size: int = 256,
                 progress: bool = False) -> tuple[Tensor, Tensor]:
     """Samples (P, N, C, H, W) in [0, 1] and their prior states (P, N, C, H, W), on the CPU."""
+    from ..model.latents import shared_noise_grid
     from ..model.sampling import sample
 
     if getattr(process, "name", None) != "ihdm":
-        raise ValueError(f"the colour grid needs an IHDM process (its prior state is a blurred image), "
-                         f"got {type(process).__name__}")
+        raise ValueError(f"the colour grid needs an IHDM process (its prior state is a blurred "
+                         f"image), got {type(process).__name__}")
     d = process.delta if delta is None else float(delta)
     centres = centres.to(process.device)
-    u_K, noise = shared_noise_grid(centres, process.K, n_noises, d, generator=generator)
+    lat = shared_noise_grid(centres, process.K, n_noises, d, generator=generator)
     out = []
-    starts = range(0, len(u_K), batch_size)
+    starts = range(0, len(lat.x_K), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="colour grid", leave=False)
     for s in starts:
-        out.append(sample(net, process, u_K[s:s + batch_size], delta=d,
-                          noise=noise[:, s:s + batch_size]).cpu())
+        part = lat.batch(s, s + batch_size)
+        out.append(sample(net, process, part.x_K, delta=d, noise=part.noise).cpu())
     P = centres.shape[0]
     shape = tuple(centres.shape[1:])
     return (torch.cat(out).clamp(0, 1).reshape(P, n_noises, *shape),
-            u_K.cpu().reshape(P, n_noises, *shape))
+            lat.x_K.cpu().reshape(P, n_noises, *shape))
 
 
 def grid_scores(samples: Tensor, centres: Tensor) -> dict:
@@ -236,16 +214,19 @@ def grid_scores(samples: Tensor, centres: Tensor) -> dict:
     other = allp[~torch.eye(P, dtype=torch.bool)[:, None, :].expand(P, N, P)]
     fg, bg, _ = split_colours(x)
     out = {"colour error": {"own prior": (float(own.mean()), int(own.numel())),
-                            "other priors": (float(other.mean()) if len(other) else float("nan"), int(len(other)))}}
+                            "other priors": (float(other.mean()) if len(other) else float("nan"),
+                                             int(len(other)))}}
     mats = {"shape correlation": shape_correlation(x), "mask IoU": mask_iou(x),
             "mean-colour distance": colour_distance(mean_colour(x)),
-            "foreground-colour distance": colour_distance(fg), "background-colour distance": colour_distance(bg)}
+            "foreground-colour distance": colour_distance(fg),
+            "background-colour distance": colour_distance(bg)}
     for name, m in mats.items():
         out[name] = grouped_means(m, P, N)
     return out
 
 
-# --- choosing priors and tabulating (chapter 6) -------------------------------------------------------
+# --- choosing priors and tabulating (chapter 6)
+# -------------------------------------------------------
 def images_at(images, indices) -> Tensor:
     """The images ``indices`` of a tensor or an indexable data set, as floats in [0, 1]."""
     from ..training.data import to_float
@@ -256,8 +237,8 @@ def images_at(images, indices) -> Tensor:
 
 
 def spread_colours(x: Tensor, n: int) -> list[int]:
-    """Indices of ``n`` images of ``x`` whose mean colours spread out: farthest-point sampling on the
-    mean colours, starting from the image closest to the average colour."""
+    """Indices of ``n`` images of ``x`` whose mean colours spread out: farthest-point sampling on
+    the mean colours, starting from the image closest to the average colour."""
     _check_batch(x)
     if not 1 <= n <= len(x):
         raise ValueError(f"need 1 <= n <= {len(x)} images, got n={n}")
@@ -270,7 +251,8 @@ def spread_colours(x: Tensor, n: int) -> list[int]:
 
 _MEASURES = ("shape correlation", "mask IoU", "mean-colour distance", "foreground-colour distance",
              "background-colour distance")
-_KIND_LABELS = {"same noise": "same noise, different u_K", "same prior": "same u_K, different noise",
+_KIND_LABELS = {"same noise": "same noise, different u_K",
+                "same prior": "same u_K, different noise",
                 "neither": "different both"}
 
 
@@ -279,9 +261,35 @@ def score_tables(scores: dict) -> tuple[list[dict], list[dict]]:
     labelled with its number of pairs; the mean-colour error against the sample's own prior and
     against the other rows' priors)."""
     n_pairs = {k: scores["shape correlation"][k][1] for k in _KIND_LABELS}
-    rows = [{"measure": m} | {f"{label} (n = {n_pairs[k]} pairs)": scores[m][k][0] for k, label in _KIND_LABELS.items()}
+    rows = [{"measure": m} | {f"{label} (n = {n_pairs[k]} pairs)": scores[m][k][0] for k,
+                              label in _KIND_LABELS.items()}
             for m in _MEASURES]
     own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]
-    err = [{"mean-colour error against": "its own prior u_K", "mean": own[0], "n (sample, prior) pairs": own[1]},
-           {"mean-colour error against": "the other rows' priors", "mean": other[0], "n (sample, prior) pairs": other[1]}]
+    err = [{"mean-colour error against": "its own prior u_K", "mean": own[0],
+            "n (sample, prior) pairs": own[1]},
+           {"mean-colour error against": "the other rows' priors", "mean": other[0],
+            "n (sample, prior) pairs": other[1]}]
     return rows, err
+
+
+def summary(scores: dict) -> str:
+    """The :func:`grid_scores` of one grid in two sentences of Markdown: same-noise pairs (shape
+    measures against unrelated pairs, mean-colour distance), same-prior pairs (colour distances,
+    shape correlation), and a sample's mean-colour error against its own and the other priors."""
+    own, other = scores["colour error"]["own prior"], scores["colour error"]["other priors"]
+    sc, col = scores["shape correlation"], scores["mean-colour distance"]
+    fgd, bgd = scores["foreground-colour distance"], scores["background-colour distance"]
+    iou = scores["mask IoU"]
+    gain = sc["same noise"][0] - sc["neither"][0]
+    gain_prior = sc["same prior"][0] - sc["neither"][0]
+    return (f"*Same noise, different priors:* shape correlation {sc['same noise'][0]:.3f} against "
+            f"{sc['neither'][0]:.3f} for unrelated pairs ({'+' if gain >= 0 else ''}{gain:.3f}), "
+            f"mask IoU {iou['same noise'][0]:.3f} against {iou['neither'][0]:.3f}; their mean "
+            f"colours are {col['same noise'][0]:.3f} apart (unrelated: {col['neither'][0]:.3f}). "
+            f"*Same prior, different noise:* mean colours {col['same prior'][0]:.3f} apart, "
+            f"background colours {bgd['same prior'][0]:.3f} (unrelated: {bgd['neither'][0]:.3f}), "
+            f"foreground colours {fgd['same prior'][0]:.3f} (unrelated: {fgd['neither'][0]:.3f}); "
+            f"shape correlation {sc['same prior'][0]:.3f} "
+            f"({'+' if gain_prior >= 0 else ''}{gain_prior:.3f} over unrelated). A sample's mean "
+            f"colour is {own[0]:.3f} from its own prior's and {other[0]:.3f} from the other "
+            f"priors'.")

@@ -94,7 +94,7 @@ def continue_from(net, process, u: Tensor, k_from: int, generator: torch.Generat
                   delta: float | None = None) -> Tensor:
     """Alg. 2 from the state ``u`` at level ``k_from`` down to level 0, with fresh sampling noise."""
     for k in range(k_from, 0, -1):
-        u = process.reverse_step(net, u, k, randn_like(u, generator), delta)
+        u = process.reverse_step(net, u, k, randn_like(u, generator), delta).x
     return u
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ._util import randn_like
+from .process import Step
 
 __all__ = [
     "dct_matrix",
@@ -68,7 +69,8 @@ def _check_image(x: Tensor, name: str = "u") -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 2:
-        raise ValueError(f"{name} must have at least 2 dims (..., H, W), got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must have at least 2 dims (..., H, W), "
+                         f"got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
 
@@ -104,7 +106,8 @@ def _eigs_cached(h: int, w: int, device: str, dtype: torch.dtype) -> Tensor:
     return (fh[:, None] + fw[None, :]).to(device=device, dtype=dtype)
 
 
-def laplacian_eigenvalues(h: int, w: int, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
+def laplacian_eigenvalues(h: int, w: int, device=None,
+                          dtype: torch.dtype = torch.float32) -> Tensor:
     """lambda_{n,m} = pi^2 (n^2/H^2 + m^2/W^2), in pixel units (App. A.1, Eq. 21).
 
     These are the eigenvalues of -Delta; the paper's Lambda holds their negatives.
@@ -116,7 +119,8 @@ def _as_time(t, x: Tensor) -> Tensor:
     """Broadcastable time tensor: a scalar, or one value per leading (batch) element."""
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if torch.any(t < 0):
-        raise ValueError("heat time t must be non-negative (the inverse heat equation is ill-posed)")
+        raise ValueError("heat time t must be non-negative "
+                         "(the inverse heat equation is ill-posed)")
     if t.dim() == 0:
         return t
     if t.dim() != 1 or t.shape[0] != x.shape[0]:
@@ -125,7 +129,8 @@ def _as_time(t, x: Tensor) -> Tensor:
 
 
 def heat_matrix(n: int, t, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
-    """The 1-D Neumann heat operator A_n(t) = C^T diag(exp(-(pi k / n)^2 t)) C, shape (*t.shape, n, n).
+    """The 1-D Neumann heat operator A_n(t) = C^T diag(exp(-(pi k / n)^2 t)) C,
+    shape (*t.shape, n, n).
 
     Symmetric; F(t) on an H x W image is ``A_H(t) @ u @ A_W(t)``.
     """
@@ -179,7 +184,8 @@ def blur_sigmas(K: int, sigma_min: float = 0.5, sigma_max: float = 20.0) -> Tens
     if K == 1:
         inner = torch.tensor([float(sigma_max)], dtype=torch.float64)
     else:
-        inner = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), K, dtype=torch.float64))
+        inner = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), K,
+                                         dtype=torch.float64))
     return torch.cat([torch.zeros(1, dtype=torch.float64), inner]).float()
 
 
@@ -234,14 +240,16 @@ class HeatDissipation:
     def _check_size(self, u: Tensor) -> None:
         _check_image(u)
         if tuple(u.shape[-2:]) != self.image_size:
-            raise ValueError(f"process was built for {self.image_size} images, got {tuple(u.shape[-2:])}")
+            raise ValueError(f"process was built for {self.image_size} images, got "
+                             f"{tuple(u.shape[-2:])}")
 
     def blur(self, u0: Tensor, k) -> Tensor:
         """u_k = F(t_k) u_0 for an int level or one level per sample."""
         self._check_size(u0)
         if isinstance(k, int) or (isinstance(k, Tensor) and k.dim() == 0):
-            # One shared pair of matrices: plain GEMMs. A Python int is checked on the host (a tensor
-            # made of it would be a blocking copy to the GPU, and reading it back a second stall).
+            # One shared pair of matrices: plain GEMMs. A Python int is checked on the host (a
+            # tensor made of it would be a blocking copy to the GPU, and reading it back a second
+            # stall).
             k = int(k)
             if not 0 <= k <= self.K:
                 raise ValueError(f"levels must lie in 0..{self.K}, got {k}")
@@ -276,7 +284,7 @@ class HeatDissipation:
 
     def prior_sample(self, n: int, images, *, generator: torch.Generator | None = None,
                      delta: float | None = None) -> Tensor:
-        """u_K ~ p(u_K): the KDE prior over blurred ``images`` (see :mod:`ihdm_core.model.prior`)."""
+        """u_K ~ p(u_K): the KDE prior over blurred ``images`` (:mod:`ihdm_core.model.prior`)."""
         from .prior import kde_prior_sample
 
         return kde_prior_sample(self, images, n, delta=delta, generator=generator)[0]
@@ -291,35 +299,20 @@ class HeatDissipation:
         kk = torch.full((u.shape[0],), int(k), device=u.device, dtype=torch.long)
         return self.predict(net, u, kk)
 
-    def reverse_step(self, net, u: Tensor, k: int, noise: Tensor | None, delta: float | None = None) -> Tensor:
-        """u_{k-1} = mu_theta(u_k, k) + delta * noise (Alg. 2); no noise on the last step."""
+    def reverse_step(self, net, u: Tensor, k: int, noise: Tensor | None,
+                     delta: float | None = None) -> Step:
+        """u_{k-1} = mu_theta(u_k, k) + delta * noise (Alg. 2); no noise on the last step, as in
+        App. B.1 and the 2023 release. Returns (u_{k-1}, mu_theta(u_k, k))."""
         mu = self.denoised(net, u, k)
         d = self.delta if delta is None else float(delta)
         if k == 1 or noise is None or d == 0:
-            return mu
-        return mu + d * noise
-
-    def exact_inverse_net(self, u0: Tensor):
-        """An oracle f with f(u_k, k) = F(t_{k-1}) u_0 - u_k for the trajectory of ``u0``.
-
-        Used to test the sampler: with delta = 0 it retraces the forward trajectory.
-        """
-        return _OracleNet(self.trajectory(u0))
+            return Step(mu, mu)
+        return Step(mu + d * noise, mu)
 
     def __repr__(self) -> str:
-        return (f"HeatDissipation(image_size={self.image_size}, K={self.K}, sigma_min={self.sigma_min}, "
-                f"sigma_max={self.sigma_max}, sigma={self.sigma}, delta={self.delta})")
-
-
-class _OracleNet(torch.nn.Module):
-    def __init__(self, trajectory: Tensor):
-        super().__init__()
-        self.trajectory = trajectory
-
-    def forward(self, u: Tensor, k: Tensor) -> Tensor:
-        if torch.any(k != k[0]):
-            raise ValueError("oracle expects one level per batch")
-        return self.trajectory[int(k[0]) - 1] - u
+        return (f"HeatDissipation(image_size={self.image_size}, K={self.K}, "
+                f"sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, sigma={self.sigma}, "
+                f"delta={self.delta})")
 
 
 def check_levels(k: Tensor, K: int) -> Tensor:

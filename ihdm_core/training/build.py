@@ -11,7 +11,8 @@ update for IHDM, eps / v / x for the diffusions) is each process's ``predict``.
 from __future__ import annotations
 
 from .config import Config
-from ..model.diffusion import DDPM, BlurringDiffusion, time_grid
+from ..model.diffusion import DDPM, BlurringDiffusion
+from ..model.schedules import time_grid
 from ..model.heat import HeatDissipation
 from ..model.unet import UNet
 

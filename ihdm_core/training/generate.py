@@ -1,17 +1,19 @@
 """Sampling by seed, and export: one PNG per seed, an npz, or a grid.
 
 Seed i owns one CPU ``torch.Generator`` seeded with i, and every random draw of its sample
-comes from it, in a fixed order: the prior draw u_K (for IHDM the training-image index, then
-its delta noise; for the Gaussian diffusions z_K ~ N(0, I)), then one (C, H, W) noise draw per
-level k = K, ..., 1. The network runs on whole batches, but no seed's draws depend on the
-others, so seed i gives the same image whatever the batch size or the number of processes.
+comes from it, in a fixed order (:func:`ihdm_core.model.latents.seed_latents`): the prior draw
+u_K (for IHDM the training-image index, then its delta noise; for the Gaussian diffusions
+z_K ~ N(0, I)), then one (C, H, W) noise draw per level k = K, ..., 1. The network runs on
+whole batches, but no seed's draws depend on the others, so seed i gives the same image
+whatever the batch size or the number of processes.
 (The draws are identical; the network's kernels may round differently at different batch
 sizes, about 1e-7 here, which can move a pixel across an 8-bit rounding edge only rarely:
 none in 64 smoke-model samples at batch sizes 1, 7 and 64.)
 
     python -m ihdm_core sample --preset mnist-quick --outdir samples/ --seeds 0-49999
     python -m ihdm_core sample --preset mnist-quick --npz samples.npz --seeds 0-9999
-    torchrun --standalone --nproc_per_node 4 -m ihdm_core sample --preset cifar10 --outdir s/ --seeds 0-49999
+    torchrun --standalone --nproc_per_node 4 -m ihdm_core sample --preset cifar10 --outdir s/ \
+        --seeds 0-49999
     python -m ihdm_core sample --preset mnist-quick --n 64 --out grid.png        # one grid
 
 Modes (those of the 2023 release):
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -42,14 +43,13 @@ from torch import Tensor
 
 from .config import preset_names
 from .data import load_dataset
-from ..model.sampling import sample, slerp
+from ..model.latents import MODES, seed_latents
+from ..model.sampling import sample
 from .train import load_run
 
-__all__ = ["MODES", "sample_seeds", "iter_sample_seeds", "parse_seeds", "to_uint8", "png_name", "write_pngs",
+__all__ = ["MODES", "sample_seeds", "iter_sample_seeds", "parse_seeds", "to_uint8", "png_name",
+           "write_pngs",
            "write_npz", "generate", "save_grid", "main"]
-
-MODES = ("independent", "shared_noise", "same_init", "interpolate")
-
 
 def parse_seeds(text: str) -> list[int]:
     """ "0-49999", "3,7,11" or "0-9,100-109" -> the seeds in that order (ranges inclusive)."""
@@ -74,65 +74,6 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-class _Stream:
-    """One seed's generator, advanced past its prior draw: what its step noise is drawn from."""
-
-    def __init__(self, run, seed: int, images, delta):
-        self.gen = torch.Generator().manual_seed(int(seed))
-        # n = 1: the prior (and for IHDM its blur) of a seed never shares a batch with another.
-        self.prior = run.process.prior_sample(1, images, generator=self.gen, delta=delta)
-        self.shape = tuple(self.prior.shape[1:])
-
-    def noise(self) -> Tensor:
-        return torch.randn(self.shape, generator=self.gen)
-
-
-def _interp_weights(seed: int, frames: int) -> tuple[int, int, float]:
-    a = frames * (seed // frames)
-    return a, a + frames - 1, (seed - a) / (frames - 1)
-
-
-def _batch_draws(run, seeds: list[int], images, delta, mode: str, shared_seed: int, frames: int):
-    """(u_K (B, C, H, W) on the process's device, noise(k) callable) for one batch of seeds."""
-    device = run.process.device
-    gaussian_prior = not run.process.data_prior  # diffusions: z_K ~ N(0, I), slerped in interpolation
-    if mode == "interpolate":
-        ends, weights = [], []
-        for s in seeds:
-            a, b, w = _interp_weights(s, frames)
-            # fresh endpoint streams per frame: each frame consumes its endpoints' noise in full
-            ends.append((_Stream(run, a, images, delta), _Stream(run, b, images, delta)))
-            weights.append(w)
-        priors = []
-        for (sa, sb), w in zip(ends, weights):
-            if gaussian_prior:
-                priors.append(slerp(sb.prior, sa.prior, w * math.pi / 2))
-            else:
-                priors.append((1 - w) * sa.prior + w * sb.prior)
-        u_K = torch.cat(priors)
-
-        def noise(k):
-            return torch.stack([slerp(sb.noise(), sa.noise(), w * math.pi / 2)
-                                for (sa, sb), w in zip(ends, weights)]).to(device)
-        return u_K.to(device), noise
-
-    streams = [_Stream(run, s, images, delta) for s in seeds]
-    if mode == "independent":
-        def noise(k):
-            return torch.stack([st.noise() for st in streams]).to(device)
-        return torch.cat([st.prior for st in streams]).to(device), noise
-    shared = _Stream(run, shared_seed, images, delta)  # fresh per batch: every batch sees the same draws
-    if mode == "shared_noise":
-        def noise(k):
-            return shared.noise()[None].expand(len(seeds), *shared.shape).to(device)
-        return torch.cat([st.prior for st in streams]).to(device), noise
-    if mode == "same_init":
-        def noise(k):
-            return torch.stack([st.noise() for st in streams]).to(device)
-        return shared.prior.expand(len(seeds), *shared.shape).contiguous().to(device), noise
-    raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-
-
 def _prepare(run, seeds, delta, steps, mode, frames):
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -140,20 +81,22 @@ def _prepare(run, seeds, delta, steps, mode, frames):
         raise ValueError(f"interpolation needs frames >= 2 per path, got {frames}")
     if steps is not None:
         if not getattr(run.process, "continuous", False):
-            raise ValueError(f"steps={steps}: {run.cfg.name} ({run.cfg.process.kind}, "
-                             f"{getattr(run.cfg.process, 'time', 'discrete')} time) samples on its own "
-                             f"K = {run.process.K} levels; only continuous-time diffusions take --steps")
+            time = getattr(run.cfg.process, "time", "discrete")
+            raise ValueError(f"steps={steps}: {run.cfg.name} ({run.cfg.process.kind}, {time} time) "
+                             f"samples on its own K = {run.process.K} levels; only continuous-time "
+                             f"diffusions take --steps")
         run = run.sampled_with(steps=int(steps))
     if delta is not None and not run.process.data_prior:
-        raise ValueError(f"delta={delta}: delta is IHDM's sampling noise; {run.cfg.name} is a Gaussian "
-                         f"diffusion ({run.cfg.process.kind}) and has none")
+        raise ValueError(f"delta={delta}: delta is IHDM's sampling noise; {run.cfg.name} is a "
+                         f"Gaussian diffusion ({run.cfg.process.kind}) and has none")
     seeds = [int(s) for s in seeds]
     if any(s < 0 for s in seeds):
         raise ValueError("seeds must be non-negative")
     return run, seeds
 
 
-def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: float | None = None,
+def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64,
+                      delta: float | None = None,
                       steps: int | None = None, mode: str = "independent", shared_seed: int = 0,
                       frames: int = 8, images=None, progress: bool = False,
                       autocast_dtype: torch.dtype | None = None, net=None,
@@ -174,8 +117,10 @@ def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta:
         bar = tqdm(total=len(seeds), desc="sampling", unit="img")
     for start in batches:
         chunk = seeds[start:start + batch_size]
-        u_K, noise = _batch_draws(run, chunk, images, delta, mode, shared_seed, frames)
-        x = sample(net, run.process, u_K, delta=delta, noise=noise, autocast_dtype=autocast_dtype)
+        lat = seed_latents(run.process, chunk, images=images, delta=delta, mode=mode,
+                           shared_seed=shared_seed, frames=frames)
+        x = sample(net, run.process, lat.x_K, delta=delta, noise=lat.noise,
+                   autocast_dtype=autocast_dtype)
         if bar is not None:
             bar.update(len(chunk))
         x = x.float().cpu()
@@ -185,7 +130,8 @@ def iter_sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta:
 
 
 def sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: float | None = None,
-                 steps: int | None = None, mode: str = "independent", shared_seed: int = 0, frames: int = 8,
+                 steps: int | None = None, mode: str = "independent", shared_seed: int = 0,
+                 frames: int = 8,
                  images=None, progress: bool = False, autocast_dtype: torch.dtype | None = None,
                  net=None) -> Tensor:
     """One sample per seed, (len(seeds), C, H, W) in [0, 1] on the CPU, in the order of ``seeds``.
@@ -195,14 +141,16 @@ def sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: floa
     delta:  IHDM's sampling noise (default: the run's); not for the Gaussian diffusions.
     steps:  sampling steps of a continuous-time diffusion (default: its configured K).
     mode:   one of :data:`MODES`; ``shared_seed`` is the seed whose noise (``shared_noise``) or
-            prior draw (``same_init``) every sample shares; ``frames`` the interpolation path length.
+            prior draw (``same_init``) every sample shares; ``frames`` the length of an
+            interpolation path.
     images: the training images the IHDM prior draws from (default: the run's data set).
     net:    the network to run instead of ``run.net`` (e.g. a compiled one).
     """
     seeds = list(seeds)
-    out = [x for _, x in iter_sample_seeds(run, seeds, batch_size=batch_size, delta=delta, steps=steps, mode=mode,
-                                           shared_seed=shared_seed, frames=frames, images=images,
-                                           progress=progress, autocast_dtype=autocast_dtype, net=net)]
+    out = [x for _, x in iter_sample_seeds(
+        run, seeds, batch_size=batch_size, delta=delta, steps=steps, mode=mode,
+        shared_seed=shared_seed, frames=frames, images=images, progress=progress,
+        autocast_dtype=autocast_dtype, net=net)]
     if not out:
         c, (h, w) = run.cfg.data.channels, (run.cfg.data.image_size,) * 2
         return torch.empty(0, c, h, w)
@@ -211,7 +159,8 @@ def sample_seeds(run, seeds: Iterable[int], *, batch_size: int = 64, delta: floa
 
 # --- files ---------------------------------------------------------------------------------------
 def to_uint8(x: Tensor) -> np.ndarray:
-    """[0, 1] images (B, C, H, W) -> uint8 NHWC, rounded as the FID code rounds (ihdm_core.evaluation)."""
+    """[0, 1] images (B, C, H, W) -> uint8 NHWC, rounded as the FID code rounds
+    (ihdm_core.evaluation)."""
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -236,7 +185,8 @@ def write_pngs(outdir, seeds: list[int], x: Tensor) -> list[Path]:
 
 
 def write_npz(path, x: np.ndarray, seeds: list[int]) -> Path:
-    """``arr_0``: uint8 NHWC (what the guided-diffusion evaluator and dgm-eval read); ``seeds`` too."""
+    """``arr_0``: uint8 NHWC (what the guided-diffusion evaluator and dgm-eval read); ``seeds`` too.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -258,8 +208,8 @@ def seed_range(seed: int, n: int) -> range:
 def generate(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 256,
              images=None, progress: bool = False, autocast_dtype: torch.dtype | None = None,
              compile: bool = False) -> torch.Tensor:
-    """n samples in [0, 1]: those of seeds ``SEED_STRIDE * seed + i``, i < n (:func:`sample_seeds`), the
-    same images ``ihdm_core.evaluation.scores`` scores for that seed.
+    """n samples in [0, 1]: those of seeds ``SEED_STRIDE * seed + i``, i < n (:func:`sample_seeds`),
+    the same images ``ihdm_core.evaluation.scores`` scores for that seed.
 
     On a GPU, ``autocast_dtype=torch.bfloat16`` runs the network in bf16 and ``compile=True``
     compiles it once for all K steps and batches (same shapes throughout).
@@ -308,8 +258,8 @@ def _barrier(world: int) -> None:
 
 
 def _write_npz_ranks(path, images, seeds: list[int], rank: int, world: int) -> None:
-    """The samples of all ranks in one .npz, in the order of ``seeds``; rank r holds ``seeds[r::world]``.
-    Each rank leaves its shard and rank 0 puts them back in seed order."""
+    """The samples of all ranks in one .npz, in the order of ``seeds``; rank r holds
+    ``seeds[r::world]``. Each rank leaves its shard and rank 0 puts them back in seed order."""
     mine = seeds[rank::world]
     if world == 1:
         write_npz(path, images, mine)
@@ -330,20 +280,26 @@ def _write_npz_ranks(path, images, seeds: list[int], rank: int, world: int) -> N
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m ihdm_core sample",
-        description="Sample a trained run: one PNG per seed (--outdir), an npz (--npz), or a PNG grid (--out).")
+        description="Sample a trained run: one PNG per seed (--outdir), an npz (--npz), or a PNG "
+                    "grid (--out).")
     ap.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
     ap.add_argument("--run-dir", help="a run folder instead of a preset")
     ap.add_argument("--outdir", help="write seedNNNNNN.png per seed into this folder")
-    ap.add_argument("--npz", help="write all samples to this .npz (arr_0: uint8 NHWC; seeds: the seeds)")
-    ap.add_argument("--seeds", default=None, help="e.g. 0-49999 or 0,5,9 (default: --seed .. --seed + n - 1)")
+    ap.add_argument("--npz",
+                    help="write all samples to this .npz (arr_0: uint8 NHWC; seeds: the seeds)")
+    ap.add_argument("--seeds", default=None,
+                    help="e.g. 0-49999 or 0,5,9 (default: --seed .. --seed + n - 1)")
     ap.add_argument("--n", type=int, default=64, help="number of samples when --seeds is not given")
     ap.add_argument("--seed", type=int, default=0, help="first seed when --seeds is not given")
-    ap.add_argument("--out", default=None, help="PNG grid path (default when neither --outdir nor --npz: "
-                                                "<run-dir>/samples.png)")
-    ap.add_argument("--delta", type=float, default=None, help="IHDM sampling noise (default: the config's)")
-    ap.add_argument("--steps", type=int, default=None, help="sampling steps (continuous-time diffusions only)")
+    ap.add_argument("--out", default=None, help="PNG grid path (default when neither --outdir "
+                                                "nor --npz: <run-dir>/samples.png)")
+    ap.add_argument("--delta", type=float, default=None,
+                    help="IHDM sampling noise (default: the config's)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="sampling steps (continuous-time diffusions only)")
     ap.add_argument("--mode", default="independent", choices=MODES)
-    ap.add_argument("--shared-seed", type=int, default=0, help="the seed shared by shared_noise / same_init")
+    ap.add_argument("--shared-seed", type=int, default=0,
+                    help="the seed shared by shared_noise / same_init")
     ap.add_argument("--frames", type=int, default=8, help="interpolation: images per path")
     ap.add_argument("--device", default=None)
     ap.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
@@ -359,13 +315,15 @@ def main(argv=None) -> int:
     if not (args.preset or args.run_dir):
         ap.error("give --preset or --run-dir")
     try:
-        seeds = parse_seeds(args.seeds) if args.seeds is not None else list(range(args.seed, args.seed + args.n))
+        seeds = (parse_seeds(args.seeds) if args.seeds is not None
+                 else list(range(args.seed, args.seed + args.n)))
     except ValueError as e:
         ap.error(str(e))
     rank, world, dist_device = _distributed()
     if world > 1 and not (args.outdir or args.npz):
         ap.error("under torchrun give --outdir or --npz (a grid is a single-process output)")
-    run = load_run(args.run_dir or args.preset, device=args.device or dist_device, use_ema=not args.no_ema)
+    run = load_run(args.run_dir or args.preset, device=args.device or dist_device,
+                   use_ema=not args.no_ema)
     try:
         run, _ = _prepare(run, [], args.delta, args.steps, args.mode, args.frames)
     except ValueError as e:
@@ -377,23 +335,28 @@ def main(argv=None) -> int:
     net = torch.compile(run.net) if args.compile else None
     t0 = time.perf_counter()
     parts, written = [], 0
-    for chunk, x in iter_sample_seeds(run, mine, batch_size=args.batch_size, delta=args.delta, mode=args.mode,
-                                      shared_seed=args.shared_seed, frames=args.frames, progress=rank == 0,
-                                      autocast_dtype=torch.bfloat16 if args.bf16 else None, net=net):
+    autocast = torch.bfloat16 if args.bf16 else None
+    for chunk, x in iter_sample_seeds(run, mine, batch_size=args.batch_size, delta=args.delta,
+                                      mode=args.mode, shared_seed=args.shared_seed,
+                                      frames=args.frames, progress=rank == 0,
+                                      autocast_dtype=autocast, net=net):
         if args.outdir:
             written += len(write_pngs(args.outdir, chunk, x))
         if args.npz or not args.outdir:
             parts.append(x)
     seconds = time.perf_counter() - t0
-    info = {"run_dir": str(run.run_dir), "identity": run.cfg.identity(), "step": run.step, "mode": args.mode,
-            "delta": args.delta if args.delta is not None else getattr(run.process, "delta", None), "K": run.process.K,
-            "n": len(seeds), "seeds": f"{seeds[0]}..{seeds[-1]}" if seeds else "", "world": world,
-            "seconds": round(seconds, 2), "samples_per_s_per_rank": round(len(mine) / max(seconds, 1e-9), 2),
+    delta = args.delta if args.delta is not None else getattr(run.process, "delta", None)
+    info = {"run_dir": str(run.run_dir), "identity": run.cfg.identity(), "step": run.step,
+            "mode": args.mode, "delta": delta, "K": run.process.K, "n": len(seeds),
+            "seeds": f"{seeds[0]}..{seeds[-1]}" if seeds else "", "world": world,
+            "seconds": round(seconds, 2),
+            "samples_per_s_per_rank": round(len(mine) / max(seconds, 1e-9), 2),
             "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
     if args.outdir:
         info["outdir"] = str(args.outdir)
     if args.npz:
-        x = torch.cat(parts) if parts else torch.empty(0, run.cfg.data.channels, *(run.cfg.data.image_size,) * 2)
+        size = run.cfg.data.image_size
+        x = torch.cat(parts) if parts else torch.empty(0, run.cfg.data.channels, size, size)
         _write_npz_ranks(args.npz, to_uint8(x), seeds, rank, world)
         info["npz"] = str(args.npz)
     if not (args.outdir or args.npz):
