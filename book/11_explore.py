@@ -176,7 +176,7 @@ display(HTML(E.slider_html(E.draw_gradients, grad_views, figsize=(5, 5))))
 # %% [markdown]
 # ## One picture of each explorer
 #
-# For the figure index and for readers of the PDF: the first frame of each precomputed slider.
+# For the figure index and for readers of the PDF: the middle frame of each precomputed slider.
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt

@@ -26,6 +26,7 @@ reproduced by calling the package functions directly (tests/test_explore.py does
 from __future__ import annotations
 
 import io
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -529,11 +530,16 @@ def draw_gradients(fig, v: dict) -> None:
         _show(axes[r, 0], v["states"][name], f"{name} state, level {v['levels'][name]}")
         axes[r, 0].plot([j], [i], "r+", ms=8)
         g = v["gradients"][name]
-        lim = float(np.abs(g).max()) or 1.0
+        # The colour scale ignores the pixel itself, whose identity part (1 for IHDM) would
+        # otherwise wash out the neighbourhood the network reads; the centre may saturate.
+        off = np.abs(g).copy()
+        off[i, j] = 0
+        lim = float(off.max()) or float(np.abs(g).max()) or 1.0
         axes[r, 1].imshow(g, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
         axes[r, 1].plot([j], [i], "k+", ms=8)
         axes[r, 1].set_axis_off()
-        axes[r, 1].set_title(f"d estimate[{i},{j}] / d input (max |g| {lim:.2g})", fontsize=8)
+        axes[r, 1].set_title(f"d estimate[{i},{j}] / d input\nat the pixel {g[i, j]:.2f}, "
+                             f"scale +-{lim:.2g}", fontsize=8)
 
 
 def _figure(figsize):
@@ -555,7 +561,7 @@ def render_png(draw, view: dict, figsize=(7, 2.6), dpi: int = 80) -> bytes:
     return buf.getvalue()
 
 
-def slider_html(draw, views: list[dict], figsize=(7, 2.6), dpi: int = 60, fps: int = 4) -> str:
+def slider_html(draw, views: list[dict], figsize=(7, 2.6), dpi: int = 75, fps: int = 4) -> str:
     """A kernel-free frame slider (matplotlib's ``Animation.to_jshtml``): every view is one
     embedded PNG frame; the page's slider and buttons switch between them in the browser."""
     import matplotlib.animation as animation
@@ -578,4 +584,7 @@ def slider_html(draw, views: list[dict], figsize=(7, 2.6), dpi: int = 60, fps: i
 
     # Animation.save draws its frames at rcParams["savefig.dpi"], not the figure's dpi.
     with mpl.rc_context({"savefig.dpi": dpi}):
-        return anim.to_jshtml(fps=fps, embed_frames=True, default_mode="once")
+        out = anim.to_jshtml(fps=fps, embed_frames=True, default_mode="once")
+    # Its buttons' icon font comes from a CDN; the book opens offline, and Jupyter Book's theme
+    # ships Font Awesome already (the buttons keep working without the icons either way).
+    return re.sub(r'<link rel="stylesheet"[^>]*font-awesome[^>]*>', "", out)
