@@ -105,13 +105,17 @@ display(HTML(E.slider_html(E.draw_generation, [generation.view("ihdm", 0, s) for
 # ## 3. Colour and shape
 #
 # The colour model (chapter 6) is IHDM on coloured digits with $\sigma_{B,\max}$ large enough that
-# its prior state $\mathbf u_K$ is almost a flat colour. Keep the noise seed, pick another prior
-# colour (or a training image as the prior), and the sample follows. The left panel is the prior
+# its prior state $\mathbf u_K$ is almost a flat colour. Keep the noise seed, choose the training
+# image whose blurred state is the prior, and either keep its own colour or give it the colour
+# you pick (its mean colour is replaced; the faint layout left at $\sigma_{B,\max}$ stays). The
+# sample follows. The left panel is the prior
 # state, the middle one the sample with its colour error $\|\bar{\mathbf x} - \bar{\mathbf u}_K\|$
 # (the mean colours), the right one the same seed under a reference prior, with the correlation of
 # the two samples' shape maps (1: the same shape, whatever the colours). What to look for: the colour
 # error stays small for any colour, because the heat equation keeps the mean; the shape
-# correlation says how much of the shape the noise alone decides.
+# correlation says how much of the shape the noise alone decides. (The quick profile's colour
+# model is small-scale: its digits are faint on a nearly flat background, so the shape
+# correlation is noisy; a better-trained colour model shows shapes the measures can follow.)
 
 # %%
 colour = E.ColourExplorer(models)
@@ -120,11 +124,11 @@ colour = E.ColourExplorer(models)
 ui.colour(colour)
 
 # %% [markdown]
-# Precomputed: noise seed 0 under six prior colours.
+# Precomputed: noise seed 0, the prior of training image 1 in six colours.
 
 # %% tags=["remove-input"]
 palette = ["#d03030", "#e0a020", "#40a040", "#3070d0", "#9040c0", "#808080"]
-colour_views = [colour.view(0, colour=c) for c in palette]
+colour_views = [colour.view(0, colour=c, image=1) for c in palette]
 display(HTML(E.slider_html(E.draw_colour, colour_views)))
 
 # %% [markdown]

@@ -154,9 +154,12 @@ def test_colour_explorer_matches_the_grid_and_its_measures(models):
     cx = E.ColourExplorer(models, reference=0)
     w = ui.colour(cx)
     w.controls["seed"].value = 2
+    w.controls["image"].value = 3
     w.controls["colour"].value = "#3070d0"
     run = models.run("colour")
-    centre = torch.tensor([0x30, 0x70, 0xD0]).float().div(255).view(1, 3, 1, 1).expand(1, 3, 28, 28)
+    rgb = torch.tensor([0x30, 0x70, 0xD0]).float().div(255).view(1, 3, 1, 1)
+    own = disentangle.prior_centres(run.process, models.images("colour"), [3])
+    centre = own - own.mean(dim=(-2, -1), keepdim=True) + rgb  # image 3's prior, recoloured
     grid, u_K = disentangle.sample_grid(run.net, run.process, centre, 1,
                                         generator=torch.Generator().manual_seed(2))
     assert np.allclose(w.view["sample"], grid[0, 0].permute(1, 2, 0).numpy(), atol=1e-5)
@@ -178,6 +181,9 @@ def test_colour_explorer_matches_the_grid_and_its_measures(models):
     g5, _ = disentangle.sample_grid(run.net, run.process, c5, 1,
                                     generator=torch.Generator().manual_seed(2))
     assert np.allclose(w.view["sample"], g5[0, 0].permute(1, 2, 0).numpy(), atol=1e-5)
+    # A flat prior of the picked colour alone.
+    flat = cx.sample(2, colour="#3070d0")
+    assert torch.allclose(flat["centre"], rgb.expand(1, 3, 28, 28))
     with pytest.raises(ValueError, match="rrggbb"):
         cx.view(0, colour="orange")
 

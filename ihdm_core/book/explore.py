@@ -287,8 +287,8 @@ def hex_colour(text: str) -> Tensor:
 class ColourExplorer:
     """The colour model sampled from a fixed noise seed and a chosen prior state.
 
-    The prior centre is a flat image of a picked colour, or F(t_K) x of a training image (what
-    the KDE prior blurs). The seed draws the prior noise nu and the K step noises exactly as
+    The prior centre is F(t_K) x of a training image (what the KDE prior blurs), that state
+    recoloured (its mean colour replaced by a picked one), or a flat image of a picked colour. The seed draws the prior noise nu and the K step noises exactly as
     one column of :func:`ihdm_core.evaluation.disentangle.shared_noise_grid`, so a sample equals
     ``disentangle.sample_grid`` on the same centre and generator. The measures: the colour error
     |mean colour(sample) - mean colour(centre)| and the shape correlation
@@ -304,23 +304,32 @@ class ColourExplorer:
         return self.models.run(self.role)
 
     def centre(self, colour: str | None = None, image: int | None = None) -> Tensor:
+        """The noise-free prior state: F(t_K) x of training image ``image``; with ``colour`` too,
+        that state with its mean colour replaced by ``colour`` (the faint low-frequency layout
+        the model reads is kept); ``colour`` alone, a flat image of that colour."""
         run = self.run
         C, H, W = run.cfg.data.channels, run.cfg.data.image_size, run.cfg.data.image_size
-        if (colour is None) == (image is None):
-            raise ValueError("give a prior colour ('#rrggbb') or a training image index, not both")
-        if colour is not None:
-            c = hex_colour(colour)
-            if C != 3:
-                raise ValueError(f"{run.cfg.name} has {C} channel(s); a prior colour needs 3")
-            return c.view(1, 3, 1, 1).expand(1, 3, H, W).clone()
-        n = len(self.models.images(self.role))
-        if int(image) != image or not 0 <= image < n:
-            raise ValueError(f"the prior image is a training index in 0..{n - 1}, got {image!r}")
-        return disentangle.prior_centres(run.process, self.models.images(self.role),
-                                         [int(image)]).cpu()
+        if colour is None and image is None:
+            raise ValueError("give a prior colour ('#rrggbb'), a training image index, or both")
+        base = None
+        if image is not None:
+            n = len(self.models.images(self.role))
+            if int(image) != image or not 0 <= image < n:
+                raise ValueError(f"the prior image is a training index in 0..{n - 1}, got {image!r}")
+            base = disentangle.prior_centres(run.process, self.models.images(self.role),
+                                             [int(image)]).cpu()
+        if colour is None:
+            return base
+        c = hex_colour(colour)
+        if C != 3:
+            raise ValueError(f"{run.cfg.name} has {C} channel(s); a prior colour needs 3")
+        c = c.view(1, 3, 1, 1)
+        if base is None:
+            return c.expand(1, 3, H, W).clone()
+        return base - base.mean(dim=(-2, -1), keepdim=True) + c
 
     def sample(self, seed: int, colour: str | None = None, image: int | None = None) -> dict:
-        key = (int(seed), colour and colour.lower(), image)
+        key = (int(seed), colour and colour.lower(), None if image is None else int(image))
 
         def make():
             run = self.run
@@ -504,7 +513,8 @@ def hex_of(rgb) -> str:
 
 def draw_colour(fig, v: dict) -> None:
     axes = fig.subplots(1, 3)
-    prior = f"colour {v['colour']}" if v["colour"] else f"image {v['image']}"
+    prior = " on ".join(p for p in (v["colour"] and f"colour {v['colour']}",
+                                    v["image"] is not None and f"image {v['image']}") if p)
     _show(axes[0], v["u_K"], f"prior u_K ({prior})")
     _show(axes[1], v["sample"], f"sample, seed {v['seed']}\ncolour error {v['colour_error']:.3f}")
     _show(axes[2], v["reference_sample"],

@@ -111,18 +111,21 @@ def generation(explorer: E.GenerationExplorer, roles: dict | None = None,
 
 
 def colour(explorer: E.ColourExplorer, colour_value: str = "#e07020") -> ExplorerUI:
-    """Noise seed, prior source (colour or image), colour picker and training image index."""
+    """Noise seed, training image of the prior, and whether its prior keeps its own colour or
+    takes the picked one."""
     import ipywidgets as w
 
     n = len(explorer.models.images(explorer.role))
     seed = w.BoundedIntText(value=0, min=0, max=2**31 - 1, description="noise seed")
-    source = w.ToggleButtons(options=["colour", "image"], value="colour", description="prior")
+    source = w.ToggleButtons(options=["colour", "image"], value="colour", description="prior",
+                             tooltips=["the image's prior in the picked colour",
+                                       "the image's own prior"])
     pick = w.ColorPicker(value=colour_value, description="prior colour", concise=False)
     image = w.BoundedIntText(value=1, min=0, max=n - 1, description="prior image")
 
     def compute(v):
         if v["source"] == "colour":
-            return explorer.view(v["seed"], colour=v["colour"])
+            return explorer.view(v["seed"], colour=v["colour"], image=v["image"])
         return explorer.view(v["seed"], image=v["image"])
 
     return ExplorerUI({"seed": seed, "source": source, "colour": pick, "image": image},
