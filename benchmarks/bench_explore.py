@@ -51,9 +51,16 @@ def main(argv=None) -> int:
     rows = []
 
     def record(explorer, action, first, times):
-        rows.append((explorer, action, len(times), first,
-                     statistics.median(times) if times else float("nan"),
-                     max(times) if times else float("nan")))
+        rows.append(
+            (
+                explorer,
+                action,
+                len(times),
+                first,
+                statistics.median(times) if times else float("nan"),
+                max(times) if times else float("nan"),
+            )
+        )
 
     def build(make):
         t0 = time.perf_counter()
@@ -70,21 +77,29 @@ def main(argv=None) -> int:
     for i in range(4):
         fx.add_image(f"digit {i}", to_float(models.images("ihdm")[i]))
     w, first = build(lambda: ui.forward(fx, image="camera"))
-    record("forward", "move k", first, [_timed(w, "k", k) for k in range(0, K + 1, max(1, K // 10))])
-    record("forward", "another image", first,
-           [_timed(w, "image", f"digit {i}") for i in range(4)])
+    record(
+        "forward", "move k", first, [_timed(w, "k", k) for k in range(0, K + 1, max(1, K // 10))]
+    )
+    record("forward", "another image", first, [_timed(w, "image", f"digit {i}") for i in range(4)])
 
     # Generation: the step slider over a sampled trajectory; new seeds; delta.
     gx = E.GenerationExplorer(models)
     w, first = build(lambda: ui.generation(gx))
     n = len(gx.trajectory("ihdm", 0)["levels"])
-    record("generation", "move the step", first,
-           [_timed(w, "step", s) for s in range(0, n, max(1, n // 10))])
-    record("generation", "new seed (IHDM, samples)", first, [_timed(w, "seed", s) for s in (1, 2, 3)])
+    record(
+        "generation",
+        "move the step",
+        first,
+        [_timed(w, "step", s) for s in range(0, n, max(1, n // 10))],
+    )
+    record(
+        "generation", "new seed (IHDM, samples)", first, [_timed(w, "seed", s) for s in (1, 2, 3)]
+    )
     record("generation", "seed seen before", first, [_timed(w, "seed", s) for s in (0, 1, 2)])
     w.controls["model"].value = "ddpm"
-    record("generation", "new seed (DDPM T=50, samples)", first,
-           [_timed(w, "seed", s) for s in (7, 8)])
+    record(
+        "generation", "new seed (DDPM T=50, samples)", first, [_timed(w, "seed", s) for s in (7, 8)]
+    )
 
     # Colour and shape: colours picked once (samples), then revisited (cached).
     cx = E.ColourExplorer(models)
@@ -96,22 +111,36 @@ def main(argv=None) -> int:
     # Interpolation: the frame slider along a sampled path; a new pair of seeds.
     ix = E.InterpolationExplorer(models, n_frames=models.profile.n_interp, ddpm_steps=50)
     w, first = build(lambda: ui.interpolation(ix))
-    record("interpolation", "move along the path", first,
-           [_timed(w, "frame", i) for i in range(ix.n_frames)])
+    record(
+        "interpolation",
+        "move along the path",
+        first,
+        [_timed(w, "frame", i) for i in range(ix.n_frames)],
+    )
     record("interpolation", "new seed pair (samples)", first, [_timed(w, "seed_b", 2)])
 
     # Input gradients: pixels and levels on one seed's trajectories (one backward pass each).
     grx = E.GradientExplorer(models, gx)
     w, first = build(lambda: ui.gradients(grx))
     H, W = ihdm.process.image_size
-    record("gradients", "move the pixel", first,
-           [_timed(w, "row", r) for r in (H // 4, H // 3, H // 2 + 2, 3 * H // 4)])
-    record("gradients", "move the level", first,
-           [_timed(w, "k", k) for k in (1, K // 4, K // 2 + 1, K)])
+    record(
+        "gradients",
+        "move the pixel",
+        first,
+        [_timed(w, "row", r) for r in (H // 4, H // 3, H // 2 + 2, 3 * H // 4)],
+    )
+    record(
+        "gradients",
+        "move the level",
+        first,
+        [_timed(w, "k", k) for k in (1, K // 4, K // 2 + 1, K)],
+    )
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"profile {args.profile}, torch threads {torch.get_num_threads()}, "
-          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+    print(
+        f"profile {args.profile}, torch threads {torch.get_num_threads()}, "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+    )
     print(f"{'explorer':<14} {'action':<32} {'n':>3} {'first s':>8} {'median s':>9} {'max s':>7}")
     for name, action, n, first, med, mx in rows:
         print(f"{name:<14} {action:<32} {n:>3} {first:>8.2f} {med:>9.3f} {mx:>7.3f}")

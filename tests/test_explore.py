@@ -41,7 +41,7 @@ def _png(data: bytes) -> np.ndarray:
 def _heat_oracle(u0: np.ndarray, t: float) -> np.ndarray:
     """The Neumann heat equation written out: DCT-II, decay exp(-pi^2 (n^2/H^2 + m^2/W^2) t)."""
     h, w = u0.shape
-    lam = np.pi ** 2 * ((np.arange(h)[:, None] / h) ** 2 + (np.arange(w)[None, :] / w) ** 2)
+    lam = np.pi**2 * ((np.arange(h)[:, None] / h) ** 2 + (np.arange(w)[None, :] / w) ** 2)
     return scipy.fft.idctn(scipy.fft.dctn(u0, norm="ortho") * np.exp(-lam * t), norm="ortho")
 
 
@@ -66,12 +66,12 @@ def test_forward_explorer_matches_the_heat_equation(models):
     c0 = scipy.fft.dctn(digit[0].double().numpy(), norm="ortho")
     ck = scipy.fft.dctn(oracle, norm="ortho")
     c0[0, 0] = ck[0, 0] = 0
-    assert v["energy_left"] == pytest.approx((ck ** 2).sum() / (c0 ** 2).sum(), rel=1e-4)
+    assert v["energy_left"] == pytest.approx((ck**2).sum() / (c0**2).sum(), rel=1e-4)
     # The PSD of u_k: mean squared DCT coefficient per equal-frequency ring (ring 0 is the DC).
     assert v["psd"][0] == pytest.approx(scipy.fft.dctn(oracle, norm="ortho")[0, 0] ** 2, rel=1e-4)
-    assert v["psd"][-1] < 1e-3 * v["psd0"][-1]   # the highest ring is gone at k = 17
+    assert v["psd"][-1] < 1e-3 * v["psd0"][-1]  # the highest ring is gone at k = 17
     assert 0 < v["energy_left"] < 1 and np.isfinite(v["alpha"])
-    assert _png(w.image.value).ndim == 3       # a picture was drawn
+    assert _png(w.image.value).ndim == 3  # a picture was drawn
     # k = 0 is the image itself, with all of its energy.
     w.controls["k"].value = 0
     assert np.allclose(w.view["uk"], digit[0].numpy(), atol=1e-6)
@@ -95,10 +95,18 @@ def test_forward_explorer_takes_an_uploaded_file(models):
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     content = buf.getvalue()
-    w.controls["upload"].value = ({"name": "noise.png", "type": "image/png", "size": len(content),
-                                   "content": memoryview(content),
-                                   "last_modified": datetime.datetime.now()},)
-    assert w.controls["image"].value == "upload: noise.png" and w.view["name"] == "upload: noise.png"
+    w.controls["upload"].value = (
+        {
+            "name": "noise.png",
+            "type": "image/png",
+            "size": len(content),
+            "content": memoryview(content),
+            "last_modified": datetime.datetime.now(),
+        },
+    )
+    assert (
+        w.controls["image"].value == "upload: noise.png" and w.view["name"] == "upload: noise.png"
+    )
     w.controls["k"].value = 0
     assert np.allclose(w.view["uk"], photograph(arr, 64).numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="not an image file"):
@@ -117,8 +125,9 @@ def test_generation_explorer_matches_the_samplers(models):
     assert w.controls["step"].max == K and w.view["step"] == K and w.view["level"] == 0
     g = torch.Generator().manual_seed(3)
     u_K = kde_prior_sample(ih.process, models.images("ihdm"), 1, generator=g, delta=0.005)[0]
-    x = sample(ih.net, ih.process, u_K, delta=0.005,
-               noise=draw_noise(K, u_K.shape, generator=g)).clamp(0, 1)
+    x = sample(
+        ih.net, ih.process, u_K, delta=0.005, noise=draw_noise(K, u_K.shape, generator=g)
+    ).clamp(0, 1)
     assert torch.allclose(w.view["sample"], x[0], atol=1e-5)
     w.controls["step"].value = 0
     assert np.allclose(w.view["frame"], u_K[0, 0].clamp(0, 1).numpy(), atol=1e-6)
@@ -137,8 +146,10 @@ def test_generation_explorer_matches_the_samplers(models):
             ref = sample(dd.net, dd.process, x_T, noise=draw_noise(5, x_T.shape, generator=g))
         assert w.view["n_steps"] == 6 and w.view["K"] == 5
         assert torch.allclose(w.view["sample"], ref[0].clamp(0, 1), atol=1e-5), sampler
-    assert not torch.allclose(gx.trajectory("ddpm", 3, steps=5)["frames"][-1],
-                              gx.trajectory("ddpm", 3, steps=5, sampler="ddim")["frames"][-1])
+    assert not torch.allclose(
+        gx.trajectory("ddpm", 3, steps=5)["frames"][-1],
+        gx.trajectory("ddpm", 3, steps=5, sampler="ddim")["frames"][-1],
+    )
     # Bad input: one line in the status, the last view kept.
     last = w.view
     w.controls["model"].value = "ihdm"
@@ -160,26 +171,32 @@ def test_colour_explorer_matches_the_grid_and_its_measures(models):
     rgb = torch.tensor([0x30, 0x70, 0xD0]).float().div(255).view(1, 3, 1, 1)
     own = disentangle.prior_centres(run.process, models.images("colour"), [3])
     centre = own - own.mean(dim=(-2, -1), keepdim=True) + rgb  # image 3's prior, recoloured
-    grid, u_K = disentangle.sample_grid(run.net, run.process, centre, 1,
-                                        generator=torch.Generator().manual_seed(2))
+    grid, u_K = disentangle.sample_grid(
+        run.net, run.process, centre, 1, generator=torch.Generator().manual_seed(2)
+    )
     assert np.allclose(w.view["sample"], grid[0, 0].permute(1, 2, 0).numpy(), atol=1e-5)
     assert np.allclose(w.view["u_K"], u_K[0, 0].clamp(0, 1).permute(1, 2, 0).numpy(), atol=1e-6)
     # The colour error by hand: distance between mean colours.
-    want = np.linalg.norm(grid[0, 0].double().numpy().mean((1, 2)) - np.array([0x30, 0x70, 0xD0]) / 255)
+    want = np.linalg.norm(
+        grid[0, 0].double().numpy().mean((1, 2)) - np.array([0x30, 0x70, 0xD0]) / 255
+    )
     assert w.view["colour_error"] == pytest.approx(want, abs=1e-6)
     # The shape correlation with the same seed under the reference prior (training image 0).
     ref_centre = disentangle.prior_centres(run.process, models.images("colour"), [0])
-    ref, _ = disentangle.sample_grid(run.net, run.process, ref_centre, 1,
-                                     generator=torch.Generator().manual_seed(2))
+    ref, _ = disentangle.sample_grid(
+        run.net, run.process, ref_centre, 1, generator=torch.Generator().manual_seed(2)
+    )
     both = torch.cat([grid[0], ref[0]]).double()
     assert w.view["shape_correlation"] == pytest.approx(
-        float(disentangle.shape_correlation(both)[0, 1]), abs=1e-6)
+        float(disentangle.shape_correlation(both)[0, 1]), abs=1e-6
+    )
     # The prior from a training image.
     w.controls["source"].value = "image"
     w.controls["image"].value = 5
     c5 = disentangle.prior_centres(run.process, models.images("colour"), [5])
-    g5, _ = disentangle.sample_grid(run.net, run.process, c5, 1,
-                                    generator=torch.Generator().manual_seed(2))
+    g5, _ = disentangle.sample_grid(
+        run.net, run.process, c5, 1, generator=torch.Generator().manual_seed(2)
+    )
     assert np.allclose(w.view["sample"], g5[0, 0].permute(1, 2, 0).numpy(), atol=1e-5)
     # A flat prior of the picked colour alone.
     flat = cx.sample(2, colour="#3070d0")
@@ -220,8 +237,9 @@ def test_gradient_explorer_matches_the_probe_and_finite_differences(models):
     assert v["pixel"] == (10, 15) and v["levels"] == {"IHDM": 12, "DDPM": 12}
     ih = models.run("ihdm")
     u, kk = gx.state("ihdm", 1, 12)
-    direct = probes.jacobian_rows(ih.process, ih.net, u[None], torch.tensor([12]),
-                                  torch.tensor([[10, 15]]))[0]
+    direct = probes.jacobian_rows(
+        ih.process, ih.net, u[None], torch.tensor([12]), torch.tensor([[10, 15]])
+    )[0]
     assert np.allclose(v["gradients"]["IHDM"], direct.sum(0).numpy(), atol=1e-6)
     # Finite differences at the input pixel of the largest gradient (IHDM's estimate is smooth).
     q = np.unravel_index(np.abs(v["gradients"]["IHDM"]).argmax(), v["gradients"]["IHDM"].shape)
@@ -234,8 +252,9 @@ def test_gradient_explorer_matches_the_probe_and_finite_differences(models):
     # The DDPM state at the same t = k / K is on the DDPM's own trajectory.
     dd = models.run("ddpm", gx.K)
     ud, _ = gx.state("ddpm", 1, 12)
-    dref = probes.jacobian_rows(dd.process, dd.net, ud[None], torch.tensor([12]),
-                                torch.tensor([[10, 15]]))[0]
+    dref = probes.jacobian_rows(
+        dd.process, dd.net, ud[None], torch.tensor([12]), torch.tensor([[10, 15]])
+    )[0]
     assert np.allclose(v["gradients"]["DDPM"], dref.sum(0).numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="pixel"):
         gx.view(1, (28, 3), 5)
@@ -256,12 +275,20 @@ def test_lab_overrides_merge_into_the_environment(tmp_path):
 
     path = lab.overrides_path(tmp_path)
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
-                                lab.DOCMANAGER: {"defaultViewers": {"markdown": "Markdown Preview"}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+                lab.DOCMANAGER: {"defaultViewers": {"markdown": "Markdown Preview"}},
+            }
+        )
+    )
     assert lab.write_overrides(tmp_path) == path
     data = json.loads(path.read_text())
-    assert data[lab.DOCMANAGER]["defaultViewers"] == {"markdown": "Markdown Preview",
-                                                      "python": "Jupytext Notebook"}
+    assert data[lab.DOCMANAGER]["defaultViewers"] == {
+        "markdown": "Markdown Preview",
+        "python": "Jupytext Notebook",
+    }
     assert data["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):

@@ -55,11 +55,17 @@ def built(tmp_path_factory):
     (root / "book").mkdir(parents=True)
     shutil.copy2(ROOT / "_config.yml", root / "_config.yml")
     shutil.copy2(ROOT / "book" / "intro.md", root / "book" / "intro.md")
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nparts:\n  - caption: Explore\n"
-                                   f"    chapters:\n      - file: book/{CHAPTER}\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n  - caption: Explore\n"
+        f"    chapters:\n      - file: book/{CHAPTER}\n"
+    )
     site_html = pipeline.build_html(out, root=root)
-    return {"out": out, "html": site_html, "page": site_html / "book" / f"{CHAPTER}.html",
-            "notebook": out / "site" / "book" / f"{CHAPTER}.ipynb"}
+    return {
+        "out": out,
+        "html": site_html,
+        "page": site_html / "book" / f"{CHAPTER}.html",
+        "notebook": out / "site" / "book" / f"{CHAPTER}.ipynb",
+    }
 
 
 def test_chapter_executes_every_explorer(built):
@@ -69,12 +75,22 @@ def test_chapter_executes_every_explorer(built):
     assert not errors, errors[0]["evalue"]
     widget_cells = [c for c in code if "remove-output" in c.metadata.get("tags", [])]
     assert [c.source.split("(")[0] for c in widget_cells] == [
-        "ui.forward", "ui.generation", "ui.colour", "ui.interpolation", "ui.gradients"]
+        "ui.forward",
+        "ui.generation",
+        "ui.colour",
+        "ui.interpolation",
+        "ui.gradients",
+    ]
     for c in widget_cells:  # the widget was built (its update ran) in the kernel
-        assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
-                   for o in c.outputs), c.source
-    sliders = [o for c in code for o in c.get("outputs", [])
-               if "_anim_slider" in "".join(o.get("data", {}).get("text/html", ""))]
+        assert any(
+            "application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in c.outputs
+        ), c.source
+    sliders = [
+        o
+        for c in code
+        for o in c.get("outputs", [])
+        if "_anim_slider" in "".join(o.get("data", {}).get("text/html", ""))
+    ]
     assert len(sliders) == 5
 
 
@@ -124,22 +140,37 @@ window.addEventListener('load', () => setTimeout(() => {
 def _browse(page: Path, tmp_path: Path, screenshot: Path | None = None, size=(1100, 2000)):
     probe = page.with_name(f"_probe_{page.stem}.html")
     probe.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--disable-background-networking", "--disable-component-update", "--no-first-run",
-           "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000",
-           "--hide-scrollbars", f"--window-size={size[0]},{size[1]}"]
-    proc = subprocess.run(cmd + ["--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                          timeout=300)
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--proxy-server=http://127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=30000",
+        "--hide-scrollbars",
+        f"--window-size={size[0]},{size[1]}",
+    ]
+    proc = subprocess.run(
+        cmd + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=300
+    )
     m = re.search(r'<pre id="probe"[^>]*>(.*?)</pre>', proc.stdout, re.S)
     assert m, f"no probe result; chromium said:\n{proc.stderr[-2000:]}"
     if screenshot is not None:
-        subprocess.run(cmd + [f"--screenshot={screenshot}", probe.as_uri()], capture_output=True,
-                       timeout=300)
+        subprocess.run(
+            cmd + [f"--screenshot={screenshot}", probe.as_uri()], capture_output=True, timeout=300
+        )
     return json.loads(html.unescape(m.group(1)))
 
 
-@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (CI installs Debian's)")
+@pytest.mark.skipif(
+    _chromium() is None, reason="headless Chromium is not installed (CI installs Debian's)"
+)
 def test_sliders_change_the_frame_in_chromium(built, tmp_path):
     shots = built["out"] / "screenshots"
     shots.mkdir(exist_ok=True)
@@ -166,16 +197,28 @@ def _get(url: str):
 def test_jupyterlab_serves_the_chapter_as_a_notebook(tmp_path):
     """The venv's JupyterLab, with the user's settings folders empty: the default viewer of
     Python files comes from the venv's overrides (written by scripts/setup.sh)."""
-    assert lab.overrides_path().exists(), (f"{lab.overrides_path()} is missing: run scripts/setup.sh "
-                                           "(or python -m ihdm_core.book.lab)")
+    assert lab.overrides_path().exists(), (
+        f"{lab.overrides_path()} is missing: run scripts/setup.sh (or python -m ihdm_core.book.lab)"
+    )
     port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "user-settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}"]
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "user-settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={ROOT}",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
         cmd.append("--allow-root")
     log = (tmp_path / "lab.log").open("w")
@@ -199,8 +242,13 @@ def test_jupyterlab_serves_the_chapter_as_a_notebook(tmp_path):
         assert nb["type"] == "notebook"
         cells = nb["content"]["cells"]
         sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-        for call in ("ui.forward(", "ui.generation(", "ui.colour(", "ui.interpolation(",
-                     "ui.gradients("):
+        for call in (
+            "ui.forward(",
+            "ui.generation(",
+            "ui.colour(",
+            "ui.interpolation(",
+            "ui.gradients(",
+        ):
             assert any(s.startswith(call) for s in sources), call
         assert any(c["cell_type"] == "markdown" for c in cells)
     finally:

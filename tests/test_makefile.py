@@ -16,8 +16,9 @@ TARGETS = ("setup", "book", "test", "lab", "clean-book")
 
 
 def _commands(target: str) -> list[list[str]]:
-    proc = subprocess.run(["make", "-n", "-B", "-C", str(ROOT), target], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        ["make", "-n", "-B", "-C", str(ROOT), target], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, f"make -n {target}: {proc.stderr}"
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip() and not ln.startswith("make")]
     return [shlex.split(ln) for ln in lines]
@@ -46,26 +47,36 @@ def _check(cmd: list[str]) -> None:
     if Path(cmd[0]).name.startswith("python"):
         assert args[0] == "-m", shlex.join(cmd)
         module = args[1]
-        assert importlib.util.find_spec(module) is not None, f"no module {module}: {shlex.join(cmd)}"
+        assert importlib.util.find_spec(module) is not None, (
+            f"no module {module}: {shlex.join(cmd)}"
+        )
         if module == "ihdm_core":  # the subcommand must exist and parse its options
             sub = args[2]
-            proc = subprocess.run([str(exe), "-m", "ihdm_core", sub, "--help"], cwd=ROOT,
-                                  capture_output=True, text=True, timeout=300)
+            proc = subprocess.run(
+                [str(exe), "-m", "ihdm_core", sub, "--help"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert proc.returncode == 0, f"{shlex.join(cmd)}: {proc.stderr[-500:]}"
             for opt in (a for a in args[3:] if a.startswith("--")):
                 assert opt in proc.stdout, f"{shlex.join(cmd)}: {sub} has no option {opt}"
     elif Path(cmd[0]).name == "bash":
         script = ROOT / args[0]
         assert script.exists(), f"{script} is missing"
-        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, f"{script} does not parse"
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, (
+            f"{script} does not parse"
+        )
         # Modules the script runs with `python -m` must exist too.
         for line in script.read_text().splitlines():
             words = shlex.split(line, comments=True)
             if len(words) >= 3 and words[0] == "python" and words[1] == "-m":
                 assert importlib.util.find_spec(words[2]) is not None, f"{script}: {line}"
     elif Path(cmd[0]).name == "jupyter":
-        proc = subprocess.run([str(exe), args[0], "--help"], capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            [str(exe), args[0], "--help"], capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, f"{shlex.join(cmd)}: {proc.stderr[-500:]}"
         for opt in (a.split("=")[0] for a in args[1:] if a.startswith("--")):
             assert opt in proc.stdout, f"{shlex.join(cmd)}: jupyter {args[0]} has no option {opt}"

@@ -9,7 +9,8 @@ so that moving a slider over a cached trajectory costs a lookup and a redraw:
 * :class:`ForwardExplorer`        u_k of one image, its radial power spectrum against the
                                   1/f^alpha line of u_0, and the share of energy left;
 * :class:`GenerationExplorer`     the trajectory of one seed through a shipped model (IHDM at
-                                  any delta; DDPM / Blurring Diffusion on T steps, ancestral or DDIM);
+                                  any delta; DDPM / Blurring Diffusion on T steps, ancestral
+                                  or DDIM);
 * :class:`ColourExplorer`         the colour model's sample from a fixed noise seed and a chosen
                                   prior colour or prior image, with its colour error and its shape
                                   correlation to the same noise under a reference prior;
@@ -41,14 +42,33 @@ from ..model.sampling import Recorder, ddim_sample, draw_noise, sample
 from ..model.spectra import dct_power, fit_power_law, radial_average
 from ..training.data import load_dataset, to_float
 
-__all__ = ["Models", "LRU", "ForwardExplorer", "GenerationExplorer", "ColourExplorer",
-           "InterpolationExplorer", "GradientExplorer", "MODEL_ROLES", "energy_left",
-           "hex_colour", "draw_forward", "draw_generation", "draw_colour", "draw_interpolation",
-           "draw_gradients", "render_png", "slider_html"]
+__all__ = [
+    "Models",
+    "LRU",
+    "ForwardExplorer",
+    "GenerationExplorer",
+    "ColourExplorer",
+    "InterpolationExplorer",
+    "GradientExplorer",
+    "MODEL_ROLES",
+    "energy_left",
+    "hex_colour",
+    "draw_forward",
+    "draw_generation",
+    "draw_colour",
+    "draw_interpolation",
+    "draw_gradients",
+    "render_png",
+    "slider_html",
+]
 
 # The shipped models a reader can pick, by the profile role that names each.
-MODEL_ROLES = {"IHDM": "ihdm", "DDPM": "ddpm", "Blurring Diffusion": "blurring",
-               "IHDM colour": "colour"}
+MODEL_ROLES = {
+    "IHDM": "ihdm",
+    "DDPM": "ddpm",
+    "Blurring Diffusion": "blurring",
+    "IHDM colour": "colour",
+}
 
 
 class LRU(OrderedDict):
@@ -106,10 +126,13 @@ class Models:
         from ..training.train import ensure_trained
 
         if role not in MODEL_ROLES.values():
-            raise ValueError(f"unknown model role {role!r}; use one of {sorted(MODEL_ROLES.values())}")
+            raise ValueError(
+                f"unknown model role {role!r}; use one of {sorted(MODEL_ROLES.values())}"
+            )
         if role not in self._runs:
-            self._runs[role] = ensure_trained(self.profile.config(role), device=self.device,
-                                              progress=False)
+            self._runs[role] = ensure_trained(
+                self.profile.config(role), device=self.device, progress=False
+            )
         base = self._runs[role]
         if steps is None or int(steps) == base.process.K:
             return base
@@ -125,7 +148,7 @@ class Models:
         return self._images[data.dataset]
 
 
-# --- forward process -----------------------------------------------------------------------------
+# --- forward process ------------------------------------------------------------------------------
 def energy_left(u0: Tensor, uk: Tensor) -> float:
     """The share of u_0's energy around its mean that u_k still holds: sum (u_k - mean)^2 over
     sum (u_0 - mean)^2. The heat equation keeps the mean (the DC coefficient), so this is the
@@ -156,8 +179,10 @@ class ForwardExplorer:
         if x.dim() == 2:
             x = x[None]
         if x.dim() != 3 or x.shape[0] not in (1, 3) or min(x.shape[-2:]) < 4:
-            raise ValueError(f"an image is (H, W) or (C, H, W) with C = 1 or 3 and sides >= 4, "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"an image is (H, W) or (C, H, W) with C = 1 or 3 and sides >= 4, "
+                f"got shape {tuple(x.shape)}"
+            )
         self.images[name] = x.clamp(0, 1)
         self._cache.pop(name, None)
         return name
@@ -188,10 +213,15 @@ class ForwardExplorer:
         def make():
             u0 = self.images[name]
             proc = self.process(tuple(u0.shape[-2:]))
-            traj = proc.trajectory(u0)                      # (K + 1, C, H, W), level 0 first
+            traj = proc.trajectory(u0)  # (K + 1, C, H, W), level 0 first
             freqs, psd0 = radial_average(dct_power(u0))
-            return {"trajectory": traj, "freqs": freqs, "psd0": psd0,
-                    "fit": fit_power_law(freqs, psd0), "sigma_B": proc.sigma_B.cpu().numpy()}
+            return {
+                "trajectory": traj,
+                "freqs": freqs,
+                "psd0": psd0,
+                "fit": fit_power_law(freqs, psd0),
+                "sigma_B": proc.sigma_B.cpu().numpy(),
+            }
 
         return self._cache.get_or(name, make)
 
@@ -203,14 +233,22 @@ class ForwardExplorer:
         uk = prep["trajectory"][k]
         freqs, psd = radial_average(dct_power(uk))
         fit = prep["fit"]
-        return {"name": name, "k": k, "sigma_B": float(prep["sigma_B"][k]) if k else 0.0,
-                "u0": _image(self.images[name]), "uk": _image(uk), "freqs": freqs, "psd": psd,
-                "psd0": prep["psd0"], "alpha": fit["alpha"], "line": fit["A"] * np.where(
-                    freqs > 0, freqs, np.nan) ** -fit["alpha"],
-                "energy_left": energy_left(self.images[name], uk)}
+        return {
+            "name": name,
+            "k": k,
+            "sigma_B": float(prep["sigma_B"][k]) if k else 0.0,
+            "u0": _image(self.images[name]),
+            "uk": _image(uk),
+            "freqs": freqs,
+            "psd": psd,
+            "psd0": prep["psd0"],
+            "alpha": fit["alpha"],
+            "line": fit["A"] * np.where(freqs > 0, freqs, np.nan) ** -fit["alpha"],
+            "energy_left": energy_left(self.images[name], uk),
+        }
 
 
-# --- generation ---------------------------------------------------------------------------------
+# --- generation -----------------------------------------------------------------------------------
 class GenerationExplorer:
     """The trajectory of one seed through one of the profile's models.
 
@@ -224,8 +262,15 @@ class GenerationExplorer:
         self.models = models
         self._cache = LRU(64)
 
-    def trajectory(self, role: str, seed: int, *, delta: float | None = None,
-                   steps: int | None = None, sampler: str = "ancestral") -> dict:
+    def trajectory(
+        self,
+        role: str,
+        seed: int,
+        *,
+        delta: float | None = None,
+        steps: int | None = None,
+        sampler: str = "ancestral",
+    ) -> dict:
         if sampler not in ("ancestral", "ddim"):
             raise ValueError(f"sampler is 'ancestral' or 'ddim', got {sampler!r}")
         run = self.models.run(role, steps)
@@ -233,7 +278,9 @@ class GenerationExplorer:
         if is_ihdm and sampler != "ancestral":
             raise ValueError("IHDM has one sampler (Alg. 2); DDIM is for the Gaussian diffusions")
         if not is_ihdm and delta is not None:
-            raise ValueError("delta is IHDM's sampling noise; the diffusions take steps and sampler")
+            raise ValueError(
+                "delta is IHDM's sampling noise; the diffusions take steps and sampler"
+            )
         if delta is not None and not 0 <= delta < 1:
             raise ValueError(f"delta must lie in [0, 1), got {delta}")
         key = (role, int(seed), None if delta is None else float(delta), run.process.K, sampler)
@@ -257,8 +304,17 @@ class GenerationExplorer:
         frames = torch.stack([_to_data(proc, rec.states[k][0], k) for k in levels]).clamp(0, 1)
         return {"levels": levels, "frames": frames, "K": proc.K, "ihdm": proc.name == "ihdm"}
 
-    def view(self, role: str, seed: int, step: int, *, delta: float | None = None,
-             steps: int | None = None, sampler: str = "ancestral", n_strip: int = 8) -> dict:
+    def view(
+        self,
+        role: str,
+        seed: int,
+        step: int,
+        *,
+        delta: float | None = None,
+        steps: int | None = None,
+        sampler: str = "ancestral",
+        n_strip: int = 8,
+    ) -> dict:
         """Frame ``step`` of the trajectory (0 = the prior state, the last = the sample) and a
         strip of ``n_strip`` evenly spaced frames."""
         tr = self.trajectory(role, seed, delta=delta, steps=steps, sampler=sampler)
@@ -266,13 +322,22 @@ class GenerationExplorer:
         if int(step) != step or not 0 <= step < n:
             raise ValueError(f"step must be an integer in 0..{n - 1}, got {step!r}")
         pick = np.unique(np.linspace(0, n - 1, max(2, min(n_strip, n))).round().astype(int))
-        return {"role": role, "seed": int(seed), "step": int(step), "level": tr["levels"][step],
-                "K": tr["K"], "n_steps": n, "frame": _image(tr["frames"][step]),
-                "strip": [_image(tr["frames"][i]) for i in pick],
-                "strip_levels": [tr["levels"][i] for i in pick], "sample": tr["frames"][-1],
-                "sampler": "Alg. 2" if tr["ihdm"] else f"{sampler}, T = {tr['K']}",
-                "delta": delta if delta is not None or not tr["ihdm"] else
-                self.models.run(role).process.delta}
+        return {
+            "role": role,
+            "seed": int(seed),
+            "step": int(step),
+            "level": tr["levels"][step],
+            "K": tr["K"],
+            "n_steps": n,
+            "frame": _image(tr["frames"][step]),
+            "strip": [_image(tr["frames"][i]) for i in pick],
+            "strip_levels": [tr["levels"][i] for i in pick],
+            "sample": tr["frames"][-1],
+            "sampler": "Alg. 2" if tr["ihdm"] else f"{sampler}, T = {tr['K']}",
+            "delta": delta
+            if delta is not None or not tr["ihdm"]
+            else self.models.run(role).process.delta,
+        }
 
 
 # --- colour and shape -----------------------------------------------------------------------------
@@ -281,15 +346,16 @@ def hex_colour(text: str) -> Tensor:
     s = str(text).strip().lstrip("#")
     if len(s) != 6 or any(c not in "0123456789abcdefABCDEF" for c in s):
         raise ValueError(f"a colour is '#rrggbb', got {text!r}")
-    return torch.tensor([int(s[i:i + 2], 16) / 255 for i in (0, 2, 4)])
+    return torch.tensor([int(s[i : i + 2], 16) / 255 for i in (0, 2, 4)])
 
 
 class ColourExplorer:
     """The colour model sampled from a fixed noise seed and a chosen prior state.
 
     The prior centre is F(t_K) x of a training image (what the KDE prior blurs), that state
-    recoloured (its mean colour replaced by a picked one), or a flat image of a picked colour. The seed draws the prior noise nu and the K step noises exactly as
-    one column of :func:`ihdm_core.evaluation.disentangle.shared_noise_grid`, so a sample equals
+    recoloured (its mean colour replaced by a picked one), or a flat image of a picked colour.
+    The seed draws the prior noise nu and the K step noises exactly as one column of
+    :func:`ihdm_core.evaluation.disentangle.shared_noise_grid`, so a sample equals
     ``disentangle.sample_grid`` on the same centre and generator. The measures: the colour error
     |mean colour(sample) - mean colour(centre)| and the shape correlation
     (``disentangle.shape_correlation``) with the same seed's sample under the reference prior
@@ -315,9 +381,12 @@ class ColourExplorer:
         if image is not None:
             n = len(self.models.images(self.role))
             if int(image) != image or not 0 <= image < n:
-                raise ValueError(f"the prior image is a training index in 0..{n - 1}, got {image!r}")
-            base = disentangle.prior_centres(run.process, self.models.images(self.role),
-                                             [int(image)]).cpu()
+                raise ValueError(
+                    f"the prior image is a training index in 0..{n - 1}, got {image!r}"
+                )
+            base = disentangle.prior_centres(
+                run.process, self.models.images(self.role), [int(image)]
+            ).cpu()
         if colour is None:
             return base
         c = hex_colour(colour)
@@ -334,8 +403,9 @@ class ColourExplorer:
         def make():
             run = self.run
             centre = self.centre(colour, image)
-            u_K, noise = disentangle.shared_noise_grid(centre, run.process.K, 1, run.process.delta,
-                                                       generator=_generator(seed))
+            u_K, noise = disentangle.shared_noise_grid(
+                centre, run.process.K, 1, run.process.delta, generator=_generator(seed)
+            )
             dev = self.models.device
             x = sample(run.net, run.process, u_K.to(dev), noise=noise.to(dev)).clamp(0, 1).cpu()
             return {"centre": centre, "u_K": u_K.cpu(), "sample": x}
@@ -346,15 +416,22 @@ class ColourExplorer:
         cur = self.sample(seed, colour, image)
         ref = self.sample(seed, image=self.reference)
         both = torch.cat([cur["sample"], ref["sample"]]).double()
-        return {"seed": int(seed), "colour": colour, "image": image, "reference": self.reference,
-                "u_K": _image(cur["u_K"][0]), "sample": _image(cur["sample"][0]),
-                "reference_sample": _image(ref["sample"][0]),
-                "colour_error": float(disentangle.colour_error(cur["sample"].double(),
-                                                               cur["centre"].double())[0]),
-                "shape_correlation": float(disentangle.shape_correlation(both)[0, 1])}
+        return {
+            "seed": int(seed),
+            "colour": colour,
+            "image": image,
+            "reference": self.reference,
+            "u_K": _image(cur["u_K"][0]),
+            "sample": _image(cur["sample"][0]),
+            "reference_sample": _image(ref["sample"][0]),
+            "colour_error": float(
+                disentangle.colour_error(cur["sample"].double(), cur["centre"].double())[0]
+            ),
+            "shape_correlation": float(disentangle.shape_correlation(both)[0, 1]),
+        }
 
 
-# --- interpolation ---------------------------------------------------------------------------------
+# --- interpolation --------------------------------------------------------------------------------
 class InterpolationExplorer:
     """Interpolation between the latents of two seeds, as chapter 5 builds it: IHDM linear in
     u_K and spherical in its K step noises; DDPM ancestral spherical in x_T and its T step noises;
@@ -382,7 +459,12 @@ class InterpolationExplorer:
 
         def make():
             ih, dd = self.models.run("ihdm"), self.models.run("ddpm", self.ddpm_steps)
-            a, b, n, dev = self.latents(seed_a), self.latents(seed_b), self.n_frames, self.models.device
+            a, b, n, dev = (
+                self.latents(seed_a),
+                self.latents(seed_b),
+                self.n_frames,
+                self.models.device,
+            )
             u_K = lerp_path(a["u_K"], b["u_K"], n).flatten(-5, -4)
             nu = slerp_path(a["nu"], b["nu"], n).flatten(-5, -4)
             x_T = slerp_path(a["x_T"], b["x_T"], n).flatten(-5, -4)
@@ -401,13 +483,17 @@ class InterpolationExplorer:
             raise ValueError(f"frame must be an integer in 0..{self.n_frames - 1}, got {frame!r}")
         rows = self.paths(seed_a, seed_b)
         frame = int(frame)
-        return {"seeds": (int(seed_a), int(seed_b)), "frame": frame,
-                "alpha": frame / (self.n_frames - 1), "n_frames": self.n_frames,
-                "images": {name: _image(x[frame]) for name, x in rows.items()},
-                "rows": {name: [_image(im) for im in x] for name, x in rows.items()}}
+        return {
+            "seeds": (int(seed_a), int(seed_b)),
+            "frame": frame,
+            "alpha": frame / (self.n_frames - 1),
+            "n_frames": self.n_frames,
+            "images": {name: _image(x[frame]) for name, x in rows.items()},
+            "rows": {name: [_image(im) for im in x] for name, x in rows.items()},
+        }
 
 
-# --- input gradients --------------------------------------------------------------------------------
+# --- input gradients ------------------------------------------------------------------------------
 class GradientExplorer:
     """The input gradient d estimate(u_k)[pixel] / d u_k of IHDM and DDPM at level k, on the
     states one seed's trajectory passes (:mod:`ihdm_core.evaluation.probes`, chapter 7). The
@@ -442,20 +528,33 @@ class GradientExplorer:
         def make():
             run = self._run(role)
             u, kk = self.state(role, seed, k)
-            return probes.jacobian_rows(run.process, run.net, u[None], torch.tensor([kk]),
-                                        torch.tensor([pixel]))[0]
+            return probes.jacobian_rows(
+                run.process, run.net, u[None], torch.tensor([kk]), torch.tensor([pixel])
+            )[0]
 
         return self._cache.get_or(key, make)
 
     def view(self, seed: int, pixel: tuple[int, int], k: int) -> dict:
         if int(k) != k or not 1 <= k <= self.K:
             raise ValueError(f"the level k must be an integer in 1..{self.K}, got {k!r}")
-        C, H, W = self.models.run("ihdm").cfg.data.channels, *self.models.run("ihdm").process.image_size
+        C, H, W = (
+            self.models.run("ihdm").cfg.data.channels,
+            *self.models.run("ihdm").process.image_size,
+        )
         i, j = (int(p) for p in pixel)
         if not (0 <= i < H and 0 <= j < W):
-            raise ValueError(f"the pixel (row, column) must lie in the {H} x {W} image, got {pixel}")
-        out = {"seed": int(seed), "pixel": (i, j), "k": int(k), "K": self.K, "states": {},
-               "gradients": {}, "levels": {}}
+            raise ValueError(
+                f"the pixel (row, column) must lie in the {H} x {W} image, got {pixel}"
+            )
+        out = {
+            "seed": int(seed),
+            "pixel": (i, j),
+            "k": int(k),
+            "K": self.K,
+            "states": {},
+            "gradients": {},
+            "levels": {},
+        }
         for role in self.ROLES:
             name = "IHDM" if role == "ihdm" else "DDPM"
             u, kk = self.state(role, seed, k)
@@ -466,7 +565,7 @@ class GradientExplorer:
         return out
 
 
-# --- drawing -----------------------------------------------------------------------------------------
+# --- drawing --------------------------------------------------------------------------------------
 def _show(ax, img, title=None):
     ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
@@ -501,8 +600,12 @@ def draw_generation(fig, v: dict) -> None:
     gs = fig.add_gridspec(2, n, height_ratios=[3, 1])
     big = fig.add_subplot(gs[0, :])
     how = f"delta = {v['delta']:g}" if v["delta"] is not None else v["sampler"]
-    _show(big, v["frame"], f"{v['role']}, seed {v['seed']}, {how}: step {v['step']} of "
-                           f"{v['n_steps'] - 1}, level {v['level']} of {v['K']}")
+    _show(
+        big,
+        v["frame"],
+        f"{v['role']}, seed {v['seed']}, {how}: step {v['step']} of "
+        f"{v['n_steps'] - 1}, level {v['level']} of {v['K']}",
+    )
     for i, (img, lv) in enumerate(zip(v["strip"], v["strip_levels"])):
         _show(fig.add_subplot(gs[1, i]), img, f"k={lv}")
 
@@ -513,12 +616,21 @@ def hex_of(rgb) -> str:
 
 def draw_colour(fig, v: dict) -> None:
     axes = fig.subplots(1, 3)
-    prior = " on ".join(p for p in (v["colour"] and f"colour {v['colour']}",
-                                    v["image"] is not None and f"image {v['image']}") if p)
+    prior = " on ".join(
+        p
+        for p in (
+            v["colour"] and f"colour {v['colour']}",
+            v["image"] is not None and f"image {v['image']}",
+        )
+        if p
+    )
     _show(axes[0], v["u_K"], f"prior u_K ({prior})")
     _show(axes[1], v["sample"], f"sample, seed {v['seed']}\ncolour error {v['colour_error']:.3f}")
-    _show(axes[2], v["reference_sample"],
-          f"same seed, prior image {v['reference']}\nshape corr. {v['shape_correlation']:.2f}")
+    _show(
+        axes[2],
+        v["reference_sample"],
+        f"same seed, prior image {v['reference']}\nshape corr. {v['shape_correlation']:.2f}",
+    )
 
 
 def draw_interpolation(fig, v: dict) -> None:
@@ -526,9 +638,17 @@ def draw_interpolation(fig, v: dict) -> None:
     gs = fig.add_gridspec(len(names), 2, width_ratios=[1, 3])
     for r, name in enumerate(names):
         _show(fig.add_subplot(gs[r, 0]), v["images"][name], f"{name}, alpha = {v['alpha']:.2f}")
-        strip = np.concatenate([np.pad(im, [(1, 1), (1, 1)] + [(0, 0)] * (im.ndim - 2),
-                                       constant_values=1.0 if i != v["frame"] else 0.0)
-                                for i, im in enumerate(v["rows"][name])], axis=1)
+        strip = np.concatenate(
+            [
+                np.pad(
+                    im,
+                    [(1, 1), (1, 1)] + [(0, 0)] * (im.ndim - 2),
+                    constant_values=1.0 if i != v["frame"] else 0.0,
+                )
+                for i, im in enumerate(v["rows"][name])
+            ],
+            axis=1,
+        )
         _show(fig.add_subplot(gs[r, 1]), strip, f"seeds {v['seeds'][0]} -> {v['seeds'][1]}")
 
 
@@ -548,8 +668,10 @@ def draw_gradients(fig, v: dict) -> None:
         axes[r, 1].imshow(g, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
         axes[r, 1].plot([j], [i], "k+", ms=8)
         axes[r, 1].set_axis_off()
-        axes[r, 1].set_title(f"d estimate[{i},{j}] / d input\nat the pixel {g[i, j]:.2f}, "
-                             f"scale +-{lim:.2g}", fontsize=8)
+        axes[r, 1].set_title(
+            f"d estimate[{i},{j}] / d input\nat the pixel {g[i, j]:.2f}, scale +-{lim:.2g}",
+            fontsize=8,
+        )
 
 
 def _figure(figsize):
@@ -588,8 +710,9 @@ def slider_html(draw, views: list[dict], figsize=(7, 2.6), dpi: int = 75, fps: i
         draw(fig, views[i])
         return []
 
-    anim = animation.FuncAnimation(fig, frame, frames=len(views), interval=1000 // fps,
-                                   blit=False, repeat=False)
+    anim = animation.FuncAnimation(
+        fig, frame, frames=len(views), interval=1000 // fps, blit=False, repeat=False
+    )
     import matplotlib as mpl
 
     # Animation.save draws its frames at rcParams["savefig.dpi"], not the figure's dpi.

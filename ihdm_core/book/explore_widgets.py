@@ -24,11 +24,16 @@ class ExplorerUI:
         self.controls, self._compute, self._draw = controls, compute, draw
         self.figsize, self.dpi = figsize, dpi
         self.view: dict | None = None
-        self.seconds: float | None = None   # the last update, compute and draw
+        self.seconds: float | None = None  # the last update, compute and draw
         self.image = w.Image(format="png")
         self.status = w.HTML()
-        self.widget = w.VBox([w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap")),
-                              self.status, self.image])
+        self.widget = w.VBox(
+            [
+                w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap")),
+                self.status,
+                self.image,
+            ]
+        )
         for c in controls.values():
             c.observe(lambda _change: self.update(), names="value")
         self.update()
@@ -60,8 +65,9 @@ def forward(explorer: E.ForwardExplorer, image: str | None = None) -> ExplorerUI
     names = list(explorer.images)
     pick = w.Dropdown(options=names, value=image or names[0], description="image")
     upload = w.FileUpload(accept="image/*", multiple=False, description="your image")
-    k = w.IntSlider(value=explorer.K // 2, min=0, max=explorer.K, description="level k",
-                    continuous_update=False)
+    k = w.IntSlider(
+        value=explorer.K // 2, min=0, max=explorer.K, description="level k", continuous_update=False
+    )
 
     def on_upload(change):
         for f in change["new"]:
@@ -70,25 +76,41 @@ def forward(explorer: E.ForwardExplorer, image: str | None = None) -> ExplorerUI
             pick.value = name
 
     upload.observe(on_upload, names="value")
-    return ExplorerUI({"image": pick, "upload": upload, "k": k},
-                      lambda v: explorer.view(v["image"], v["k"]), E.draw_forward, (7, 2.6))
+    return ExplorerUI(
+        {"image": pick, "upload": upload, "k": k},
+        lambda v: explorer.view(v["image"], v["k"]),
+        E.draw_forward,
+        (7, 2.6),
+    )
 
 
-def generation(explorer: E.GenerationExplorer, roles: dict | None = None,
-               steps_options=(10, 20, 50, 100, 250)) -> ExplorerUI:
+def generation(
+    explorer: E.GenerationExplorer, roles: dict | None = None, steps_options=(10, 20, 50, 100, 250)
+) -> ExplorerUI:
     """Model, seed, delta (IHDM), T and sampler (diffusions), and a slider over the steps."""
     import ipywidgets as w
 
     roles = roles or E.MODEL_ROLES
-    model = w.Dropdown(options=list(roles.items()), value=next(iter(roles.values())),
-                       description="model")
+    model = w.Dropdown(
+        options=list(roles.items()), value=next(iter(roles.values())), description="model"
+    )
     seed = w.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed")
-    delta = w.FloatSlider(value=explorer.models.run(model.value).process.delta
-                          if explorer.models.run(model.value).process.name == "ihdm" else 0.0125,
-                          min=0.0, max=0.05, step=0.0025, readout_format=".4f",
-                          description="delta (IHDM)", continuous_update=False)
-    steps = w.Dropdown(options=list(steps_options), value=50 if 50 in steps_options else
-                       steps_options[0], description="T (diffusions)")
+    delta = w.FloatSlider(
+        value=explorer.models.run(model.value).process.delta
+        if explorer.models.run(model.value).process.name == "ihdm"
+        else 0.0125,
+        min=0.0,
+        max=0.05,
+        step=0.0025,
+        readout_format=".4f",
+        description="delta (IHDM)",
+        continuous_update=False,
+    )
+    steps = w.Dropdown(
+        options=list(steps_options),
+        value=50 if 50 in steps_options else steps_options[0],
+        description="T (diffusions)",
+    )
     sampler = w.Dropdown(options=["ancestral", "ddim"], value="ancestral", description="sampler")
     step = w.IntSlider(value=0, min=0, max=1000, description="step", continuous_update=False)
 
@@ -96,9 +118,14 @@ def generation(explorer: E.GenerationExplorer, roles: dict | None = None,
         run = explorer.models.run(v["model"])
         is_ihdm = run.process.name == "ihdm"
         delta.disabled, steps.disabled, sampler.disabled = (not is_ihdm, is_ihdm, is_ihdm)
-        kw = ({"delta": v["delta"]} if is_ihdm else
-              {"steps": v["steps"] if run.cfg.process.time == "continuous" else None,
-               "sampler": v["sampler"]})
+        kw = (
+            {"delta": v["delta"]}
+            if is_ihdm
+            else {
+                "steps": v["steps"] if run.cfg.process.time == "continuous" else None,
+                "sampler": v["sampler"],
+            }
+        )
         tr = explorer.trajectory(v["model"], v["seed"], **kw)
         last = len(tr["levels"]) - 1
         if step.max != last:  # a new trajectory length: move the slider, not the view
@@ -106,8 +133,19 @@ def generation(explorer: E.GenerationExplorer, roles: dict | None = None,
                 step.max = last
         return explorer.view(v["model"], v["seed"], min(v["step"], last), **kw)
 
-    return ExplorerUI({"model": model, "seed": seed, "delta": delta, "steps": steps,
-                       "sampler": sampler, "step": step}, compute, E.draw_generation, (7, 4))
+    return ExplorerUI(
+        {
+            "model": model,
+            "seed": seed,
+            "delta": delta,
+            "steps": steps,
+            "sampler": sampler,
+            "step": step,
+        },
+        compute,
+        E.draw_generation,
+        (7, 4),
+    )
 
 
 def colour(explorer: E.ColourExplorer, colour_value: str = "#e07020") -> ExplorerUI:
@@ -117,9 +155,12 @@ def colour(explorer: E.ColourExplorer, colour_value: str = "#e07020") -> Explore
 
     n = len(explorer.models.images(explorer.role))
     seed = w.BoundedIntText(value=0, min=0, max=2**31 - 1, description="noise seed")
-    source = w.ToggleButtons(options=["colour", "image"], value="colour", description="prior",
-                             tooltips=["the image's prior in the picked colour",
-                                       "the image's own prior"])
+    source = w.ToggleButtons(
+        options=["colour", "image"],
+        value="colour",
+        description="prior",
+        tooltips=["the image's prior in the picked colour", "the image's own prior"],
+    )
     pick = w.ColorPicker(value=colour_value, description="prior colour", concise=False)
     image = w.BoundedIntText(value=1, min=0, max=n - 1, description="prior image")
 
@@ -128,8 +169,12 @@ def colour(explorer: E.ColourExplorer, colour_value: str = "#e07020") -> Explore
             return explorer.view(v["seed"], colour=v["colour"], image=v["image"])
         return explorer.view(v["seed"], image=v["image"])
 
-    return ExplorerUI({"seed": seed, "source": source, "colour": pick, "image": image},
-                      compute, E.draw_colour, (7, 2.6))
+    return ExplorerUI(
+        {"seed": seed, "source": source, "colour": pick, "image": image},
+        compute,
+        E.draw_colour,
+        (7, 2.6),
+    )
 
 
 def interpolation(explorer: E.InterpolationExplorer) -> ExplorerUI:
@@ -138,11 +183,19 @@ def interpolation(explorer: E.InterpolationExplorer) -> ExplorerUI:
 
     a = w.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed A")
     b = w.BoundedIntText(value=1, min=0, max=2**31 - 1, description="seed B")
-    frame = w.IntSlider(value=explorer.n_frames // 2, min=0, max=explorer.n_frames - 1,
-                        description="frame", continuous_update=False)
-    return ExplorerUI({"seed_a": a, "seed_b": b, "frame": frame},
-                      lambda v: explorer.view(v["seed_a"], v["seed_b"], v["frame"]),
-                      E.draw_interpolation, (7, 4))
+    frame = w.IntSlider(
+        value=explorer.n_frames // 2,
+        min=0,
+        max=explorer.n_frames - 1,
+        description="frame",
+        continuous_update=False,
+    )
+    return ExplorerUI(
+        {"seed_a": a, "seed_b": b, "frame": frame},
+        lambda v: explorer.view(v["seed_a"], v["seed_b"], v["frame"]),
+        E.draw_interpolation,
+        (7, 4),
+    )
 
 
 def gradients(explorer: E.GradientExplorer) -> ExplorerUI:
@@ -152,10 +205,17 @@ def gradients(explorer: E.GradientExplorer) -> ExplorerUI:
     H, W = explorer.models.run("ihdm").process.image_size
     seed = w.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed")
     row = w.IntSlider(value=H // 2, min=0, max=H - 1, description="row", continuous_update=False)
-    col = w.IntSlider(value=W // 2, min=0, max=W - 1, description="column",
-                      continuous_update=False)
-    k = w.IntSlider(value=max(1, explorer.K // 2), min=1, max=explorer.K, description="level k",
-                    continuous_update=False)
-    return ExplorerUI({"seed": seed, "row": row, "column": col, "k": k},
-                      lambda v: explorer.view(v["seed"], (v["row"], v["column"]), v["k"]),
-                      E.draw_gradients, (5, 5))
+    col = w.IntSlider(value=W // 2, min=0, max=W - 1, description="column", continuous_update=False)
+    k = w.IntSlider(
+        value=max(1, explorer.K // 2),
+        min=1,
+        max=explorer.K,
+        description="level k",
+        continuous_update=False,
+    )
+    return ExplorerUI(
+        {"seed": seed, "row": row, "column": col, "k": k},
+        lambda v: explorer.view(v["seed"], (v["row"], v["column"]), v["k"]),
+        E.draw_gradients,
+        (5, 5),
+    )
