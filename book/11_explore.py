@@ -104,17 +104,18 @@ display(HTML(E.slider_html(E.draw_generation, [generation.view("ihdm", 0, s) for
 # %% [markdown]
 # ## 3. Colour and shape
 #
-# The colour model (chapter 6) is IHDM on coloured digits with $\sigma_{B,\max}$ large enough that
-# its prior state $\mathbf u_K$ is almost a flat colour. Keep the noise seed, choose the training
-# image whose blurred state is the prior, and either keep its own colour or give it the colour
-# you pick (its mean colour is replaced; the faint layout left at $\sigma_{B,\max}$ stays). The
-# sample follows. The left panel is the prior state, the middle one the sample with its colour
-# error $\|\bar{\mathbf x} - \bar{\mathbf u}_K\|$ (the mean colours), the right one the same
-# seed under a reference prior, with the correlation of the two samples' shape maps (1: the
-# same shape, whatever the colours). What to look for: the colour error stays small for any
-# colour, because the heat equation keeps the mean; the shape correlation says how much of the shape the noise alone decides. (The quick profile's colour
-# model is small-scale: its digits are faint on a nearly flat background, so the shape
-# correlation is noisy; a better-trained colour model shows shapes the measures can follow.)
+# The colour model (chapter 6) is IHDM on coloured digits with $\sigma_{B,\max}$ large enough
+# that its prior state $\mathbf u_K$ is almost a flat colour. Keep the noise seed, choose the
+# training image whose blurred state is the prior, and either keep its own colour or give it
+# the colour you pick (its mean colour is replaced; the faint layout left at $\sigma_{B,\max}$
+# stays). The sample follows. The left panel is the prior state, the middle one the sample
+# with its colour error $\|\bar{\mathbf x} - \bar{\mathbf u}_K\|$ (the mean colours), the right
+# one the same seed under a reference prior, with the correlation of the two samples' shape
+# maps (1: the same shape, whatever the colours). What to look for: the colour error stays
+# small for any colour, because the heat equation keeps the mean; the shape correlation says
+# how much of the shape the noise alone decides. (The quick profile's colour model is
+# small-scale: its digits are faint on a nearly flat background, so the shape correlation is
+# noisy; a better-trained colour model shows shapes the measures can follow.)
 
 # %%
 colour = E.ColourExplorer(models)
