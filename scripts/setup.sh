@@ -14,6 +14,9 @@ python -m pip install --quiet --upgrade pip
 # shellcheck disable=SC2086
 python -m pip install --quiet $TORCH_SPEC
 python -m pip install --quiet -e ".[dev]"
+# This venv's JupyterLab opens book/*.py as notebooks (a settings override inside .venv; the
+# user's own JupyterLab settings are not touched).
+python -m ihdm_core.book.lab
 python - <<'PY'
 import torch, torchvision
 print(f"[setup] torch {torch.__version__}, torchvision {torchvision.__version__}, "

@@ -41,7 +41,7 @@ def built(tmp_path_factory):
 
 def test_toc_and_sources_agree():
     names = pipeline.chapters()
-    assert len(names) == 10 and names[0] == "01_heat_equation" and names[-1] == "10_reproduction_status"
+    assert len(names) == 11 and names[0] == "01_heat_equation" and names[-1] == "11_explore"
     for name in names:
         text = (ROOT / "book" / f"{name}.py").read_text()
         assert 'tags=["parameters"]' in text and 'profile = "quick"' in text, name

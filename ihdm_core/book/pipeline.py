@@ -151,6 +151,9 @@ def _hide_default_parameters(path: Path) -> None:
         tags = cell.get("metadata", {}).get("tags", [])
         if "parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
+    # The live widgets' saved state (chapter 11) is not shown: the pages carry kernel-free
+    # sliders instead, and with the state myst-nb would load the widget manager from a CDN.
+    nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
 
 

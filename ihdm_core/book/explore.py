@@ -1,0 +1,723 @@
+"""The computation behind the explorers of chapter 11: one class per explorer, no widgets.
+
+Each explorer answers ``view(...)`` with a dict of arrays (images in [0, 1] as (H, W) or
+(H, W, 3) numpy arrays, numbers as floats) that a widget or a precomputed HTML slider draws with
+the matching ``draw_*`` function. Everything expensive is cached, keyed by what determines it,
+so that moving a slider over a cached trajectory costs a lookup and a redraw:
+
+* :class:`Models`                 trained runs and training images, loaded once per profile;
+* :class:`ForwardExplorer`        u_k of one image, its radial power spectrum against the
+                                  1/f^alpha line of u_0, and the share of energy left;
+* :class:`GenerationExplorer`     the trajectory of one seed through a shipped model (IHDM at
+                                  any delta; DDPM / Blurring Diffusion on T steps, ancestral
+                                  or DDIM);
+* :class:`ColourExplorer`         the colour model's sample from a fixed noise seed and a chosen
+                                  prior colour or prior image, with its colour error and its shape
+                                  correlation to the same noise under a reference prior;
+* :class:`InterpolationExplorer`  the interpolation between two seeds for IHDM, DDPM ancestral
+                                  and DDIM (as chapter 5 builds the paths);
+* :class:`GradientExplorer`       the input-gradient map of one output pixel at one level, for IHDM
+                                  and DDPM (the probe of chapter 7).
+
+Seeds are turned into latents by a CPU ``torch.Generator`` in a fixed order, so a view can be
+reproduced by calling the package functions directly (tests/test_explore.py does).
+:func:`slider_html` renders a list of views as a kernel-free frame slider for the HTML book.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..evaluation import disentangle, probes
+from ..model.heat import HeatDissipation
+from ..model.interpolation import lerp_path, slerp_path
+from ..model.prior import kde_prior_sample
+from ..model.sampling import Recorder, ddim_sample, draw_noise, sample
+from ..model.spectra import dct_power, fit_power_law, radial_average
+from ..training.data import load_dataset, to_float
+
+__all__ = [
+    "Models",
+    "LRU",
+    "ForwardExplorer",
+    "GenerationExplorer",
+    "ColourExplorer",
+    "InterpolationExplorer",
+    "GradientExplorer",
+    "MODEL_ROLES",
+    "energy_left",
+    "hex_colour",
+    "draw_forward",
+    "draw_generation",
+    "draw_colour",
+    "draw_interpolation",
+    "draw_gradients",
+    "render_png",
+    "slider_html",
+]
+
+# The shipped models a reader can pick, by the profile role that names each.
+MODEL_ROLES = {
+    "IHDM": "ihdm",
+    "DDPM": "ddpm",
+    "Blurring Diffusion": "blurring",
+    "IHDM colour": "colour",
+}
+
+
+class LRU(OrderedDict):
+    """A dict that keeps its ``size`` most recently used entries: trajectories are small, but a
+    reader who tries hundreds of seeds should not fill the memory."""
+
+    def __init__(self, size: int = 64):
+        super().__init__()
+        self.size = int(size)
+
+    def get_or(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = make()
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+def _generator(seed) -> torch.Generator:
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ValueError(f"a seed is an integer >= 0, got {seed!r}")
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _image(x: Tensor) -> np.ndarray:
+    """(C, H, W) tensor -> (H, W) or (H, W, 3) float array in [0, 1] for imshow."""
+    x = x.detach().float().cpu().clamp(0, 1)
+    return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+
+
+def _to_data(process, x: Tensor, k: int) -> Tensor:
+    """A sampler state at level k in [0, 1] data units: the diffusions run on z = 2x - 1 at
+    levels k >= 1 and return data at level 0 (ihdm_core.model.diffusion's convention)."""
+    if k > 0 and hasattr(process, "to_data"):
+        return process.to_data(x)
+    return x
+
+
+class Models:
+    """The profile's trained runs (shipped ones in the quick profile) and their training images,
+    each loaded once. ``run("ihdm")``, ``run("ddpm", steps=50)`` (a continuous-time diffusion
+    sampled on 50 steps), ``images("colour")``."""
+
+    def __init__(self, profile: str = "quick", device=None):
+        from .profiles import get_profile
+
+        self.profile = get_profile(profile)
+        self.device = device or self.profile.device
+        self._runs: dict = {}
+        self._images: dict = {}
+
+    def run(self, role: str, steps: int | None = None):
+        from ..training.train import ensure_trained
+
+        if role not in MODEL_ROLES.values():
+            raise ValueError(
+                f"unknown model role {role!r}; use one of {sorted(MODEL_ROLES.values())}"
+            )
+        if role not in self._runs:
+            self._runs[role] = ensure_trained(
+                self.profile.config(role), device=self.device, progress=False
+            )
+        base = self._runs[role]
+        if steps is None or int(steps) == base.process.K:
+            return base
+        key = (role, int(steps))
+        if key not in self._runs:
+            self._runs[key] = base.sampled_with(steps=int(steps))  # one-line error if discrete
+        return self._runs[key]
+
+    def images(self, role: str) -> Tensor:
+        data = self.run(role).cfg.data
+        if data.dataset not in self._images:
+            self._images[data.dataset] = load_dataset(data)
+        return self._images[data.dataset]
+
+
+# --- forward process ------------------------------------------------------------------------------
+def energy_left(u0: Tensor, uk: Tensor) -> float:
+    """The share of u_0's energy around its mean that u_k still holds: sum (u_k - mean)^2 over
+    sum (u_0 - mean)^2. The heat equation keeps the mean (the DC coefficient), so this is the
+    share of the non-DC DCT energy left (Parseval)."""
+    a = (u0.double() - u0.double().mean(dim=(-2, -1), keepdim=True)).pow(2).sum()
+    b = (uk.double() - uk.double().mean(dim=(-2, -1), keepdim=True)).pow(2).sum()
+    if float(a) == 0:
+        raise ValueError("a constant image has no energy to dissipate; choose another")
+    return float(b / a)
+
+
+class ForwardExplorer:
+    """u_k = F(t_k) u_0 for an image of any size, on the level schedule of an IHDM config
+    (K levels, sigma_B from sigma_min to sigma_max, in pixels)."""
+
+    def __init__(self, K: int = 50, sigma_max: float = 20.0, sigma_min: float = 0.5):
+        self.K, self.sigma_max, self.sigma_min = int(K), float(sigma_max), float(sigma_min)
+        self.images: dict[str, Tensor] = {}
+        self._processes: dict = {}
+        self._cache = LRU(16)
+
+    def add_image(self, name: str, image) -> str:
+        """Register an image: a (C, H, W) / (H, W) tensor or array in [0, 1] (uint8 is scaled)."""
+        x = torch.as_tensor(np.asarray(image)) if not isinstance(image, Tensor) else image
+        if x.dtype == torch.uint8:
+            x = x.float() / 255
+        x = x.float()
+        if x.dim() == 2:
+            x = x[None]
+        if x.dim() != 3 or x.shape[0] not in (1, 3) or min(x.shape[-2:]) < 4:
+            raise ValueError(
+                f"an image is (H, W) or (C, H, W) with C = 1 or 3 and sides >= 4, "
+                f"got shape {tuple(x.shape)}"
+            )
+        self.images[name] = x.clamp(0, 1)
+        self._cache.pop(name, None)
+        return name
+
+    def add_file(self, name: str, data: bytes, size: int = 64) -> str:
+        """Register an uploaded image file (any format Pillow reads), as luminance, centre
+        square, resized to ``size`` x ``size`` (as the book's photographs are)."""
+        from PIL import Image, UnidentifiedImageError
+
+        from .photos import photograph
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except UnidentifiedImageError:
+            raise ValueError(f"{name!r} is not an image file Pillow can read") from None
+        return self.add_image(name, photograph(arr, size))
+
+    def process(self, size: tuple[int, int]) -> HeatDissipation:
+        if size not in self._processes:
+            self._processes[size] = HeatDissipation(size, self.K, self.sigma_max, self.sigma_min)
+        return self._processes[size]
+
+    def _prepared(self, name: str) -> dict:
+        if name not in self.images:
+            raise KeyError(f"unknown image {name!r}; known: {', '.join(self.images)}")
+
+        def make():
+            u0 = self.images[name]
+            proc = self.process(tuple(u0.shape[-2:]))
+            traj = proc.trajectory(u0)  # (K + 1, C, H, W), level 0 first
+            freqs, psd0 = radial_average(dct_power(u0))
+            return {
+                "trajectory": traj,
+                "freqs": freqs,
+                "psd0": psd0,
+                "fit": fit_power_law(freqs, psd0),
+                "sigma_B": proc.sigma_B.cpu().numpy(),
+            }
+
+        return self._cache.get_or(name, make)
+
+    def view(self, name: str, k: int) -> dict:
+        if int(k) != k or not 0 <= k <= self.K:
+            raise ValueError(f"the level k must be an integer in 0..{self.K}, got {k!r}")
+        k = int(k)
+        prep = self._prepared(name)
+        uk = prep["trajectory"][k]
+        freqs, psd = radial_average(dct_power(uk))
+        fit = prep["fit"]
+        return {
+            "name": name,
+            "k": k,
+            "sigma_B": float(prep["sigma_B"][k]) if k else 0.0,
+            "u0": _image(self.images[name]),
+            "uk": _image(uk),
+            "freqs": freqs,
+            "psd": psd,
+            "psd0": prep["psd0"],
+            "alpha": fit["alpha"],
+            "line": fit["A"] * np.where(freqs > 0, freqs, np.nan) ** -fit["alpha"],
+            "energy_left": energy_left(self.images[name], uk),
+        }
+
+
+# --- generation -----------------------------------------------------------------------------------
+class GenerationExplorer:
+    """The trajectory of one seed through one of the profile's models.
+
+    IHDM: u_K = blur(x_i) + delta nu with x_i a training image drawn by the seed (the KDE prior),
+    then the K step noises, all from one CPU generator seeded with ``seed``, sampled at ``delta``
+    (the model's delta when None). Diffusions: x_T ~ N(0, I), then the T step noises, from the
+    same kind of generator; ``steps`` T (continuous-time models only) and ``sampler``
+    "ancestral" or "ddim" (eta = 0: deterministic given x_T)."""
+
+    def __init__(self, models: Models):
+        self.models = models
+        self._cache = LRU(64)
+
+    def trajectory(
+        self,
+        role: str,
+        seed: int,
+        *,
+        delta: float | None = None,
+        steps: int | None = None,
+        sampler: str = "ancestral",
+    ) -> dict:
+        if sampler not in ("ancestral", "ddim"):
+            raise ValueError(f"sampler is 'ancestral' or 'ddim', got {sampler!r}")
+        run = self.models.run(role, steps)
+        is_ihdm = run.process.name == "ihdm"
+        if is_ihdm and sampler != "ancestral":
+            raise ValueError("IHDM has one sampler (Alg. 2); DDIM is for the Gaussian diffusions")
+        if not is_ihdm and delta is not None:
+            raise ValueError(
+                "delta is IHDM's sampling noise; the diffusions take steps and sampler"
+            )
+        if delta is not None and not 0 <= delta < 1:
+            raise ValueError(f"delta must lie in [0, 1), got {delta}")
+        key = (role, int(seed), None if delta is None else float(delta), run.process.K, sampler)
+        return self._cache.get_or(key, lambda: self._sample(run, role, seed, delta, sampler))
+
+    def _sample(self, run, role, seed, delta, sampler) -> dict:
+        g, proc, dev = _generator(seed), run.process, self.models.device
+        rec = Recorder(clamp=False)
+        if proc.name == "ihdm":
+            u = kde_prior_sample(proc, self.models.images(role), 1, generator=g, delta=delta)[0]
+            noise = draw_noise(proc.K, u.shape, generator=g)
+            sample(run.net, proc, u.to(dev), delta=delta, noise=noise.to(dev), callback=rec)
+        else:
+            x = proc.prior_sample(1, generator=g)
+            if sampler == "ddim":
+                ddim_sample(run.net, proc, x, eta=0.0, callback=rec)
+            else:
+                noise = draw_noise(proc.K, x.shape, generator=g)
+                sample(run.net, proc, x, noise=noise.to(dev), callback=rec)
+        levels = rec.levels()
+        frames = torch.stack([_to_data(proc, rec.states[k][0], k) for k in levels]).clamp(0, 1)
+        return {"levels": levels, "frames": frames, "K": proc.K, "ihdm": proc.name == "ihdm"}
+
+    def view(
+        self,
+        role: str,
+        seed: int,
+        step: int,
+        *,
+        delta: float | None = None,
+        steps: int | None = None,
+        sampler: str = "ancestral",
+        n_strip: int = 8,
+    ) -> dict:
+        """Frame ``step`` of the trajectory (0 = the prior state, the last = the sample) and a
+        strip of ``n_strip`` evenly spaced frames."""
+        tr = self.trajectory(role, seed, delta=delta, steps=steps, sampler=sampler)
+        n = len(tr["levels"])
+        if int(step) != step or not 0 <= step < n:
+            raise ValueError(f"step must be an integer in 0..{n - 1}, got {step!r}")
+        pick = np.unique(np.linspace(0, n - 1, max(2, min(n_strip, n))).round().astype(int))
+        return {
+            "role": role,
+            "seed": int(seed),
+            "step": int(step),
+            "level": tr["levels"][step],
+            "K": tr["K"],
+            "n_steps": n,
+            "frame": _image(tr["frames"][step]),
+            "strip": [_image(tr["frames"][i]) for i in pick],
+            "strip_levels": [tr["levels"][i] for i in pick],
+            "sample": tr["frames"][-1],
+            "sampler": "Alg. 2" if tr["ihdm"] else f"{sampler}, T = {tr['K']}",
+            "delta": delta
+            if delta is not None or not tr["ihdm"]
+            else self.models.run(role).process.delta,
+        }
+
+
+# --- colour and shape -----------------------------------------------------------------------------
+def hex_colour(text: str) -> Tensor:
+    """'#rrggbb' -> (3,) float tensor in [0, 1]."""
+    s = str(text).strip().lstrip("#")
+    if len(s) != 6 or any(c not in "0123456789abcdefABCDEF" for c in s):
+        raise ValueError(f"a colour is '#rrggbb', got {text!r}")
+    return torch.tensor([int(s[i : i + 2], 16) / 255 for i in (0, 2, 4)])
+
+
+class ColourExplorer:
+    """The colour model sampled from a fixed noise seed and a chosen prior state.
+
+    The prior centre is F(t_K) x of a training image (what the KDE prior blurs), that state
+    recoloured (its mean colour replaced by a picked one), or a flat image of a picked colour.
+    The seed draws the prior noise nu and the K step noises exactly as one column of
+    :func:`ihdm_core.evaluation.disentangle.shared_noise_grid`, so a sample equals
+    ``disentangle.sample_grid`` on the same centre and generator. The measures: the colour error
+    |mean colour(sample) - mean colour(centre)| and the shape correlation
+    (``disentangle.shape_correlation``) with the same seed's sample under the reference prior
+    (training image ``reference``), which says whether the shape stays when the colour moves."""
+
+    def __init__(self, models: Models, role: str = "colour", reference: int = 0):
+        self.models, self.role, self.reference = models, role, int(reference)
+        self._cache = LRU(128)
+
+    @property
+    def run(self):
+        return self.models.run(self.role)
+
+    def centre(self, colour: str | None = None, image: int | None = None) -> Tensor:
+        """The noise-free prior state: F(t_K) x of training image ``image``; with ``colour`` too,
+        that state with its mean colour replaced by ``colour`` (the faint low-frequency layout
+        the model reads is kept); ``colour`` alone, a flat image of that colour."""
+        run = self.run
+        C, H, W = run.cfg.data.channels, run.cfg.data.image_size, run.cfg.data.image_size
+        if colour is None and image is None:
+            raise ValueError("give a prior colour ('#rrggbb'), a training image index, or both")
+        base = None
+        if image is not None:
+            n = len(self.models.images(self.role))
+            if int(image) != image or not 0 <= image < n:
+                raise ValueError(
+                    f"the prior image is a training index in 0..{n - 1}, got {image!r}"
+                )
+            base = disentangle.prior_centres(
+                run.process, self.models.images(self.role), [int(image)]
+            ).cpu()
+        if colour is None:
+            return base
+        c = hex_colour(colour)
+        if C != 3:
+            raise ValueError(f"{run.cfg.name} has {C} channel(s); a prior colour needs 3")
+        c = c.view(1, 3, 1, 1)
+        if base is None:
+            return c.expand(1, 3, H, W).clone()
+        return base - base.mean(dim=(-2, -1), keepdim=True) + c
+
+    def sample(self, seed: int, colour: str | None = None, image: int | None = None) -> dict:
+        key = (int(seed), colour and colour.lower(), None if image is None else int(image))
+
+        def make():
+            run = self.run
+            centre = self.centre(colour, image)
+            u_K, noise = disentangle.shared_noise_grid(
+                centre, run.process.K, 1, run.process.delta, generator=_generator(seed)
+            )
+            dev = self.models.device
+            x = sample(run.net, run.process, u_K.to(dev), noise=noise.to(dev)).clamp(0, 1).cpu()
+            return {"centre": centre, "u_K": u_K.cpu(), "sample": x}
+
+        return self._cache.get_or(key, make)
+
+    def view(self, seed: int, colour: str | None = None, image: int | None = None) -> dict:
+        cur = self.sample(seed, colour, image)
+        ref = self.sample(seed, image=self.reference)
+        both = torch.cat([cur["sample"], ref["sample"]]).double()
+        return {
+            "seed": int(seed),
+            "colour": colour,
+            "image": image,
+            "reference": self.reference,
+            "u_K": _image(cur["u_K"][0]),
+            "sample": _image(cur["sample"][0]),
+            "reference_sample": _image(ref["sample"][0]),
+            "colour_error": float(
+                disentangle.colour_error(cur["sample"].double(), cur["centre"].double())[0]
+            ),
+            "shape_correlation": float(disentangle.shape_correlation(both)[0, 1]),
+        }
+
+
+# --- interpolation --------------------------------------------------------------------------------
+class InterpolationExplorer:
+    """Interpolation between the latents of two seeds, as chapter 5 builds it: IHDM linear in
+    u_K and spherical in its K step noises; DDPM ancestral spherical in x_T and its T step noises;
+    DDIM (eta = 0) spherical in x_T. The DDPM is sampled on ``ddpm_steps`` steps (continuous
+    time only; its trained K when None). All frames of a pair are sampled in one batch."""
+
+    def __init__(self, models: Models, n_frames: int = 9, ddpm_steps: int | None = 50):
+        if n_frames < 2:
+            raise ValueError(f"an interpolation needs at least 2 frames, got {n_frames}")
+        self.models, self.n_frames, self.ddpm_steps = models, int(n_frames), ddpm_steps
+        self._cache = LRU(32)
+
+    def latents(self, seed: int) -> dict:
+        """The endpoint latents of one seed: IHDM (u_K, nu), then DDPM (x_T, eps), one generator."""
+        ih, dd = self.models.run("ihdm"), self.models.run("ddpm", self.ddpm_steps)
+        g = _generator(seed)
+        u_K = kde_prior_sample(ih.process, self.models.images("ihdm"), 1, generator=g)[0].cpu()
+        nu = draw_noise(ih.process.K, u_K.shape, generator=g)
+        x_T = dd.process.prior_sample(1, generator=g).cpu()
+        eps = draw_noise(dd.process.K, x_T.shape, generator=g)
+        return {"u_K": u_K, "nu": nu, "x_T": x_T, "eps": eps}
+
+    def paths(self, seed_a: int, seed_b: int) -> dict:
+        key = (int(seed_a), int(seed_b))
+
+        def make():
+            ih, dd = self.models.run("ihdm"), self.models.run("ddpm", self.ddpm_steps)
+            a, b, n, dev = (
+                self.latents(seed_a),
+                self.latents(seed_b),
+                self.n_frames,
+                self.models.device,
+            )
+            u_K = lerp_path(a["u_K"], b["u_K"], n).flatten(-5, -4)
+            nu = slerp_path(a["nu"], b["nu"], n).flatten(-5, -4)
+            x_T = slerp_path(a["x_T"], b["x_T"], n).flatten(-5, -4)
+            eps = slerp_path(a["eps"], b["eps"], n).flatten(-5, -4)
+            return {
+                "IHDM": sample(ih.net, ih.process, u_K.to(dev), noise=nu.to(dev)),
+                "DDPM ancestral": sample(dd.net, dd.process, x_T.to(dev), noise=eps.to(dev)),
+                "DDIM": ddim_sample(dd.net, dd.process, x_T.to(dev), eta=0.0),
+            }
+
+        out = self._cache.get_or(key, make)
+        return {name: x.clamp(0, 1).cpu() for name, x in out.items()}
+
+    def view(self, seed_a: int, seed_b: int, frame: int) -> dict:
+        if int(frame) != frame or not 0 <= frame < self.n_frames:
+            raise ValueError(f"frame must be an integer in 0..{self.n_frames - 1}, got {frame!r}")
+        rows = self.paths(seed_a, seed_b)
+        frame = int(frame)
+        return {
+            "seeds": (int(seed_a), int(seed_b)),
+            "frame": frame,
+            "alpha": frame / (self.n_frames - 1),
+            "n_frames": self.n_frames,
+            "images": {name: _image(x[frame]) for name, x in rows.items()},
+            "rows": {name: [_image(im) for im in x] for name, x in rows.items()},
+        }
+
+
+# --- input gradients ------------------------------------------------------------------------------
+class GradientExplorer:
+    """The input gradient d estimate(u_k)[pixel] / d u_k of IHDM and DDPM at level k, on the
+    states one seed's trajectory passes (:mod:`ihdm_core.evaluation.probes`, chapter 7). The
+    DDPM is sampled on IHDM's K steps (continuous time), so level k is the same t = k / K for
+    both; a discrete-time DDPM keeps its own K and is probed at the level round(k K_d / K)."""
+
+    ROLES = ("ihdm", "ddpm")
+
+    def __init__(self, models: Models, generation: GenerationExplorer | None = None):
+        self.models = models
+        self.generation = generation or GenerationExplorer(models)
+        self.K = models.run("ihdm").process.K
+        self._cache = LRU(256)
+
+    def _run(self, role: str):
+        ddpm = self.models.run("ddpm")
+        if role == "ddpm" and getattr(ddpm.process, "continuous", False):
+            return self.models.run("ddpm", self.K)
+        return self.models.run(role)
+
+    def state(self, role: str, seed: int, k: int) -> tuple[Tensor, int]:
+        """The trajectory's state at IHDM level k (in [0, 1] data units) and the model's level."""
+        run = self._run(role)
+        steps = run.process.K if role == "ddpm" else None
+        tr = self.generation.trajectory(role, seed, steps=steps)
+        kk = int(round(k * run.process.K / self.K))
+        return tr["frames"][tr["levels"].index(kk)], kk
+
+    def gradient(self, role: str, seed: int, pixel: tuple[int, int], k: int) -> Tensor:
+        key = (role, int(seed), tuple(int(p) for p in pixel), int(k))
+
+        def make():
+            run = self._run(role)
+            u, kk = self.state(role, seed, k)
+            return probes.jacobian_rows(
+                run.process, run.net, u[None], torch.tensor([kk]), torch.tensor([pixel])
+            )[0]
+
+        return self._cache.get_or(key, make)
+
+    def view(self, seed: int, pixel: tuple[int, int], k: int) -> dict:
+        if int(k) != k or not 1 <= k <= self.K:
+            raise ValueError(f"the level k must be an integer in 1..{self.K}, got {k!r}")
+        C, H, W = (
+            self.models.run("ihdm").cfg.data.channels,
+            *self.models.run("ihdm").process.image_size,
+        )
+        i, j = (int(p) for p in pixel)
+        if not (0 <= i < H and 0 <= j < W):
+            raise ValueError(
+                f"the pixel (row, column) must lie in the {H} x {W} image, got {pixel}"
+            )
+        out = {
+            "seed": int(seed),
+            "pixel": (i, j),
+            "k": int(k),
+            "K": self.K,
+            "states": {},
+            "gradients": {},
+            "levels": {},
+        }
+        for role in self.ROLES:
+            name = "IHDM" if role == "ihdm" else "DDPM"
+            u, kk = self.state(role, seed, k)
+            g = self.gradient(role, seed, (i, j), k)
+            out["states"][name] = _image(u)
+            out["gradients"][name] = g.sum(0).numpy()  # over input channels
+            out["levels"][name] = kk
+        return out
+
+
+# --- drawing --------------------------------------------------------------------------------------
+def _show(ax, img, title=None):
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def draw_forward(fig, v: dict) -> None:
+    a0, a1, a2 = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.6]})
+    _show(a0, v["u0"], f"u_0: {v['name']}")
+    _show(a1, v["uk"], f"u_k, k = {v['k']}, sigma_B = {v['sigma_B']:.2f}")
+    f = v["freqs"]
+    a2.loglog(f[1:], v["psd0"][1:], color="0.6", lw=1, label="u_0")
+    a2.loglog(f[1:], np.maximum(v["psd"][1:], 1e-20), color="C0", lw=1.5, label="u_k")
+    a2.loglog(f[1:], v["line"][1:], "k--", lw=0.8, label=f"1/f^{v['alpha']:.2f} (fit to u_0)")
+    a2.set_ylim(max(1e-12, np.nanmin(v["psd0"][1:]) * 1e-4), np.nanmax(v["psd0"]) * 3)
+    a2.set_xlabel("frequency (cycles / pixel)", fontsize=8)
+    a2.set_title(f"radial power spectrum; energy left {100 * v['energy_left']:.1f} %", fontsize=8)
+    a2.legend(fontsize=7, frameon=False, loc="lower left")
+    a2.tick_params(labelsize=7)
+    # Few log ticks: a log axis labels every minor tick by default, which costs more to lay out
+    # than the rest of the figure, and a widget redraws it on every slider move.
+    from matplotlib.ticker import LogLocator, NullLocator
+
+    for axis in (a2.xaxis, a2.yaxis):
+        axis.set_major_locator(LogLocator(numticks=4))
+        axis.set_minor_locator(NullLocator())
+
+
+def draw_generation(fig, v: dict) -> None:
+    n = len(v["strip"])
+    gs = fig.add_gridspec(2, n, height_ratios=[3, 1])
+    big = fig.add_subplot(gs[0, :])
+    how = f"delta = {v['delta']:g}" if v["delta"] is not None else v["sampler"]
+    _show(
+        big,
+        v["frame"],
+        f"{v['role']}, seed {v['seed']}, {how}: step {v['step']} of "
+        f"{v['n_steps'] - 1}, level {v['level']} of {v['K']}",
+    )
+    for i, (img, lv) in enumerate(zip(v["strip"], v["strip_levels"])):
+        _show(fig.add_subplot(gs[1, i]), img, f"k={lv}")
+
+
+def hex_of(rgb) -> str:
+    return "#" + "".join(f"{int(round(255 * float(c))):02x}" for c in rgb)
+
+
+def draw_colour(fig, v: dict) -> None:
+    axes = fig.subplots(1, 3)
+    prior = " on ".join(
+        p
+        for p in (
+            v["colour"] and f"colour {v['colour']}",
+            v["image"] is not None and f"image {v['image']}",
+        )
+        if p
+    )
+    _show(axes[0], v["u_K"], f"prior u_K ({prior})")
+    _show(axes[1], v["sample"], f"sample, seed {v['seed']}\ncolour error {v['colour_error']:.3f}")
+    _show(
+        axes[2],
+        v["reference_sample"],
+        f"same seed, prior image {v['reference']}\nshape corr. {v['shape_correlation']:.2f}",
+    )
+
+
+def draw_interpolation(fig, v: dict) -> None:
+    names = list(v["images"])
+    gs = fig.add_gridspec(len(names), 2, width_ratios=[1, 3])
+    for r, name in enumerate(names):
+        _show(fig.add_subplot(gs[r, 0]), v["images"][name], f"{name}, alpha = {v['alpha']:.2f}")
+        strip = np.concatenate(
+            [
+                np.pad(
+                    im,
+                    [(1, 1), (1, 1)] + [(0, 0)] * (im.ndim - 2),
+                    constant_values=1.0 if i != v["frame"] else 0.0,
+                )
+                for i, im in enumerate(v["rows"][name])
+            ],
+            axis=1,
+        )
+        _show(fig.add_subplot(gs[r, 1]), strip, f"seeds {v['seeds'][0]} -> {v['seeds'][1]}")
+
+
+def draw_gradients(fig, v: dict) -> None:
+    names = list(v["states"])
+    axes = fig.subplots(len(names), 2, squeeze=False)
+    i, j = v["pixel"]
+    for r, name in enumerate(names):
+        _show(axes[r, 0], v["states"][name], f"{name} state, level {v['levels'][name]}")
+        axes[r, 0].plot([j], [i], "r+", ms=8)
+        g = v["gradients"][name]
+        # The colour scale ignores the pixel itself, whose identity part (1 for IHDM) would
+        # otherwise wash out the neighbourhood the network reads; the centre may saturate.
+        off = np.abs(g).copy()
+        off[i, j] = 0
+        lim = float(off.max()) or float(np.abs(g).max()) or 1.0
+        axes[r, 1].imshow(g, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        axes[r, 1].plot([j], [i], "k+", ms=8)
+        axes[r, 1].set_axis_off()
+        axes[r, 1].set_title(
+            f"d estimate[{i},{j}] / d input\nat the pixel {g[i, j]:.2f}, scale +-{lim:.2g}",
+            fontsize=8,
+        )
+
+
+def _figure(figsize):
+    from matplotlib.figure import Figure
+
+    # Fixed margins instead of a layout engine: constrained layout measures every text twice,
+    # which was half of a redraw.
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.16, top=0.86, wspace=0.25, hspace=0.45)
+    return fig
+
+
+def render_png(draw, view: dict, figsize=(7, 2.6), dpi: int = 80) -> bytes:
+    """One view drawn on a fresh figure (no pyplot state), as PNG bytes for a widget."""
+    fig = _figure(figsize)
+    draw(fig, view)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def slider_html(draw, views: list[dict], figsize=(7, 2.6), dpi: int = 75, fps: int = 4) -> str:
+    """A kernel-free frame slider (matplotlib's ``Animation.to_jshtml``): every view is one
+    embedded PNG frame; the page's slider and buttons switch between them in the browser."""
+    import matplotlib.animation as animation
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not views:
+        raise ValueError("a slider needs at least one view")
+    fig = _figure(figsize)
+    FigureCanvasAgg(fig)
+    fig.set_dpi(dpi)
+
+    def frame(i):
+        fig.clear()
+        draw(fig, views[i])
+        return []
+
+    anim = animation.FuncAnimation(
+        fig, frame, frames=len(views), interval=1000 // fps, blit=False, repeat=False
+    )
+    import matplotlib as mpl
+
+    # Animation.save draws its frames at rcParams["savefig.dpi"], not the figure's dpi.
+    with mpl.rc_context({"savefig.dpi": dpi}):
+        out = anim.to_jshtml(fps=fps, embed_frames=True, default_mode="once")
+    # Its buttons' icon font comes from a CDN; the book opens offline, and Jupyter Book's theme
+    # ships Font Awesome already (the buttons keep working without the icons either way).
+    return re.sub(r'<link rel="stylesheet"[^>]*font-awesome[^>]*>', "", out)
