@@ -98,7 +98,8 @@ def bench_processes(preset, smoke, n, batch, rounds) -> list[float]:
     return times
 
 
-def bench_preset(preset: str, n: int, rounds: int, batches, smoke: bool) -> list[dict]:
+def bench_preset(preset: str, n: int, rounds: int, batches, smoke: bool, threads_list=(1, 2),
+                 processes: bool = True) -> list[dict]:
     cfg, net, proc = _setup(preset, smoke)
     net_cl = build_model(cfg).eval().requires_grad_(False)
     net_cl.load_state_dict(net.state_dict())
@@ -108,7 +109,7 @@ def bench_preset(preset: str, n: int, rounds: int, batches, smoke: bool) -> list
     check = min(max(batches), n)
     base_batch = 50 if 50 in batches else batches[0]
     variants = {}
-    for threads in (1, 2):
+    for threads in threads_list:
         for b in batches:
             variants[f"{threads} thread(s), batch {b}"] = (threads, net, b, False, False)
         variants[f"{threads} thread(s), batch {base_batch}, inference_mode"] = (threads, net, base_batch, True, False)
@@ -132,7 +133,8 @@ def bench_preset(preset: str, n: int, rounds: int, batches, smoke: bool) -> list
                 times[name].append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(old)
-    times[f"2 procs x 1 thread, batch {base_batch}"] = bench_processes(preset, smoke, n, base_batch, rounds)
+    if processes:
+        times[f"2 procs x 1 thread, batch {base_batch}"] = bench_processes(preset, smoke, n, base_batch, rounds)
     return [{"preset": preset, "process": f"{cfg.process.kind}, {proc.K} steps", "variant": name,
              "images/s": n / statistics.median(ts)} for name, ts in times.items()]
 
@@ -143,17 +145,21 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100, help="images per variant and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", type=int, nargs="+", default=[25, 50, 100])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads to try")
+    ap.add_argument("--no-processes", action="store_true", help="skip the 2 processes x 1 thread variant")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every variant runs")
     args = ap.parse_args(argv)
     if args.smoke:
         args.presets, args.n, args.rounds, args.batches = ["mnist-smoke"], 4, 1, [2, 4]
+        args.threads, args.no_processes = [1, 2], False
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s) by default, n {args.n}, "
           f"{args.rounds} interleaved rounds; median images/s")
     print("\n| preset | process | variant | images/s | vs 1 thread, batch "
           f"{50 if 50 in args.batches else args.batches[0]} |")
     print("|---|---|---|---|---|")
     for preset in args.presets:
-        rows = bench_preset(preset, args.n, args.rounds, args.batches, args.smoke)
+        rows = bench_preset(preset, args.n, args.rounds, args.batches, args.smoke, args.threads,
+                            not args.no_processes)
         base = next(r["images/s"] for r in rows if r["variant"].startswith("1 thread(s), batch")
                     and r["variant"].endswith(f"batch {50 if 50 in args.batches else args.batches[0]}"))
         for r in rows:
