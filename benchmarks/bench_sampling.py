@@ -1,6 +1,6 @@
 """Sampling throughput on the CPU: threads, batch size, grad mode, memory format, processes.
 
-    python benchmarks/bench_sampling.py                     # mnist-ref (IHDM, K 50), mnist-ddpm-ref (T 250)
+    python benchmarks/bench_sampling.py            # mnist-ref (IHDM, K 50), mnist-ddpm-ref (T 250)
     python benchmarks/bench_sampling.py --presets mnist-ref --n 200 --rounds 3
     python benchmarks/bench_sampling.py --smoke             # seconds; what the test suite runs
 
@@ -40,7 +40,11 @@ from ihdm_core.training.build import build_model, build_process  # noqa: E402
 def _setup(preset: str, smoke: bool):
     cfg = get_preset(preset)
     if smoke:
-        cfg = cfg.replace(process={"K": 4}) if cfg.process.kind == "ihdm" else cfg.replace(process={"K": 8})
+        cfg = (
+            cfg.replace(process={"K": 4})
+            if cfg.process.kind == "ihdm"
+            else cfg.replace(process={"K": 8})
+        )
     torch.manual_seed(0)
     net = build_model(cfg).eval().requires_grad_(False)
     proc = build_process(cfg, torch.device("cpu"))
@@ -60,7 +64,7 @@ def _noise(proc, u) -> torch.Tensor:
 def _run(net, proc, u, batch: int, inference: bool, channels_last: bool, noise) -> torch.Tensor:
     out = []
     for start in range(0, len(u), batch):
-        x, z = u[start:start + batch], noise[:, start:start + batch]
+        x, z = u[start : start + batch], noise[:, start : start + batch]
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if inference:
@@ -88,8 +92,10 @@ def bench_processes(preset, smoke, n, batch, rounds) -> list[float]:
     """Seconds per round for two 1-thread processes sampling n/2 images each, concurrently."""
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(preset, smoke, n // 2, batch, barrier, queue, rounds))
-             for _ in range(2)]
+    procs = [
+        ctx.Process(target=_worker, args=(preset, smoke, n // 2, batch, barrier, queue, rounds))
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     times = [max(queue.get(), queue.get()) for _ in range(rounds)]
@@ -98,8 +104,15 @@ def bench_processes(preset, smoke, n, batch, rounds) -> list[float]:
     return times
 
 
-def bench_preset(preset: str, n: int, rounds: int, batches, smoke: bool, threads_list=(1, 2),
-                 processes: bool = True) -> list[dict]:
+def bench_preset(
+    preset: str,
+    n: int,
+    rounds: int,
+    batches,
+    smoke: bool,
+    threads_list=(1, 2),
+    processes: bool = True,
+) -> list[dict]:
     cfg, net, proc = _setup(preset, smoke)
     net_cl = build_model(cfg).eval().requires_grad_(False)
     net_cl.load_state_dict(net.state_dict())
@@ -112,8 +125,20 @@ def bench_preset(preset: str, n: int, rounds: int, batches, smoke: bool, threads
     for threads in threads_list:
         for b in batches:
             variants[f"{threads} thread(s), batch {b}"] = (threads, net, b, False, False)
-        variants[f"{threads} thread(s), batch {base_batch}, inference_mode"] = (threads, net, base_batch, True, False)
-        variants[f"{threads} thread(s), batch {base_batch}, channels_last"] = (threads, net_cl, base_batch, False, True)
+        variants[f"{threads} thread(s), batch {base_batch}, inference_mode"] = (
+            threads,
+            net,
+            base_batch,
+            True,
+            False,
+        )
+        variants[f"{threads} thread(s), batch {base_batch}, channels_last"] = (
+            threads,
+            net_cl,
+            base_batch,
+            False,
+            True,
+        )
     ref = None
     times = {name: [] for name in variants}
     old = torch.get_num_threads()
@@ -124,7 +149,9 @@ def bench_preset(preset: str, n: int, rounds: int, batches, smoke: bool, threads
             ref = x if ref is None else ref
             err = (x - ref).abs().max().item()
             if err > 1e-4:
-                raise RuntimeError(f"{preset} {name}: samples differ from the baseline by {err:.2g}")
+                raise RuntimeError(
+                    f"{preset} {name}: samples differ from the baseline by {err:.2g}"
+                )
         for _ in range(rounds):
             for name, (threads, m, b, inf, cl) in variants.items():
                 torch.set_num_threads(threads)
@@ -134,9 +161,18 @@ def bench_preset(preset: str, n: int, rounds: int, batches, smoke: bool, threads
     finally:
         torch.set_num_threads(old)
     if processes:
-        times[f"2 procs x 1 thread, batch {base_batch}"] = bench_processes(preset, smoke, n, base_batch, rounds)
-    return [{"preset": preset, "process": f"{cfg.process.kind}, {proc.K} steps", "variant": name,
-             "images/s": n / statistics.median(ts)} for name, ts in times.items()]
+        times[f"2 procs x 1 thread, batch {base_batch}"] = bench_processes(
+            preset, smoke, n, base_batch, rounds
+        )
+    return [
+        {
+            "preset": preset,
+            "process": f"{cfg.process.kind}, {proc.K} steps",
+            "variant": name,
+            "images/s": n / statistics.median(ts),
+        }
+        for name, ts in times.items()
+    ]
 
 
 def main(argv=None) -> int:
@@ -146,25 +182,46 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", type=int, nargs="+", default=[25, 50, 100])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads to try")
-    ap.add_argument("--no-processes", action="store_true", help="skip the 2 processes x 1 thread variant")
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every variant runs")
+    ap.add_argument(
+        "--no-processes", action="store_true", help="skip the 2 processes x 1 thread variant"
+    )
+    ap.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: checks that every variant runs"
+    )
     args = ap.parse_args(argv)
     if args.smoke:
         args.presets, args.n, args.rounds, args.batches = ["mnist-smoke"], 4, 1, [2, 4]
         args.threads, args.no_processes = [1, 2], False
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s) by default, n {args.n}, "
-          f"{args.rounds} interleaved rounds; median images/s")
-    print("\n| preset | process | variant | images/s | vs 1 thread, batch "
-          f"{50 if 50 in args.batches else args.batches[0]} |")
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s) by default, n {args.n}, "
+        f"{args.rounds} interleaved rounds; median images/s"
+    )
+    print(
+        "\n| preset | process | variant | images/s | vs 1 thread, batch "
+        f"{50 if 50 in args.batches else args.batches[0]} |"
+    )
     print("|---|---|---|---|---|")
     for preset in args.presets:
-        rows = bench_preset(preset, args.n, args.rounds, args.batches, args.smoke, args.threads,
-                            not args.no_processes)
-        base = next(r["images/s"] for r in rows if r["variant"].startswith("1 thread(s), batch")
-                    and r["variant"].endswith(f"batch {50 if 50 in args.batches else args.batches[0]}"))
+        rows = bench_preset(
+            preset,
+            args.n,
+            args.rounds,
+            args.batches,
+            args.smoke,
+            args.threads,
+            not args.no_processes,
+        )
+        base = next(
+            r["images/s"]
+            for r in rows
+            if r["variant"].startswith("1 thread(s), batch")
+            and r["variant"].endswith(f"batch {50 if 50 in args.batches else args.batches[0]}")
+        )
         for r in rows:
-            print(f"| {r['preset']} | {r['process']} | {r['variant']} | {r['images/s']:.2f} | "
-                  f"{r['images/s'] / base:.2f}x |")
+            print(
+                f"| {r['preset']} | {r['process']} | {r['variant']} | {r['images/s']:.2f} | "
+                f"{r['images/s'] / base:.2f}x |"
+            )
     return 0
 
 

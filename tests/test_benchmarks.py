@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args, timeout=600):
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -21,14 +23,23 @@ def test_bench_release_without_a_checkout_says_how_to_get_one():
 
 
 def test_bench_release_rejects_a_folder_that_is_not_the_release(tmp_path):
-    out = subprocess.run([sys.executable, "benchmarks/bench_release.py", str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_release.py", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "is not a checkout of the 2023 release" in out.stderr
 
 
 @pytest.mark.slow
 def test_bench_sampling_smoke_runs_every_variant():
     out = _run("benchmarks/bench_sampling.py", "--smoke")
-    for variant in ("1 thread(s), batch 2 |", "2 thread(s), batch 4 |", "inference_mode", "channels_last",
-                    "2 procs x 1 thread"):
+    for variant in (
+        "1 thread(s), batch 2 |",
+        "2 thread(s), batch 4 |",
+        "inference_mode",
+        "channels_last",
+        "2 procs x 1 thread",
+    ):
         assert variant in out, out

@@ -2,7 +2,6 @@
 an empty data folder, and sample sets shared between scores and processes."""
 
 import functools
-import json
 import os
 import shutil
 import subprocess
@@ -112,7 +111,7 @@ def test_shipped_reference_features_are_those_of_the_reference_digits(empty_data
     assert ref.meta["reference"] == "custom mnist5k train (1000 random, seed 0)"
     feats = read_shipped(REF, F._reference_identity("mnist5k", "train", 1000, 0))[0]["features"]
     assert feats.shape == (1000, 2048)
-    # Independent check: InceptionV3 run here on a few of the reference digits gives the stored rows.
+    # Independent check: InceptionV3 run here on a few reference digits gives the stored rows.
     images = load_dataset("mnist5k", "train")[F._subset(4500, 1000, 0)]
     rows = [0, 517, 999]
     here = I.inception_features(images[rows], batch_size=3)
@@ -128,7 +127,9 @@ def test_shipped_reference_features_are_those_of_the_reference_digits(empty_data
         F.reference_stats("mnist5k", "train", 1000, seed=0, progress=False)
 
 
-def test_classifier_trains_under_no_grad_from_an_empty_data_folder(empty_data, tmp_path, monkeypatch):
+def test_classifier_trains_under_no_grad_from_an_empty_data_folder(
+    empty_data, tmp_path, monkeypatch
+):
     monkeypatch.setenv("IHDM_MODELS", str(tmp_path / "no-models"))
     with torch.no_grad():
         net, meta = D.digit_classifier(epochs=1, seed=3)
@@ -139,11 +140,19 @@ def test_classifier_trains_under_no_grad_from_an_empty_data_folder(empty_data, t
 @pytest.mark.slow
 def test_recognisability_first_from_an_empty_data_folder(tmp_path):
     """The issue's reproduction, as a new user runs it: no data cache, no shipped classifier."""
-    env = dict(os.environ, IHDM_DATA=str(tmp_path / "data"), IHDM_MODELS=str(tmp_path / "models"),
-               OMP_NUM_THREADS="1")
-    code = ("import torch; from ihdm_core.evaluation.digits import recognisability; "
-            "print(recognisability(torch.rand(4, 1, 28, 28))['n'])")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    env = dict(
+        os.environ,
+        IHDM_DATA=str(tmp_path / "data"),
+        IHDM_MODELS=str(tmp_path / "models"),
+        OMP_NUM_THREADS="1",
+    )
+    code = (
+        "import torch; from ihdm_core.evaluation.digits import recognisability; "
+        "print(recognisability(torch.rand(4, 1, 28, 28))['n'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "4"
     assert list((tmp_path / "data" / "classifiers").glob("*.pt"))

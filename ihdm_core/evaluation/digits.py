@@ -1,7 +1,8 @@
 """Digit recognisability: the share of samples a small CNN classifies with confidence >= 0.9.
 
 A small CNN trained on the 4,500 mnist5k training digits (shipped in ``models/evaluators/``,
-else trained on first use and cached under ``<data root>/classifiers/``) scores samples: the share classified with confidence >= 0.9.
+else trained on first use and cached under ``<data root>/classifiers/``) scores samples: the
+share classified with confidence >= 0.9.
 FID on 28 x 28 digits is noisy at small sample counts; this keeps the quick profile honest.
 """
 
@@ -144,7 +145,8 @@ def _train_classifier(epochs: int, seed: int, progress: bool) -> tuple[DigitCNN,
 
 
 def _identity(epochs: int, seed: int) -> dict:
-    return {"kind": "mnist5k digit CNN", "version": CLASSIFIER_VERSION, "epochs": epochs, "seed": seed}
+    return {"kind": "mnist5k digit CNN", "version": CLASSIFIER_VERSION, "epochs": epochs,
+            "seed": seed}
 
 
 def shipped_name(epochs: int = 10, seed: int = 0) -> str:
@@ -197,7 +199,7 @@ def digit_classifier(*, retrain: bool = False, epochs: int = 10, seed: int = 0, 
 
 
 def export_classifier(epochs: int = 10, seed: int = 0, folder=None):
-    """Ship the classifier of this identity (trained here unless cached) into ``models/evaluators/``."""
+    """Ship the classifier of this identity (trained here unless cached) into models/evaluators/."""
     from .evaluators import save_shipped
 
     path = data_root() / "classifiers" / f"mnist5k_cnn_v{CLASSIFIER_VERSION}_e{epochs}_s{seed}.pt"

@@ -51,8 +51,10 @@ def set_key(run, delta, sampler: dict) -> str:
             run._weights_digest = cache
         except AttributeError:  # a frozen run object: recompute next time (a few ms)
             pass
-    blob = json.dumps({"identity": run.cfg.identity(), "weights": cache[1], "delta": delta,
-                       "sampler": sampler}, sort_keys=True)
+    blob = json.dumps(
+        {"identity": run.cfg.identity(), "weights": cache[1], "delta": delta, "sampler": sampler},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
