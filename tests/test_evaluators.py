@@ -210,3 +210,35 @@ def test_scoring_a_sample_set_twice_draws_it_once(smoke_run, monkeypatch):
         next(changed.net.parameters()).view(-1)[0] += 1e-3
     assert key(same) == key(smoke_run) != key(changed)
     assert key(smoke_run) != samplesets.set_key(smoke_run, 0.0, evaluate._sampler(smoke_run))
+
+
+def test_real_scores_of_a_whole_split_use_its_cached_statistics(monkeypatch):
+    """The held-out split's FID, taken whole, comes from its (cached or shipped) statistics and
+    equals the FID of its features written out with scipy's matrix square root."""
+    import scipy.linalg
+
+    from ihdm_core.evaluation import quality
+
+    g = torch.Generator().manual_seed(0)
+    test = torch.randint(0, 256, (40, 1, 28, 28), generator=g, dtype=torch.uint8)
+    train = torch.randint(0, 256, (30, 1, 28, 28), generator=g, dtype=torch.uint8)
+
+    def pooled(images):  # a cheap stand-in for Inception features
+        return images.float().reshape(len(images), 4, -1).mean(-1).double().numpy() / 255
+
+    asked = []
+
+    def stats(ds, split, n, **kw):
+        asked.append((split, n))
+        return F.stats_from_features(pooled(test if split == "test" else train[:n]))
+
+    monkeypatch.setattr(quality, "load_dataset", lambda name, split: test)
+    monkeypatch.setattr(quality, "reference_stats", stats)
+    monkeypatch.setattr(quality, "inception_features", lambda *a, **kw: pytest.fail("recomputed"))
+    monkeypatch.setattr(quality, "recognisability", lambda *a, **kw: None)
+    got = quality.real_image_scores("mnist5k", n_fid=None, ref_n=25, classifier=object())
+    f1, f2 = pooled(test), pooled(train[:25])
+    m1, m2, s1, s2 = f1.mean(0), f2.mean(0), np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    want = ((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert got["fid"] == pytest.approx(want, rel=1e-6) and got["fid_n"] == 40
+    assert ("test", None) in asked and ("train", 25) in asked

@@ -32,7 +32,8 @@ from torch import Tensor
 from .inception import _fid_dir, _offline, feature_extractor, inception_features
 
 __all__ = ["FIDStats", "stats_from_features", "reference_stats", "frechet_distance",
-           "fid_from_features", "reference_features_name", "export_reference_features"]
+           "fid_from_features", "fid_between", "reference_features_name",
+           "export_reference_features"]
 
 @dataclass
 class FIDStats:
@@ -98,6 +99,13 @@ def fid_from_features(feats: np.ndarray, ref: FIDStats | np.ndarray) -> float:
     if gen.mu.shape != ref.mu.shape:
         raise ValueError(f"feature dims differ: {gen.mu.shape} vs {ref.mu.shape}")
     return _frechet(gen.mu, gen.factor, ref.mu, ref.factor)
+
+
+def fid_between(a: FIDStats, b: FIDStats) -> float:
+    """FID between two sets of statistics (e.g. a whole held-out split's and the reference's)."""
+    if a.mu.shape != b.mu.shape:
+        raise ValueError(f"feature dims differ: {a.mu.shape} vs {b.mu.shape}")
+    return _frechet(a.mu, a.factor, b.mu, b.factor)
 
 
 def _subset(n_total: int, n: int | None, seed: int) -> Tensor | None:
