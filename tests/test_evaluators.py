@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "evaluators"
 CLF = D.shipped_name()
 REF = F.reference_features_name("mnist5k", "train", 1000, 0)
+TEST = F.reference_features_name("mnist5k", "test", None, 0)
 
 
 @pytest.fixture
@@ -52,14 +53,14 @@ def models_copy(tmp_path, monkeypatch):
 def test_every_shipped_evaluator_file_matches_its_checksum_and_card():
     assert evaluators_dir() == SHIPPED
     results = verify_all()
-    assert {name for name, _ in results} == {CLF, REF}
+    assert {name for name, _ in results} == {CLF, REF, TEST}
     assert all(err is None for _, err in results), results
     card = (SHIPPED / "README.md").read_text()
-    for name in (CLF, REF):
+    for name in (CLF, REF, TEST):
         digest = (SHIPPED / (name + ".sha256")).read_text().split()[0]
         assert name in card and digest in card
     total = sum(p.stat().st_size for p in SHIPPED.iterdir())
-    assert total < 6e6, f"shipped evaluator files take {total / 1e6:.1f} MB"
+    assert total < 7e6, f"shipped evaluator files take {total / 1e6:.1f} MB"
 
 
 def test_shipped_classifier_loads_by_identity_without_training(empty_data):
@@ -120,6 +121,12 @@ def test_shipped_reference_features_are_those_of_the_reference_digits(empty_data
     f = feats.double().numpy()
     np.testing.assert_allclose(ref.mu, f.mean(0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ref.sigma, np.cov(f, rowvar=False), rtol=1e-9, atol=1e-12)
+    # The whole held-out split, likewise.
+    test = F.reference_stats("mnist5k", "test", None, progress=False)
+    assert test.n == 500 and test.meta["source"].startswith("shipped")
+    tfeats = read_shipped(TEST, F._reference_identity("mnist5k", "test", None, 0))[0]["features"]
+    here = I.inception_features(load_dataset("mnist5k", "test")[[3, 250]], batch_size=2)
+    np.testing.assert_allclose(tfeats[[3, 250]].double().numpy(), here, rtol=2e-3, atol=2e-3)
     # Other images than those the features were computed from are refused.
     F._SHIPPED_STATS.clear()
     monkeypatch.setattr(F, "_images_tensor", lambda imgs: torch.zeros(3, dtype=torch.uint8))
