@@ -204,6 +204,15 @@ def test_scoring_a_sample_set_twice_draws_it_once(smoke_run, monkeypatch):
     assert calls == [11]
     direct = torch.cat(list(real(smoke_run, 4, seed=11, batch_size=4, clamp=False)))
     torch.testing.assert_close(x4, direct, atol=1e-5, rtol=0)
+    # A larger set draws only the seeds the stored one lacks, and keeps the stored head exactly.
+    evaluate._memo.clear()
+    before = samplesets.draws["count"]
+    x9 = evaluate.draw_samples(smoke_run, 9, seed=11, clamp=False)
+    assert calls == [11] and samplesets.draws["count"] == before + 1
+    x6 = samplesets.load_set(smoke_run, next(iter(stored)).name.split("_")[0], 11, 6)
+    assert torch.equal(x9[:6], x6)
+    direct = torch.cat(list(real(smoke_run, 9, seed=11, batch_size=9, clamp=False)))
+    torch.testing.assert_close(x9, direct, atol=1e-5, rtol=0)
     # Other weights under the same run folder (a retrain) name another set; a copy does not.
     import copy
     import dataclasses

@@ -51,8 +51,9 @@ def real_image_scores(dataset: str, *, n_fid: int | None = None, seed: int = 0, 
     n = len(images) if n_fid is None else min(n_fid, len(images))
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     t0 = time.perf_counter()
-    if n == len(images):  # the whole split: its statistics are cached, or shipped, like a reference's
-        out["fid"] = fid_between(reference_stats(dataset, "test", None, device=device, progress=False), ref)
+    if n == len(images):  # the whole split: statistics cached (or shipped) like a reference's
+        whole = reference_stats(dataset, "test", None, device=device, progress=False)
+        out["fid"] = fid_between(whole, ref)
     else:
         out["fid"] = fid_from_features(inception_features(images[idx], n, device=device), ref)
     out.update(fid_n=n, fid_seconds=time.perf_counter() - t0, reference=ref)

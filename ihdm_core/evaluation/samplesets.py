@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["MAX_STORED_ELEMENTS", "set_key", "samples_dir", "load_set", "store_set", "draws"]
+__all__ = ["MAX_STORED_ELEMENTS", "set_key", "samples_dir", "load_set", "largest_below", "store_set",
+           "draws"]
 
 # Paper-scale sets (50,000 CIFAR-10 images) are streamed, not stored.
 MAX_STORED_ELEMENTS = 20_000_000
@@ -82,6 +83,25 @@ def load_set(run, key: str, seed: int, n: int) -> torch.Tensor | None:
                 continue
             if x.shape[0] == m:
                 return x[:n].clone()
+    return None
+
+
+def largest_below(run, key: str, seed: int, n: int) -> torch.Tensor | None:
+    """The largest stored set of ``key`` and ``seed`` with fewer than ``n`` samples, or None: the
+    head of the set of ``n``, whose tail then needs only the remaining seeds."""
+    folder = samples_dir(run)
+    if not folder.exists():
+        return None
+    pattern = re.compile(rf"{re.escape(key)}_seed{seed}_n(\d+)\.pt")
+    sizes = sorted((int(m.group(1)) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))),
+                   reverse=True)
+    for m in (m for m in sizes if m < n):
+        try:
+            x = torch.load(folder / _name(key, seed, m), map_location="cpu", weights_only=True)
+        except Exception:  # a torn write from a killed process
+            continue
+        if x.shape[0] == m:
+            return x
     return None
 
 
