@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["MAX_STORED_ELEMENTS", "set_key", "samples_dir", "load_set", "largest_below", "store_set",
-           "draws"]
+__all__ = ["MAX_STORED_ELEMENTS", "set_key", "samples_dir", "load_set", "largest_below",
+           "store_set", "draws"]
 
 # Paper-scale sets (50,000 CIFAR-10 images) are streamed, not stored.
 MAX_STORED_ELEMENTS = 20_000_000
