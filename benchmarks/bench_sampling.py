@@ -41,9 +41,9 @@ def _setup(preset: str, smoke: bool):
     cfg = get_preset(preset)
     if smoke:
         cfg = (
-            cfg.replace(process={"K": 4})
+            cfg.replace(process={"K": 2})
             if cfg.process.kind == "ihdm"
-            else cfg.replace(process={"K": 8})
+            else cfg.replace(process={"K": 4})
         )
     torch.manual_seed(0)
     net = build_model(cfg).eval().requires_grad_(False)
@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     if args.smoke:
-        args.presets, args.n, args.rounds, args.batches = ["mnist-smoke"], 4, 1, [2, 4]
+        args.presets, args.n, args.rounds, args.batches = ["mnist-smoke"], 2, 1, [1, 2]
         args.threads, args.no_processes = [1, 2], False
     print(
         f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s) by default, n {args.n}, "

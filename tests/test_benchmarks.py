@@ -33,11 +33,12 @@ def test_bench_release_rejects_a_folder_that_is_not_the_release(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two threads on a loaded 2-core machine can take minutes even here
 def test_bench_sampling_smoke_runs_every_variant():
-    out = _run("benchmarks/bench_sampling.py", "--smoke")
+    out = _run("benchmarks/bench_sampling.py", "--smoke", timeout=1700)
     for variant in (
-        "1 thread(s), batch 2 |",
-        "2 thread(s), batch 4 |",
+        "1 thread(s), batch 1 |",
+        "2 thread(s), batch 2 |",
         "inference_mode",
         "channels_last",
         "2 procs x 1 thread",
