@@ -179,8 +179,10 @@ def test_fid_is_zero_against_itself_and_grows_with_blur_and_noise(data_root, dig
 
 # --- recognisability ---------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_digit_classifier_accuracy_and_recognisability(data_root):
+def test_digit_classifier_accuracy_and_recognisability(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("IHDM_MODELS", str(tmp_path / "no-models"))  # train it, not the shipped one
     net, meta = D.digit_classifier()
+    assert meta["source"] == "trained"
     assert meta["test_accuracy"] >= 0.95, meta  # 500 held-out digits, 11-way argmax
     again, _ = D.digit_classifier()
     assert again is net  # cached in memory; on disk under the data root

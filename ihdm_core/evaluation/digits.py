@@ -1,7 +1,8 @@
 """Digit recognisability: the share of samples a small CNN classifies with confidence >= 0.9.
 
-A small CNN trained on the 4,500 mnist5k training digits (cached under
-``<data root>/classifiers/``) scores samples: the share classified with confidence >= 0.9.
+A small CNN trained on the 4,500 mnist5k training digits (shipped in ``models/evaluators/``,
+else trained on first use and cached under ``<data root>/classifiers/``) scores samples: the
+share classified with confidence >= 0.9.
 FID on 28 x 28 digits is noisy at small sample counts; this keeps the quick profile honest.
 """
 
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from ..training.config import data_root
 
-__all__ = ["DigitCNN", "digit_classifier", "recognisability"]
+__all__ = ["DigitCNN", "digit_classifier", "recognisability", "shipped_name", "export_classifier"]
 
 class DigitCNN(nn.Module):
     """Two small conv blocks and a head; classes 0-9 and 10 = not a digit."""
@@ -143,29 +144,74 @@ def _train_classifier(epochs: int, seed: int, progress: bool) -> tuple[DigitCNN,
     return net, meta
 
 
+def _identity(epochs: int, seed: int) -> dict:
+    return {"kind": "mnist5k digit CNN", "version": CLASSIFIER_VERSION, "epochs": epochs,
+            "seed": seed}
+
+
+def shipped_name(epochs: int = 10, seed: int = 0) -> str:
+    """The file name of a classifier in ``models/evaluators/``: its identity."""
+    return f"mnist5k_cnn_v{CLASSIFIER_VERSION}_e{epochs}_s{seed}.safetensors"
+
+
+def _load_shipped(epochs: int, seed: int):
+    from .evaluators import read_shipped
+
+    found = read_shipped(shipped_name(epochs, seed), _identity(epochs, seed))
+    if found is None:
+        return None
+    state, meta = found
+    net = DigitCNN()
+    net.load_state_dict(state)
+    return net, dict(json.loads(meta["meta"]), source="shipped")
+
+
 def digit_classifier(*, retrain: bool = False, epochs: int = 10, seed: int = 0, progress: bool = False):
-    """The cached mnist5k digit CNN (trained on first use, ~10 s on one core). Returns (net, meta)."""
+    """The mnist5k digit CNN and its metadata (net, meta).
+
+    The shipped one (``models/evaluators/``, checked against its SHA-256) when it exists, else
+    the one cached under ``<data root>/classifiers/``, else trained here (~10 s on one core) and
+    cached. ``retrain=True`` trains anew into the data cache, leaving the shipped file alone."""
     path = data_root() / "classifiers" / f"mnist5k_cnn_v{CLASSIFIER_VERSION}_e{epochs}_s{seed}.pt"
-    key = str(path)
-    if not retrain and key in _CLASSIFIERS and path.exists():
+    key = (str(path), epochs, seed)
+    if not retrain and key in _CLASSIFIERS:
         return _CLASSIFIERS[key]
-    if path.exists() and not retrain:
+    found = None if retrain else _load_shipped(epochs, seed)
+    if found is not None:
+        net, meta = found
+    elif path.exists() and not retrain:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         net = DigitCNN()
         net.load_state_dict(blob["state_dict"])
-        meta = json.loads(blob["meta"])
+        meta = dict(json.loads(blob["meta"]), source="cached")
     else:
-        net, meta = _train_classifier(epochs, seed, progress)
+        # Callers may hold torch.no_grad() or inference_mode(); training needs gradients.
+        with torch.inference_mode(False), torch.enable_grad():
+            net, meta = _train_classifier(epochs, seed, progress)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         torch.save({"state_dict": net.state_dict(), "meta": json.dumps(meta)}, tmp)
         os.replace(tmp, path)
+        meta = dict(meta, source="trained")
     net.eval().requires_grad_(False)
     _CLASSIFIERS[key] = (net, meta)
     return net, meta
 
 
-@torch.no_grad()
+def export_classifier(epochs: int = 10, seed: int = 0, folder=None):
+    """Ship the classifier of this identity (trained here unless cached) into models/evaluators/."""
+    from .evaluators import save_shipped
+
+    path = data_root() / "classifiers" / f"mnist5k_cnn_v{CLASSIFIER_VERSION}_e{epochs}_s{seed}.pt"
+    if path.exists():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        state, meta = blob["state_dict"], json.loads(blob["meta"])
+    else:
+        net, meta = digit_classifier(retrain=True, epochs=epochs, seed=seed)
+        state, meta = net.state_dict(), {k: v for k, v in meta.items() if k != "source"}
+    return save_shipped(shipped_name(epochs, seed), state, _identity(epochs, seed), meta, folder)
+
+
 def recognisability(images: Tensor, *, threshold: float = 0.9, classifier=None, batch_size: int = 500) -> dict:
     """How recognisable generated digits are to a CNN trained on real MNIST digits.
 
@@ -178,9 +224,10 @@ def recognisability(images: Tensor, *, threshold: float = 0.9, classifier=None, 
 
     if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28):
         raise ValueError(f"recognisability needs (N, 1, 28, 28) digits, got {tuple(images.shape)}")
+    # Built before no_grad: on first use the classifier is trained, which needs gradients.
     net, meta = classifier if classifier is not None else digit_classifier()
     probs = []
-    with _one_thread():
+    with torch.no_grad(), _one_thread():
         for start in range(0, len(images), batch_size):
             probs.append(torch.softmax(net(to_float(images[start:start + batch_size]).float().cpu()), dim=1))
     p = torch.cat(probs)

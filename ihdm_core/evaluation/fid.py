@@ -31,7 +31,9 @@ from torch import Tensor
 
 from .inception import _fid_dir, _offline, feature_extractor, inception_features
 
-__all__ = ["FIDStats", "stats_from_features", "reference_stats", "frechet_distance", "fid_from_features"]
+__all__ = ["FIDStats", "stats_from_features", "reference_stats", "frechet_distance",
+           "fid_from_features", "fid_between", "reference_features_name",
+           "export_reference_features"]
 
 @dataclass
 class FIDStats:
@@ -99,26 +101,48 @@ def fid_from_features(feats: np.ndarray, ref: FIDStats | np.ndarray) -> float:
     return _frechet(gen.mu, gen.factor, ref.mu, ref.factor)
 
 
+def fid_between(a: FIDStats, b: FIDStats) -> float:
+    """FID between two sets of statistics (e.g. a whole held-out split's and the reference's)."""
+    if a.mu.shape != b.mu.shape:
+        raise ValueError(f"feature dims differ: {a.mu.shape} vs {b.mu.shape}")
+    return _frechet(a.mu, a.factor, b.mu, b.factor)
+
+
 def _subset(n_total: int, n: int | None, seed: int) -> Tensor | None:
     if n is None or n >= n_total:
         return None
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
+def _reference_images(dataset: str, split: str, n: int | None, seed: int):
+    """(the reference images, the subset's indices or None for the whole split)."""
+    from ..training.data import load_dataset
+
+    images = load_dataset(dataset, split=split)
+    idx = _subset(len(images), n, seed)
+    if idx is not None and isinstance(images, Tensor):
+        images = images[idx]
+    elif idx is not None:
+        images = torch.utils.data.Subset(images, idx.tolist())
+    return images, idx
+
+
 def reference_stats(dataset: str, split: str = "train", n: int | None = None, *, seed: int = 0,
                     device="cpu", batch_size: int = 50, allow_download: bool | None = None,
                     progress: bool = True) -> FIDStats:
-    """FID reference statistics of a data set, cached under ``<data root>/fid/stats/``.
+    """FID reference statistics of a data set, cached under ``<data root>/fid/stats/``, or from
+    the reference features shipped in ``models/evaluators/`` when they exist for this set.
 
     ``n``: use a seeded random subset of n images (mnist5k is stored class by class, so a
     prefix would not do). CIFAR-10 with the whole split uses clean-fid's published statistics
     when they can be downloaded (as the paper did); everything else is computed here.
     """
-    from ..training.data import load_dataset
-
     allow_download = (not _offline()) if allow_download is None else allow_download
     tag = "all" if n is None else f"n{n}-seed{seed}"
     path = _fid_dir() / "stats" / f"{dataset}_clean_{split}_{tag}.npz"
+    # Shipped features first, so every checkout scores against the same reference.
+    if reference_features_name(dataset, split, n, seed) in _evaluator_names():
+        return _shipped_reference(dataset, split, n, seed)
     if path.exists():
         return FIDStats.load(path)
     if dataset == "cifar10" and n is None and allow_download:
@@ -134,10 +158,7 @@ def reference_stats(dataset: str, split: str = "train", n: int | None = None, *,
         except Exception as err:  # offline or not published: fall back to computing them here
             print(f"[ihdm] clean-fid's published CIFAR-10 statistics unavailable ({type(err).__name__}); "
                   f"computing custom statistics", file=sys.stderr)
-    images = load_dataset(dataset, split=split)
-    idx = _subset(len(images), n, seed)
-    if idx is not None:
-        images = images[idx] if isinstance(images, Tensor) else torch.utils.data.Subset(images, idx.tolist())
+    images, idx = _reference_images(dataset, split, n, seed)
     extractor = feature_extractor(device)
     t0 = time.perf_counter()
     feats = inception_features(images, batch_size=batch_size, device=device, extractor=extractor, progress=progress)
@@ -149,4 +170,96 @@ def reference_stats(dataset: str, split: str = "train", n: int | None = None, *,
     return stats
 
 
-# --- recognisability ----------------------------------------------------------------------------------
+# --- shipped reference features --------------------------------------------------------------
+
+def reference_features_name(dataset: str, split: str, n: int | None, seed: int) -> str:
+    """The file name of shipped reference features in ``models/evaluators/``: their identity."""
+    tag = "all" if n is None else f"n{n}-seed{seed}"
+    return f"fid_ref_{dataset}_clean_{split}_{tag}.safetensors"
+
+
+def _reference_identity(dataset: str, split: str, n: int | None, seed: int) -> dict:
+    return {"kind": "clean-fid InceptionV3 pool features", "dataset": dataset, "split": split,
+            "n": n, "subset_seed": None if n is None else seed}
+
+
+def _subset_text(n, seed) -> str:
+    return "all" if n is None else f"{n} random, seed {seed}"
+
+
+def _images_tensor(images) -> Tensor:
+    if isinstance(images, Tensor):
+        return images
+    return torch.stack([images[i] for i in range(len(images))])
+
+
+def _evaluator_names() -> set:
+    from .evaluators import evaluators_dir
+
+    folder = evaluators_dir()
+    if folder is None or not folder.exists():
+        return set()
+    return {p.name for p in folder.glob("*.safetensors")}
+
+
+_SHIPPED_STATS: dict = {}
+
+
+def _shipped_reference(dataset, split, n, seed) -> FIDStats | None:
+    """Statistics from the shipped features of this reference set, checked to belong to exactly
+    these images (the features were computed from them; another version of the data set would
+    not match)."""
+    from .evaluators import read_shipped, tensor_sha256
+    from ..training.shipped import ShippedModelError
+
+    name = reference_features_name(dataset, split, n, seed)
+    from .evaluators import shipped_file
+
+    path = shipped_file(name)  # checks the SHA-256 on every call: a changed byte is an error
+    if path is not None and (str(path), name) in _SHIPPED_STATS:
+        return _SHIPPED_STATS[str(path), name]
+    found = read_shipped(name, _reference_identity(dataset, split, n, seed))
+    if found is None:
+        return None
+    tensors, meta = found
+    info = json.loads(meta["meta"])
+    digest = tensor_sha256(_images_tensor(_reference_images(dataset, split, n, seed)[0]))
+    if digest != info["images_sha256"]:
+        raise ShippedModelError(
+            f"{name} was computed from other {dataset} {split} images than the local ones "
+            f"(SHA-256 {digest[:16]}... != {info['images_sha256'][:16]}...)")
+    stats = stats_from_features(tensors["features"].double().numpy(), dict(
+        info, reference=f"custom {dataset} {split} ({_subset_text(n, seed)})",
+        source=f"shipped {name} ({tensors['features'].dtype})"))
+    _SHIPPED_STATS[str(path), name] = stats
+    return stats
+
+
+def export_reference_features(dataset: str, split: str = "train", n: int | None = 1000, *,
+                              seed: int = 0, dtype=torch.float16, device="cpu", folder=None):
+    """Compute the reference set's InceptionV3 features and ship them into ``models/evaluators/``.
+
+    float16 halves the size (1,000 digits: 4 MB); the statistics are computed from the stored
+    values in float64, so every checkout scores against the same reference."""
+    from .evaluators import save_shipped, tensor_sha256
+
+    images, idx = _reference_images(dataset, split, n, seed)
+    tag = "all" if n is None else f"n{n}-seed{seed}"
+    cached = _fid_dir() / "stats" / f"{dataset}_clean_{split}_{tag}.npz"
+    if cached.exists() and FIDStats.load(cached).factor.shape[0] == FIDStats.load(cached).n:
+        # The cached factor of n <= 2048 features is the centred features / sqrt(n - 1).
+        stats = FIDStats.load(cached)
+        feats = stats.factor * math.sqrt(stats.n - 1) + stats.mu
+        provenance, seconds = stats.meta.get("inception"), stats.meta.get("time_s")
+    else:
+        extractor = feature_extractor(device)
+        t0 = time.perf_counter()
+        feats = inception_features(images, batch_size=50, device=device, extractor=extractor)
+        provenance, seconds = extractor.provenance, time.perf_counter() - t0
+    info = {"dataset": dataset, "split": split, "subset_seed": None if idx is None else seed,
+            "inception": provenance, "time_s": seconds, "mode": "clean",
+            "images_sha256": tensor_sha256(_images_tensor(images)), "dtype": str(dtype)}
+    return save_shipped(reference_features_name(dataset, split, n, seed),
+                        {"features": torch.from_numpy(np.asarray(feats)).to(dtype)},
+                        _reference_identity(dataset, split, n, seed), info, folder)
+

@@ -101,14 +101,38 @@ _memo: dict = {}
 
 def draw_samples(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
                  clock: _Clock | None = None, clamp: bool = True) -> torch.Tensor:
-    """``n`` samples from :func:`sample_stream` (same seed, same samples), memoised; in [0, 1],
-    or as the chains ended (``clamp=False``, to see how far a chain left the data range)."""
+    """``n`` samples from :func:`sample_stream` (same seed, same samples), memoised and shared on
+    disk (:mod:`~ihdm_core.evaluation.samplesets`); in [0, 1], or as the chains ended
+    (``clamp=False``, to see how far a chain left the data range)."""
+    from . import samplesets
+
     key = (str(run.run_dir), run.step, run.cfg.identity(), n, _delta(run, delta), seed, batch_size,
            json.dumps(_sampler(run)))
     if _memo.get("key") == key:
         return _memo["x01" if clamp else "x"]
-    x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock,
-                                     clamp=False)))
+    # Shared with other chapters (processes) through <run dir>/samples/: drawn once per set.
+    set_key = samplesets.set_key(run, _delta(run, delta), _sampler(run))
+    x = samplesets.load_set(run, set_key, seed, n)
+    drawn = x is None
+    head = samplesets.largest_below(run, set_key, seed, n) if drawn else None
+    if drawn and head is not None:
+        # Seed i's sample does not depend on the others': draw only the seeds the head lacks.
+        from ..training.generate import iter_sample_seeds, seed_range
+
+        t0 = time.perf_counter()
+        images = load_dataset(run.cfg.data) if run.process.data_prior else None
+        tail = [t for _, t in iter_sample_seeds(run, list(seed_range(seed, n))[len(head):],
+                                                batch_size=batch_size, delta=delta, images=images,
+                                                clamp=False)]
+        x = torch.cat([head, *tail])
+        if clock is not None:
+            clock.seconds += time.perf_counter() - t0
+    elif drawn:
+        x = torch.cat(list(sample_stream(run, n, delta=delta, seed=seed, batch_size=batch_size,
+                                         clock=clock, clamp=False)))
+    if drawn:
+        samplesets.draws["count"] += 1
+        samplesets.store_set(run, set_key, seed, x)
     x01 = x.clamp(0, 1)
     if x.numel() <= _MEMO_ELEMENTS:
         _memo.update(key=key, x=x, x01=x01)
