@@ -51,7 +51,8 @@ from ihdm_core.book.figures import savefig, show_images
 from ihdm_core.book.photos import photograph
 from ihdm_core.book.profiles import start
 from ihdm_core.model.spectra import dct_power, heat_psd, radial_average, share_above
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.training.data import load_dataset
+from ihdm_core.model.images import to_float
 
 P = start(profile)
 cfg = P.config("ihdm")

@@ -38,14 +38,14 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core import heat_forward, heat_times
+from ihdm_core import heat_forward, heat_times, to_float
 from ihdm_core.book.figures import plot_power_law, save_table, savefig, show_images
 from ihdm_core.book.photos import PHOTOS, load_photo, photograph
 from ihdm_core.book.profiles import start
 from ihdm_core.model.diffusion import linear_alpha_bars
 from ihdm_core.model.spectra import (dct_power, diffusion_psd, fit_power_law, heat_psd, psd_z_scores, radial_average,
                                      radial_index, radial_psd)
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.training.data import load_dataset
 
 P = start(profile)
 cfg = P.config("ihdm")

@@ -56,16 +56,18 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import get_preset, kde_prior_sample
-from ihdm_core.book import plots
-from ihdm_core.book.animate import Recorder, frame_levels, save_animation, show_animation
+from ihdm_core.book import sampling_plots as plots
+from ihdm_core.book.animate import frame_levels, save_animation, show_animation
 from ihdm_core.book.figures import describe_config, save_table, savefig, show_images
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.dynamics import branch_spread, loss_curve, loss_per_level, smoothed
 from ihdm_core.evaluation.quality import real_image_scores
 from ihdm_core.evaluation.scores import draw_samples, score
-from ihdm_core.model.sampling import sample
-from ihdm_core.training.data import load_dataset, to_float
-from ihdm_core.training.train import ensure_trained, training_seconds
+from ihdm_core.model.sampling import Recorder, sample
+from ihdm_core.training.data import load_dataset
+from ihdm_core.model.images import to_float
+from ihdm_core.training.train import ensure_trained
+from ihdm_core.training.log import training_seconds
 
 P = start(profile)
 cfg = P.config("ihdm")

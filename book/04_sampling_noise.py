@@ -41,7 +41,7 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import draw_noise, kde_prior_sample
-from ihdm_core.book import plots
+from ihdm_core.book import sampling_plots as plots
 from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.digits import digit_classifier, recognisability
@@ -53,8 +53,10 @@ from ihdm_core.model.likelihood import (bin_centres, elbo_against_delta, elbo_op
 from ihdm_core.model.prior import kde_centres
 from ihdm_core.model.sampling import sample
 from ihdm_core.model.spectra import inverse_step_gain
-from ihdm_core.training.data import load_dataset, to_float
-from ihdm_core.training.train import ensure_trained, training_seconds
+from ihdm_core.training.data import load_dataset
+from ihdm_core.model.images import to_float
+from ihdm_core.training.train import ensure_trained
+from ihdm_core.training.log import training_seconds
 
 P = start(profile)
 cfg = P.config("ihdm")

@@ -48,7 +48,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core.book import plots
+from ihdm_core.book import sampling_plots as plots
 from ihdm_core.book.animate import save_animation, show_animation
 from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start

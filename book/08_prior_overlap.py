@@ -46,7 +46,8 @@ from ihdm_core.model.heat import heat_forward
 from ihdm_core.model.likelihood import bin_centres
 from ihdm_core.model.prior import kde_prior_sample
 from ihdm_core.model.sampling import sample
-from ihdm_core.training.data import load_dataset, to_float
+from ihdm_core.training.data import load_dataset
+from ihdm_core.model.images import to_float
 from ihdm_core.training.train import ensure_trained
 
 P = start(profile)

@@ -46,9 +46,8 @@ from ihdm_core.book.figures import save_table, savefig
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.scores import (draw_samples, high_frequency_trace, min_step_ratio, option_rows, step_sweep,
                                        sweep_rows)
-from ihdm_core.training.config import get_preset
-from ihdm_core.training.data import load_dataset, to_float
-from ihdm_core.training.train import ensure_trained, is_available, training_seconds
+from ihdm_core import ensure_trained, get_preset, is_available, to_float, training_seconds
+from ihdm_core.training.data import load_dataset
 
 P = start(profile)
 cfgs = {name: P.config(role) for name, role in {"IHDM": "ihdm", "DDPM": "ddpm", "Blurring Diffusion": "blurring"}.items()}

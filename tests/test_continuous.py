@@ -11,7 +11,7 @@ import scipy.fft
 import torch
 
 from ihdm_core import get_preset
-from ihdm_core.training.config import PRESETS
+from ihdm_core.training.presets import PRESETS
 from ihdm_core.model.diffusion import (TIME_SCALE, BlurringDiffusion, DDPM, dct_range, time_grid)
 from ihdm_core.model.heat import dct2, idct2
 from ihdm_core.model.losses import denoising_loss

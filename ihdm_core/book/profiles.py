@@ -13,14 +13,15 @@ same code at every scale:
 * ``gpu``    about one hour on one H100-class GPU (UNMEASURED): the real 60,000 MNIST digits
   and base-64 U-Nets trained 30k steps; results still small-scale next to the paper's.
 * ``paper``  Tables 1-2 of the paper on a GPU with the real data sets. Trained checkpoints can
-  be dropped in: put them where ``ihdm_core.training.train.run_dir_for(cfg)`` points and they are used.
+  be dropped in: put them where ``ihdm_core.training.paths.run_dir_for(cfg)`` points and they are used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..training.config import Config, get_preset
+from ..training.config import Config
+from ..training.presets import get_preset, sigma0
 
 __all__ = ["Profile", "PROFILES", "get_profile", "profile_names", "start"]
 
@@ -84,9 +85,7 @@ class Profile:
         """The config of one of the profile's models: role is 'ihdm', 'ddpm', 'blurring',
         'colour' or 'sigma0' (the main IHDM model trained with sigma = 0)."""
         if role == "sigma0":
-            cfg = get_preset(self.ihdm)
-            steps = self.sigma0_steps or cfg.train.steps
-            cfg = cfg.replace(name=f"{cfg.name}-sigma0", process={"sigma": 0.0}, train={"steps": steps})
+            cfg = sigma0(get_preset(self.ihdm), self.sigma0_steps)
         elif role == "colour":
             cfg = get_preset(self.colour, **self.colour_overrides)
             if self.colour_overrides:

@@ -18,7 +18,8 @@ import torch
 from ..training.build import build_model
 from ..training.checkpoints import load_checkpoint, snapshots
 from ..training.config import from_dict
-from ..training.train import Run, read_metrics, sampling_process
+from ..training.log import read_metrics
+from ..training.runs import Run, sampling_process
 from .scores import score
 
 __all__ = ["snapshot_steps", "snapshot_run", "curve_point", "learning_curve", "binomial_se", "committed_curve",
@@ -133,9 +134,9 @@ def extrapolate(images: list[float], quality: list[float], target: float, *, las
 def committed_curve(run_name: str, root: Path | None = None) -> dict | None:
     """The learning curve committed for a run (``models/curves/<run>.json``, written by
     ``scripts/learning_curve.py``), or None: {"run", "steps_per_cpu_second", "threads", "rows"}."""
-    from ..training.config import _project_root
+    from ..training.paths import project_root
 
-    base = root if root is not None else (_project_root() or Path(".")) / "models" / "curves"
+    base = root if root is not None else (project_root() or Path(".")) / "models" / "curves"
     path = Path(base) / f"{run_name}.json"
     if not path.exists():
         return None

@@ -17,7 +17,7 @@ import time
 import torch
 from torch import Tensor, nn
 
-from ..training.config import data_root
+from ..training.paths import data_root
 
 __all__ = ["DigitCNN", "digit_classifier", "recognisability"]
 
@@ -104,7 +104,8 @@ def _non_digits(x: Tensor, g: torch.Generator) -> Tensor:
 
 
 def _train_classifier(epochs: int, seed: int, progress: bool) -> tuple[DigitCNN, dict]:
-    from ..training.data import load_dataset, load_labels, to_float
+    from ..model.images import to_float
+    from ..training.data import load_dataset, load_labels
 
     x, y = to_float(load_dataset("mnist5k", "train")), load_labels("mnist5k", "train")
     xt, yt = to_float(load_dataset("mnist5k", "test")), load_labels("mnist5k", "test")
@@ -174,7 +175,7 @@ def recognisability(images: Tensor, *, threshold: float = 0.9, classifier=None, 
     (argmax counts for 0..9), not_digit (count whose argmax is the 'not a digit' class) and n.
     ``images``: (N, 1, 28, 28) uint8 or [0, 1] float.
     """
-    from ..training.data import to_float
+    from ..model.images import to_float
 
     if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28):
         raise ValueError(f"recognisability needs (N, 1, 28, 28) digits, got {tuple(images.shape)}")

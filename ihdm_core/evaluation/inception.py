@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..training.config import data_root
+from ..training.paths import data_root
 
 __all__ = ["CLEANFID_INCEPTION", "InceptionUnavailable", "inception_file", "build_offline_inception", "verify_inception",
            "feature_extractor", "inception_features", "to_cleanfid_images"]
