@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from ihdm_core.book import explore as E
     from ihdm_core.book import explore_widgets as ui
     from ihdm_core.book.photos import photograph
-    from ihdm_core.training.data import to_float
+    from ihdm_core.model.images import to_float
 
     rows = []
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from ihdm_core import get_preset  # noqa: E402
 from ihdm_core.model.sampling import sample  # noqa: E402
 from ihdm_core.training.build import build_process  # noqa: E402
-from ihdm_core.training.train import _construct, _optimiser_step  # noqa: E402
+from ihdm_core.training.step import construct, optimiser_step  # noqa: E402
 
 NO_CHECKOUT = (
     "bench_release: skipped, no checkout of the 2023 release given. Clone it with\n"
@@ -162,13 +162,13 @@ def make_release_step(rel, rcfg, device):
 
 def make_our_step(cfg, device):
     process = build_process(cfg, device)
-    state = _construct(cfg, device)
+    state = construct(cfg, device)
     gen = torch.Generator(device=device).manual_seed(0)
     counter = iter(range(10**9))
     state.net.train()
 
     def step(x0):
-        return _optimiser_step(cfg, state, state.net, None, process, x0, next(counter), gen)[
+        return optimiser_step(cfg, state, state.net, None, process, x0, next(counter), gen)[
             1
         ].detach()
 

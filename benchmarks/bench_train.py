@@ -23,7 +23,8 @@ import torch
 from ihdm_core import get_preset
 from ihdm_core.training.build import build_model, build_process
 from ihdm_core.model.sampling import sample
-from ihdm_core.training.train import read_metrics, train
+from ihdm_core.training.log import read_metrics
+from ihdm_core.training.train import train
 
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense tensor-core peaks
 

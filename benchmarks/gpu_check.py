@@ -8,7 +8,7 @@ Parts, each with a share of --budget-s, each catching its own errors (the report
 one-line error and the check goes on):
 
 (a) training speed of the ``cifar10`` and ``mnist`` presets with the step of ihdm_core.training.train
-    (its own _optimiser_step: loss, backward, clipping, Adam, EMA) in fp32 eager; bf16 autocast + channels_last
+    (its own optimiser_step: loss, backward, clipping, Adam, EMA) in fp32 eager; bf16 autocast + channels_last
     + fused Adam; and that plus torch.compile (compile time separately). steps/s, model TFLOP/s
     from torch.utils.flop_counter, the fraction of the GPU's dense bf16 peak, peak memory and, on
     CUDA, host syncs per step (torch.cuda.set_sync_debug_mode).
@@ -48,7 +48,7 @@ from ihdm_core import get_preset  # noqa: E402
 from ihdm_core.model.heat import HeatDissipation  # noqa: E402
 from ihdm_core.training.build import build_model, build_process  # noqa: E402
 from ihdm_core.model.sampling import sample  # noqa: E402
-from ihdm_core.training.train import _construct, _optimiser_step  # noqa: E402
+from ihdm_core.training.step import construct, optimiser_step  # noqa: E402
 from ihdm_core.model.unet import Autocast  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets. Matched
@@ -152,14 +152,14 @@ TRAIN_MODES = {
 
 
 def make_train_step(cfg, device, mode: dict, tiny: bool):
-    """The training step of ihdm_core.training.train itself (its ``_construct`` and ``_optimiser_step``:
+    """The training step of ihdm_core.training.train itself (its ``construct`` and ``optimiser_step``:
     flip, learning rate, loss, backward, clipping, Adam, EMA) for ``cfg`` on ``device`` in ``mode``;
     returns (step(x0) -> detached loss, info). No host sync inside: the loss stays on the device.
     As in training, autocast and fused Adam apply on CUDA only; on a CPU every mode runs in fp32."""
     cfg = cfg.replace(train={"amp": "bf16" if mode["amp"] is torch.bfloat16 else "none",
                              "channels_last": mode["channels_last"], "fused_adam": mode["fused"]})
     process = build_process(cfg, device)
-    state = _construct(cfg, device)
+    state = construct(cfg, device)
     model = Autocast(state.net, state.amp_dtype)
     info = {"backend": None}
     if mode["compile"]:
@@ -168,7 +168,7 @@ def make_train_step(cfg, device, mode: dict, tiny: bool):
     steps = itertools.count()
 
     def step(x0):
-        _, loss = _optimiser_step(cfg, state, model, None, process, x0, next(steps), gen)
+        _, loss = optimiser_step(cfg, state, model, None, process, x0, next(steps), gen)
         return loss.detach()
 
     return step, info

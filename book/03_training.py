@@ -60,18 +60,16 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core import get_preset, kde_prior_sample
-from ihdm_core.book import plots
+from ihdm_core import ensure_trained, get_preset, kde_prior_sample, to_float, training_seconds
+from ihdm_core.book import sampling_plots as plots
 from ihdm_core.book.animate import frame_levels, show_animation
 from ihdm_core.book.figures import describe_config, show_images
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.dynamics import branch_spread, loss_curve, loss_per_level, smoothed
 from ihdm_core.evaluation.quality import real_image_scores
 from ihdm_core.evaluation.scores import draw_samples, score
-from ihdm_core.model.images import to_float
 from ihdm_core.model.sampling import Recorder, sample
 from ihdm_core.training.data import load_dataset
-from ihdm_core.training.train import ensure_trained, training_seconds
 
 # %%
 P = start(profile)

@@ -42,7 +42,7 @@ import torch
 from IPython.display import Markdown, display
 
 from ihdm_core import kde_prior_sample
-from ihdm_core.book import plots
+from ihdm_core.book import sampling_plots as plots
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.digits import digit_classifier, recognisability
 from ihdm_core.evaluation.dynamics import loss_curve, noise_gain, smoothed, states_at
@@ -58,7 +58,7 @@ from ihdm_core.model.sampling import sample
 from ihdm_core.model.spectra import inverse_step_gain
 from ihdm_core.model.images import to_float
 from ihdm_core.training.data import load_dataset
-from ihdm_core.training.train import ensure_trained, training_seconds
+from ihdm_core import ensure_trained, training_seconds
 
 # %%
 P = start(profile)

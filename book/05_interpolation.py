@@ -53,7 +53,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from ihdm_core.book import plots
+from ihdm_core.book import sampling_plots as plots
 from ihdm_core.book.animate import show_animation
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation.dynamics import path_norms, smoothness

@@ -69,7 +69,8 @@ from ihdm_core.book import plots
 from ihdm_core.book.profiles import start
 from ihdm_core.evaluation import probes
 from ihdm_core.training.data import load_dataset
-from ihdm_core.training.train import ensure_trained, is_available, load_run
+from ihdm_core.training.train import ensure_trained
+from ihdm_core.training.runs import is_available, load_run
 
 # %%
 P = start(profile)

@@ -49,10 +49,9 @@ from ihdm_core.book.profiles import start
 from ihdm_core.book.comparison import OptionScore, StepScore, findings
 from ihdm_core.evaluation.scores import (draw_samples, high_frequency_trace, min_step_ratio,
                                        step_sweep)
-from ihdm_core.training.config import get_preset
 from ihdm_core.model.images import to_float
 from ihdm_core.training.data import load_dataset
-from ihdm_core.training.train import ensure_trained, is_available, training_seconds
+from ihdm_core import ensure_trained, get_preset, is_available, training_seconds
 
 # %%
 P = start(profile)

@@ -22,9 +22,11 @@ from pathlib import Path
 import torch
 
 from ihdm_core.evaluation.curves import learning_curve, snapshot_steps
-from ihdm_core.training.config import get_preset, runs_root
+from ihdm_core.training.presets import get_preset
+from ihdm_core.training.paths import runs_root
 from ihdm_core.training.recipes import load_json, measure_throughput, save_json
-from ihdm_core.training.train import run_dir_for, train
+from ihdm_core.training.paths import run_dir_for
+from ihdm_core.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 

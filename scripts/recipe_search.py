@@ -21,10 +21,12 @@ import torch
 
 from ihdm_core.evaluation.curves import binomial_se
 from ihdm_core.evaluation.scores import score
-from ihdm_core.training.config import get_preset, runs_root
+from ihdm_core.training.presets import get_preset
+from ihdm_core.training.paths import runs_root
 from ihdm_core.training.recipes import ARMS, SMOKE_ARMS, arm_config, budget_steps, load_json, \
     measure_throughput, save_json
-from ihdm_core.training.train import load_run, train
+from ihdm_core.training.runs import load_run
+from ihdm_core.training.train import train
 
 COLUMNS = ("arm", "question", "steps", "batch", "images_seen", "steps_per_cpu_s", "budget_cpu_s",
            "recognisability", "se", "fid", "min_class_share", "n", "seed", "identity")

@@ -10,9 +10,10 @@ trainer imports the state into an empty run folder) instead of starting again.
 import argparse
 import sys
 
-from ihdm_core.training.config import ConfigError, get_preset
+from ihdm_core.training.checks import ConfigError
+from ihdm_core.training.presets import get_preset
 from ihdm_core.training.resumable import committed_step, export_state
-from ihdm_core.training.train import run_dir_for
+from ihdm_core.training.paths import run_dir_for
 
 
 def main(argv=None) -> int:

@@ -21,7 +21,7 @@ import time
 from ihdm_core.evaluation.scores import step_sweep
 from ihdm_core.book.profiles import get_profile
 from ihdm_core.training.shipped import shipped_dir, write_card
-from ihdm_core.training.config import get_preset
+from ihdm_core.training.presets import get_preset
 from ihdm_core.training.train import ensure_trained
 
 OPTIONS = ({}, {"grid": "edge"}, {"clamp_dct": True}, {"grid": "edge", "clamp_dct": True})

@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ihdm_core.book.animate import Recorder, frame_levels, frame_order, gif_info, save_animation, show_animation
+from ihdm_core.book.animate import frame_levels, frame_order, gif_info, save_animation, show_animation
+from ihdm_core.model.sampling import Recorder
 from ihdm_core.book.figures import read_index
 from ihdm_core.model.sampling import sample
 from ihdm_core.model.latents import NoiseTable

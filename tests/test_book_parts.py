@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from ihdm_core.evaluation import scores as evaluate  # noqa: E402
-from ihdm_core.training.config import get_preset  # noqa: E402
+from ihdm_core.training.presets import get_preset  # noqa: E402
 from ihdm_core.book.figures import image_grid, read_index, save_table, savefig  # noqa: E402
 from ihdm_core.book.profiles import PROFILES, get_profile  # noqa: E402
 from ihdm_core.training.train import ensure_trained  # noqa: E402

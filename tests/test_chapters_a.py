@@ -1,6 +1,6 @@
 """The library functions behind chapters 1-5 (model.likelihood, model.spectra, model.latents,
-evaluation.dynamics and .quality, the chapters' figures in book.plots), each against an independent
-computation written out here."""
+evaluation.dynamics and .quality, the chapters' figures in book.sampling_plots), each against an
+independent computation written out here."""
 
 import json
 import math
@@ -14,7 +14,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from ihdm_core.book import plots  # noqa: E402
+from ihdm_core.book import sampling_plots as plots  # noqa: E402
 from ihdm_core.evaluation import dynamics, quality  # noqa: E402
 from ihdm_core.evaluation.fid import stats_from_features  # noqa: E402
 from ihdm_core.evaluation.scores import nll_indices  # noqa: E402
@@ -154,7 +154,7 @@ def test_psd_z_scores_are_small_for_correct_closed_forms_and_large_for_wrong_one
 def test_loss_curve_and_smoothed(tmp_path):
     recs = [{"step": 3, "losses": [1.0, 2.0, 3.0]}, {"step": 5, "losses": [4.0, 5.0]},
             {"kind": "eval", "step": 5, "eval_loss": 9.0}]
-    from ihdm_core.training.train import METRICS
+    from ihdm_core.training.log import METRICS
 
     (tmp_path / METRICS).write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     steps, losses = dynamics.loss_curve(tmp_path)

@@ -148,7 +148,7 @@ def test_locality_closed_forms():
 def _fake_run(tmp_path, name="mnist-smoke", step=30):
     import json as _json
 
-    from ihdm_core.training.config import get_preset
+    from ihdm_core.training.presets import get_preset
 
     cfg = get_preset(name)
     run_dir = tmp_path / name
@@ -175,7 +175,7 @@ def test_score_rows_keep_only_the_current_checkpoint(tmp_path):
 
 def test_training_rows_from_the_log(tmp_path):
     from ihdm_core.book import status
-    from ihdm_core.training.train import METRICS
+    from ihdm_core.training.log import METRICS
 
     run, json = _fake_run(tmp_path)
     log = [{"step": 10, "loss": 0.5, "losses": [0.5] * 10, "steps_per_s": 5.0},
@@ -192,7 +192,7 @@ def test_training_rows_from_the_log(tmp_path):
 
 def test_paper_rows_execution_rows_and_missing_files(tmp_path, monkeypatch):
     from ihdm_core.book import status
-    from ihdm_core.training.config import get_preset
+    from ihdm_core.training.presets import get_preset
 
     monkeypatch.setenv("IHDM_RUNS", str(tmp_path / "runs"))
     for profile, note in [("smoke", "not run in the smoke profile"), ("paper", "no checkpoint at")]:
@@ -227,7 +227,7 @@ def test_mixture_kl_mc_matches_the_closed_form_for_one_centre():
 def test_prior_overlap_against_a_direct_computation():
     from ihdm_core.evaluation import overlap as ov
     from ihdm_core.model.heat import heat_forward
-    from ihdm_core.training.config import get_preset
+    from ihdm_core.training.presets import get_preset
 
     cfg = get_preset("mnist-smoke")
     n = cfg.data.image_size

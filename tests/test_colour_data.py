@@ -9,8 +9,9 @@ import torch
 from scipy import stats
 
 from ihdm_core.training import data as D
-from ihdm_core.training.config import get_preset
-from ihdm_core.training.data import colour_pairs, load_colours, load_dataset, load_labels, to_float
+from ihdm_core.training.presets import get_preset
+from ihdm_core.training.data import colour_pairs, load_colours, load_dataset, load_labels
+from ihdm_core.model.images import to_float
 from ihdm_core.model.heat import HeatDissipation
 
 

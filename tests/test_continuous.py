@@ -11,7 +11,7 @@ import scipy.fft
 import torch
 
 from ihdm_core import get_preset
-from ihdm_core.training.config import PRESETS
+from ihdm_core.training.presets import PRESETS
 from ihdm_core.model.diffusion import BlurringDiffusion, DDPM, dct_range
 from ihdm_core.model.gaussian import TIME_SCALE
 from ihdm_core.model.schedules import time_grid

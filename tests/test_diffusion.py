@@ -10,7 +10,8 @@ import scipy.fft
 import torch
 
 from ihdm_core import build_process, get_preset
-from ihdm_core.training.config import PRESETS, _identity_dict, from_dict
+from ihdm_core.training.presets import PRESETS
+from ihdm_core.training.config import _identity_dict, from_dict
 from ihdm_core.model.diffusion import DDPM, BlurringDiffusion
 from ihdm_core.model.heat import HeatDissipation, dct2, heat_forward, idct2
 from ihdm_core.model.losses import denoising_loss
@@ -363,7 +364,9 @@ def test_shared_interface(kind):
 @pytest.mark.parametrize("kind", ["ddpm", "blurring"])
 def test_smoke_preset_trains_and_samples(kind, run_root):
     from ihdm_core.training.generate import generate
-    from ihdm_core.training.train import load_run, read_metrics, train
+    from ihdm_core.training.runs import load_run
+    from ihdm_core.training.log import read_metrics
+    from ihdm_core.training.train import train
 
     cfg = get_preset(f"mnist-{kind}-smoke").replace(train={"steps": 40, "log_every": 10})
     res = train(cfg, progress=False)

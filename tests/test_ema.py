@@ -8,8 +8,10 @@ import math
 import pytest
 import torch
 
-from ihdm_core.training.config import ConfigError, TrainConfig, from_dict, get_preset
-from ihdm_core.training.train import _ema_update, ema_decay
+from ihdm_core.training.checks import ConfigError
+from ihdm_core.training.config import TrainConfig, from_dict
+from ihdm_core.training.presets import get_preset
+from ihdm_core.training.step import ema_update, ema_decay
 
 
 @pytest.mark.parametrize("decay", [0.9, 0.999, 0.9999])
@@ -46,7 +48,7 @@ def _leftover_share(decay: float, steps: int, warmup: str) -> float:
         ema.weight.fill_(1.0)
         net.weight.fill_(0.0)
     for n in range(1, steps + 1):
-        _ema_update(ema, net, ema_decay(decay, n, warmup))
+        ema_update(ema, net, ema_decay(decay, n, warmup))
     return ema.weight.item()
 
 

@@ -18,7 +18,7 @@ from ihdm_core.evaluation import inception as I
 from ihdm_core.evaluation import samplesets
 from ihdm_core.evaluation import scores as evaluate
 from ihdm_core.evaluation.evaluators import evaluators_dir, read_shipped, shipped_file, verify_all
-from ihdm_core.training.config import get_preset
+from ihdm_core.training.presets import get_preset
 from ihdm_core.training.data import load_dataset
 from ihdm_core.training.shipped import ShippedModelError
 from ihdm_core.training.train import ensure_trained

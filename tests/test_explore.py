@@ -20,10 +20,10 @@ from ihdm_core.book import explore as E  # noqa: E402
 from ihdm_core.book import explore_widgets as ui  # noqa: E402
 from ihdm_core.evaluation import disentangle, probes  # noqa: E402
 from ihdm_core.model.heat import heat_forward  # noqa: E402
-from ihdm_core.model.interpolation import slerp_path  # noqa: E402
+from ihdm_core.model.latents import NoiseTable, draw_noise, slerp_path  # noqa: E402
 from ihdm_core.model.prior import kde_prior_sample  # noqa: E402
-from ihdm_core.model.sampling import ddim_sample, draw_noise, sample  # noqa: E402
-from ihdm_core.training.data import to_float  # noqa: E402
+from ihdm_core.model.sampling import ddim_sample, sample  # noqa: E402
+from ihdm_core.model.images import to_float  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_generation_explorer_matches_the_samplers(models):
     g = torch.Generator().manual_seed(3)
     u_K = kde_prior_sample(ih.process, models.images("ihdm"), 1, generator=g, delta=0.005)[0]
     x = sample(
-        ih.net, ih.process, u_K, delta=0.005, noise=draw_noise(K, u_K.shape, generator=g)
+        ih.net, ih.process, u_K, delta=0.005, noise=NoiseTable(draw_noise(K, u_K.shape, generator=g))
     ).clamp(0, 1)
     assert torch.allclose(w.view["sample"], x[0], atol=1e-5)
     w.controls["step"].value = 0
@@ -143,7 +143,7 @@ def test_generation_explorer_matches_the_samplers(models):
         if sampler == "ddim":
             ref = ddim_sample(dd.net, dd.process, x_T, eta=0.0)
         else:
-            ref = sample(dd.net, dd.process, x_T, noise=draw_noise(5, x_T.shape, generator=g))
+            ref = sample(dd.net, dd.process, x_T, noise=NoiseTable(draw_noise(5, x_T.shape, generator=g)))
         assert w.view["n_steps"] == 6 and w.view["K"] == 5
         assert torch.allclose(w.view["sample"], ref[0].clamp(0, 1), atol=1e-5), sampler
     assert not torch.allclose(

@@ -14,7 +14,8 @@ from PIL import Image
 from ihdm_core import get_preset
 from ihdm_core.training.generate import generate, parse_seeds, png_name, sample_seeds
 from ihdm_core.model.sampling import sample
-from ihdm_core.training.train import load_run, train
+from ihdm_core.training.runs import load_run
+from ihdm_core.training.train import train
 from ihdm_core.model.latents import NoiseTable
 
 ROOT = Path(__file__).resolve().parent.parent

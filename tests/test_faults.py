@@ -21,8 +21,10 @@ import torch
 from ihdm_core.training import checkpoints
 from ihdm_core.training.checkpoints import (CheckpointError, RunLock, RunLocked, load_checkpoint, sha256_file, sidecar,
                                    snapshots, verify_checkpoint)
-from ihdm_core.training.config import PRESETS, ConfigError, get_preset, parse_value
-from ihdm_core.training.train import _parse_overrides, train
+from ihdm_core.training.presets import PRESETS, get_preset
+from ihdm_core.training.checks import ConfigError
+from ihdm_core.training.overrides import parse_overrides, parse_value
+from ihdm_core.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tiny: 16 steps, a checkpoint every 4, a log record every step (the kill tests watch it).
@@ -156,11 +158,10 @@ def test_valid_edge_values_are_accepted():
 
 
 def test_config_names_agree_with_the_implementations():
-    from ihdm_core.training import config, data, build as processes
+    from ihdm_core.training import config, build as processes
     from ihdm_core.model import diffusion
 
     assert set(config.PROCESS_KINDS) == set(processes.PROCESS_KINDS)
-    assert set(config.DATASETS) == set(data.KNOWN_DATASETS)
     assert set(config.PREDICTIONS) == set(diffusion.PREDICTIONS)
     assert set(config.GRIDS) == set(diffusion.GRIDS)
 
@@ -175,7 +176,7 @@ def test_every_preset_builds_and_its_attention_resolutions_exist():
 
 
 def test_set_parses_values_by_the_field_type():
-    out = _parse_overrides(["train.steps=7", "train.lr=1e-3", "data.hflip=true", "data.limit=none",
+    out = parse_overrides(["train.steps=7", "train.lr=1e-3", "data.hflip=true", "data.limit=none",
                             "model.attn_resolutions=14", "model.channel_mult=[1, 2]", "process.kind=ddpm",
                             "process.clip_denoised=false"])
     assert out == {"train": {"steps": 7, "lr": 1e-3}, "data": {"hflip": True, "limit": None},

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ihdm_core.training.config import ConfigError
+from ihdm_core.training.checks import ConfigError
 import torch
 from PIL import Image
 
 from ihdm_core import get_preset
 from ihdm_core.training.config import DataConfig
-from ihdm_core.training.data import DatasetUnavailable, load_dataset, to_float
+from ihdm_core.training.data import DatasetUnavailable, load_dataset
+from ihdm_core.model.images import to_float
 
 ROOT = Path(__file__).resolve().parent.parent
 

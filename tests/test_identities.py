@@ -9,7 +9,7 @@ pinned and kept their names."""
 
 import pytest
 
-from ihdm_core.training.config import PRESETS
+from ihdm_core.training.presets import PRESETS
 from ihdm_core.book.profiles import PROFILES
 
 PRESET_RUN_NAMES = {

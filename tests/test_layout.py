@@ -19,9 +19,9 @@ def test_every_chapter_and_the_book_have_at_most_1_2_code_lines_per_prose_line()
     assert r["ratio"] <= GOAL, f"code/prose over the book is {r['ratio']}"
 
 
-def test_no_package_function_is_longer_than_80_lines():
+def test_no_package_function_is_longer_than_60_lines():  # issue 22
     longest = layout.functions(sorted((ROOT / "ihdm_core").rglob("*.py")))[0]
-    assert longest[0] <= 80, f"{longest[1]} has {longest[0]} lines"
+    assert longest[0] <= 60, f"{longest[1]} has {longest[0]} lines"
 
 
 def test_chapters_do_not_define_what_another_chapter_or_the_package_defines():

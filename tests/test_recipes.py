@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ihdm_core.evaluation import curves
-from ihdm_core.training.config import get_preset
+from ihdm_core.training.presets import get_preset
 from ihdm_core.training.recipes import ARMS, arm_config, budget_steps
 from ihdm_core.training.train import train
 

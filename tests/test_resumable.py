@@ -9,7 +9,7 @@ import torch
 
 from ihdm_core.training import resumable
 from ihdm_core.training.checkpoints import CheckpointError
-from ihdm_core.training.config import get_preset
+from ihdm_core.training.presets import get_preset
 from ihdm_core.training.train import train
 
 pytestmark = pytest.mark.usefixtures("run_root")

@@ -77,7 +77,7 @@ def test_scores_of_different_step_counts_are_kept_apart(bd_run):
 
 def test_step_ratios_match_the_published_equations_in_numpy():
     """min_f alpha_f(t_k) / alpha_f(t_(k-1)) written out from Hoogeboom & Salimans' equations."""
-    from ihdm_core.training.train import sampling_process
+    from ihdm_core.training.runs import sampling_process
 
     cfg = get_preset("mnist-blurring-ref")
     p = cfg.process

@@ -10,7 +10,10 @@ from ihdm_core import get_preset
 from ihdm_core.training.config import from_dict
 from ihdm_core.training.shipped import (ShippedModelError, export, list_shipped, models_root, shipped_dir, sha256_file,
                                verify)
-from ihdm_core.training.train import CHECKPOINT, ensure_trained, is_available, load_run, run_dir_for, train
+from ihdm_core.training.checkpoints import CHECKPOINT
+from ihdm_core.training.train import ensure_trained, train
+from ihdm_core.training.runs import is_available, load_run
+from ihdm_core.training.paths import run_dir_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,10 @@ import torch
 from ihdm_core import get_preset
 from ihdm_core.training.config import from_dict
 from ihdm_core.training.data import DatasetUnavailable, load_dataset
-from ihdm_core.training.train import IndexStream, load_run, read_metrics, train
+from ihdm_core.training.batches import IndexStream
+from ihdm_core.training.runs import load_run
+from ihdm_core.training.log import read_metrics
+from ihdm_core.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,7 +159,7 @@ def test_ddp_two_processes_gloo(tmp_path):
 
 
 def test_learning_rate_schedules():
-    from ihdm_core.training.train import learning_rate
+    from ihdm_core.training.step import learning_rate
 
     tc = get_preset("cifar10").train  # the paper: 5000 warm-up steps from 0, then constant
     assert learning_rate(tc, 0) == pytest.approx(tc.lr / 5000)

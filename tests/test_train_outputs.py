@@ -10,7 +10,8 @@ import torch
 from ihdm_core import get_preset
 from ihdm_core.training.checkpoints import (CHECKPOINT, SNAPSHOT_INDEX, list_snapshots, load_checkpoint, rotate_snapshots,
                                    save_checkpoint, sidecar, snapshots, write_snapshot)
-from ihdm_core.training.train import read_metrics, train, training_seconds
+from ihdm_core.training.log import read_metrics, training_seconds
+from ihdm_core.training.train import train
 
 
 pytestmark = pytest.mark.usefixtures("run_root")  # every test gets its own empty IHDM_RUNS
@@ -87,7 +88,8 @@ def test_snapshots_eval_grids_and_exact_resume_from_a_numbered_snapshot(tmp_path
     assert [s["step"] for s in snaps] == sorted({10, 12, best})
     assert all(s["eval_loss"] == at_snap[s["step"]] for s in snaps)
     # The held-out loss is the EMA network's on fixed levels and noise: recompute one by hand.
-    from ihdm_core.training.data import load_dataset, to_float
+    from ihdm_core.training.data import load_dataset
+    from ihdm_core.model.images import to_float
     from ihdm_core.model.losses import denoising_loss
     from ihdm_core.training.build import build_model, build_process
 
@@ -106,7 +108,7 @@ def test_snapshots_eval_grids_and_exact_resume_from_a_numbered_snapshot(tmp_path
     assert Image.open(full.run_dir / "grids" / "step6.png").size == (2 * 28 + 3 * 2,) * 2
     # The last grid is the final EMA network's samples for seeds 0..3, as ihdm-sample draws them.
     from ihdm_core.training.generate import sample_seeds, save_grid
-    from ihdm_core.training.train import load_run
+    from ihdm_core.training.runs import load_run
 
     save_grid(sample_seeds(load_run(full.run_dir), range(4)), tmp_path / "oracle.png")
     assert (tmp_path / "oracle.png").read_bytes() == (full.run_dir / "grids" / "step12.png").read_bytes()
@@ -147,7 +149,7 @@ def test_gradient_accumulation_equals_the_full_batch_step(tmp_path):
 
 
 def test_accum_steps_must_divide_the_batch():
-    from ihdm_core.training.config import ConfigError
+    from ihdm_core.training.checks import ConfigError
 
     with pytest.raises(ConfigError, match=r"train.accum_steps=3 .*must divide train.batch_size=16"):
         _tiny(accum_steps=3)

@@ -1,10 +1,11 @@
 """Animated GIFs of sampling trajectories and interpolations, for the book.
 
-    rec = Recorder(frame_levels(process.K))             # a sampler callback: keeps <= 40 levels
+    rec = Recorder(frame_levels(process.K))   # ihdm_core.model.sampling's callback: <= 40 levels
     sample(net, process, u_K, callback=rec)
     path = save_animation(rec.frames(), "anim05_generation", profile=P.name, caption=...,
                           labels=[f"k = {k}" for k in rec.levels()], runs=[run], seed=0)
-    display(show_animation(path))                       # an image/gif output: an <img> in the HTML book
+    display(show_animation(path))                       # an image/gif output: an <img> in the HTML
+    book
 
 A frame is a grid of several samples (``figures.image_grid``); ``save_animation`` can also put
 several such grids side by side (a dict of panels, e.g. IHDM and DDPM interpolating the same
@@ -24,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from .figures import _check_name, _record, figures_dir, image_grid, provenance
-from ..model.sampling import Recorder  # noqa: F401  (re-exported: the chapters record frames with it)
 
-__all__ = ["Recorder", "frame_levels", "frame_order", "save_animation", "show_animation", "gif_info"]
+__all__ = ["frame_levels", "frame_order", "save_animation", "show_animation", "gif_info"]
 
 
 def frame_levels(K: int, max_frames: int = 40) -> list[int]:
-    """Levels K, ..., 0 to show: all of them if K + 1 <= max_frames, else ``max_frames`` evenly spaced.
+    """Levels K, ..., 0 to show: all of them if K + 1 <= max_frames, else ``max_frames`` evenly
+    spaced.
 
     Both ends are always included: u_K (the prior draw) first, u_0 (the sample) last.
     """
@@ -79,7 +80,8 @@ def _as_frames(x):
 
 
 def _panels(frames, labels) -> tuple[dict, list[str]]:
-    """{panel title (None for a single panel): (T, B, C, H, W) trajectory} and one label per state, checked."""
+    """{panel title (None for a single panel): (T, B, C, H, W) trajectory} and one label per state,
+    checked."""
     panels = frames if isinstance(frames, dict) else {None: frames}
     if not panels:
         raise ValueError("no trajectory to animate")
@@ -98,7 +100,8 @@ def _panels(frames, labels) -> tuple[dict, list[str]]:
 
 
 def _canvas(grids: dict, first_label: str, scale: int):
-    """(figure, one image artist per panel, the frame label's text artist, dpi), showing the first state."""
+    """(figure, one image artist per panel, the frame label's text artist, dpi), showing the first
+    state."""
     # A bare Figure, not pyplot: nothing is registered with the notebook's inline backend,
     # so the animation's canvas is never shown as a stray static image.
     from matplotlib.figure import Figure
@@ -113,23 +116,28 @@ def _canvas(grids: dict, first_label: str, scale: int):
     fig.patch.set_facecolor("white")
     images, x0 = [], gap
     for (title, g), (h, w) in zip(grids.items(), sizes):
-        ax = fig.add_axes((x0 / width, (height - label_h - title_h - h) / height, w / width, h / height))
+        ax = fig.add_axes((x0 / width, (height - label_h - title_h - h) / height, w / width,
+                           h / height))
         ax.set_axis_off()
         gray = g[0].ndim == 2
-        images.append(ax.imshow(g[0], cmap="gray" if gray else None, vmin=0, vmax=1, interpolation="nearest",
-                                aspect="auto"))
+        images.append(ax.imshow(g[0], cmap="gray" if gray else None, vmin=0, vmax=1,
+                                interpolation="nearest", aspect="auto"))
         if title is not None:
-            fig.text((x0 + w / 2) / width, (height - label_h - title_h / 2) / height, title, ha="center",
-                     va="center", fontsize=8)
+            fig.text((x0 + w / 2) / width, (height - label_h - title_h / 2) / height, title,
+                     ha="center", va="center", fontsize=8)
         x0 += w + gap
-    label = fig.text(0.5, 1 - label_h / 2 / height, first_label, ha="center", va="center", fontsize=9)
+    label = fig.text(0.5, 1 - label_h / 2 / height, first_label, ha="center", va="center",
+                     fontsize=9)
     return fig, images, label, dpi
 
 
-def save_animation(frames, name: str, *, caption: str, profile: str, labels=None, nrow: int | None = None,
+def save_animation(frames, name: str, *, caption: str, profile: str, labels=None,
+                   nrow: int | None = None,
                    fps: float = 8, hold: int = 6, bounce: bool = False, scale: int = 2, runs=(),
-                   seed: int | None = None, n: int | None = None, chapter: str | None = None, **extra) -> Path:
-    """Write a trajectory (or several side by side) as ``<figures dir>/<name>.gif``; return its path.
+                   seed: int | None = None, n: int | None = None, chapter: str | None = None,
+                   **extra) -> Path:
+    """Write a trajectory (or several side by side) as ``<figures dir>/<name>.gif``; return its
+    path.
 
     frames: (T, B, C, H, W) in [0, 1] (a list of T batches works too), or a dict
             {panel title: trajectory} of trajectories with the same T, drawn side by side.
@@ -150,7 +158,8 @@ def save_animation(frames, name: str, *, caption: str, profile: str, labels=None
         raise ValueError(f"fps must be positive, got {fps!r}")
     panels, labels = _panels(frames, labels)
     T = len(labels)
-    grids = {title: [image_grid(x[t], nrow=nrow or max(1, math.ceil(math.sqrt(x.shape[1])))) for t in range(T)]
+    grids = {title: [image_grid(x[t], nrow=nrow or max(1, math.ceil(math.sqrt(x.shape[1]))))
+                     for t in range(T)]
              for title, x in panels.items()}
     fig, images, label, dpi = _canvas(grids, labels[0], scale)
 
@@ -185,7 +194,8 @@ def gif_info(path) -> dict:
         for i in range(im.n_frames):
             im.seek(i)
             durations.append(im.info.get("duration", 0))
-        return {"frames": im.n_frames, "durations": durations, "size": im.size, "bytes": Path(path).stat().st_size}
+        return {"frames": im.n_frames, "durations": durations, "size": im.size,
+                "bytes": Path(path).stat().st_size}
 
 
 def show_animation(path, width: int | None = None):

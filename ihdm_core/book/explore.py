@@ -36,11 +36,12 @@ from torch import Tensor
 
 from ..evaluation import disentangle, probes
 from ..model.heat import HeatDissipation
-from ..model.interpolation import lerp_path, slerp_path
+from ..model.latents import lerp_path, slerp_path
 from ..model.prior import kde_prior_sample
-from ..model.sampling import Recorder, ddim_sample, draw_noise, sample
+from ..model.latents import NoiseTable, draw_noise
+from ..model.sampling import Recorder, ddim_sample, sample
 from ..model.spectra import dct_power, fit_power_law, radial_average
-from ..training.data import load_dataset, to_float
+from ..training.data import load_dataset
 
 __all__ = [
     "Models",
@@ -292,14 +293,16 @@ class GenerationExplorer:
         if proc.name == "ihdm":
             u = kde_prior_sample(proc, self.models.images(role), 1, generator=g, delta=delta)[0]
             noise = draw_noise(proc.K, u.shape, generator=g)
-            sample(run.net, proc, u.to(dev), delta=delta, noise=noise.to(dev), callback=rec)
+            sample(
+                run.net, proc, u.to(dev), delta=delta, noise=NoiseTable(noise.to(dev)), callback=rec
+            )
         else:
             x = proc.prior_sample(1, generator=g)
             if sampler == "ddim":
                 ddim_sample(run.net, proc, x, eta=0.0, callback=rec)
             else:
                 noise = draw_noise(proc.K, x.shape, generator=g)
-                sample(run.net, proc, x, noise=noise.to(dev), callback=rec)
+                sample(run.net, proc, x, noise=NoiseTable(noise.to(dev)), callback=rec)
         levels = rec.levels()
         frames = torch.stack([_to_data(proc, rec.states[k][0], k) for k in levels]).clamp(0, 1)
         return {"levels": levels, "frames": frames, "K": proc.K, "ihdm": proc.name == "ihdm"}
@@ -407,7 +410,11 @@ class ColourExplorer:
                 centre, run.process.K, 1, run.process.delta, generator=_generator(seed)
             )
             dev = self.models.device
-            x = sample(run.net, run.process, u_K.to(dev), noise=noise.to(dev)).clamp(0, 1).cpu()
+            x = (
+                sample(run.net, run.process, u_K.to(dev), noise=NoiseTable(noise.to(dev)))
+                .clamp(0, 1)
+                .cpu()
+            )
             return {"centre": centre, "u_K": u_K.cpu(), "sample": x}
 
         return self._cache.get_or(key, make)
@@ -470,8 +477,10 @@ class InterpolationExplorer:
             x_T = slerp_path(a["x_T"], b["x_T"], n).flatten(-5, -4)
             eps = slerp_path(a["eps"], b["eps"], n).flatten(-5, -4)
             return {
-                "IHDM": sample(ih.net, ih.process, u_K.to(dev), noise=nu.to(dev)),
-                "DDPM ancestral": sample(dd.net, dd.process, x_T.to(dev), noise=eps.to(dev)),
+                "IHDM": sample(ih.net, ih.process, u_K.to(dev), noise=NoiseTable(nu.to(dev))),
+                "DDPM ancestral": sample(
+                    dd.net, dd.process, x_T.to(dev), noise=NoiseTable(eps.to(dev))
+                ),
                 "DDIM": ddim_sample(dd.net, dd.process, x_T.to(dev), eta=0.0),
             }
 

@@ -95,17 +95,10 @@ def generation(
         options=list(roles.items()), value=next(iter(roles.values())), description="model"
     )
     seed = w.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed")
-    delta = w.FloatSlider(
-        value=explorer.models.run(model.value).process.delta
-        if explorer.models.run(model.value).process.name == "ihdm"
-        else 0.0125,
-        min=0.0,
-        max=0.05,
-        step=0.0025,
-        readout_format=".4f",
-        description="delta (IHDM)",
-        continuous_update=False,
-    )
+    first = explorer.models.run(model.value).process
+    delta = w.FloatSlider(value=first.delta if first.name == "ihdm" else 0.0125, min=0.0, max=0.05,
+                          step=0.0025, readout_format=".4f", description="delta (IHDM)",
+                          continuous_update=False)
     steps = w.Dropdown(
         options=list(steps_options),
         value=50 if 50 in steps_options else steps_options[0],
@@ -118,14 +111,9 @@ def generation(
         run = explorer.models.run(v["model"])
         is_ihdm = run.process.name == "ihdm"
         delta.disabled, steps.disabled, sampler.disabled = (not is_ihdm, is_ihdm, is_ihdm)
-        kw = (
-            {"delta": v["delta"]}
-            if is_ihdm
-            else {
-                "steps": v["steps"] if run.cfg.process.time == "continuous" else None,
-                "sampler": v["sampler"],
-            }
-        )
+        kw = ({"delta": v["delta"]} if is_ihdm else
+              {"steps": v["steps"] if run.cfg.process.time == "continuous" else None,
+               "sampler": v["sampler"]})
         tr = explorer.trajectory(v["model"], v["seed"], **kw)
         last = len(tr["levels"]) - 1
         if step.max != last:  # a new trajectory length: move the slider, not the view
@@ -133,19 +121,9 @@ def generation(
                 step.max = last
         return explorer.view(v["model"], v["seed"], min(v["step"], last), **kw)
 
-    return ExplorerUI(
-        {
-            "model": model,
-            "seed": seed,
-            "delta": delta,
-            "steps": steps,
-            "sampler": sampler,
-            "step": step,
-        },
-        compute,
-        E.draw_generation,
-        (7, 4),
-    )
+    controls = {"model": model, "seed": seed, "delta": delta, "steps": steps, "sampler": sampler,
+                "step": step}
+    return ExplorerUI(controls, compute, E.draw_generation, (7, 4))
 
 
 def colour(explorer: E.ColourExplorer, colour_value: str = "#e07020") -> ExplorerUI:

@@ -16,9 +16,10 @@ import os
 import time
 from pathlib import Path
 
-from ..training.config import _project_root
+from ..training.paths import project_root
 
-__all__ = ["figures_dir", "provenance", "savefig", "save_table", "markdown_table", "read_index", "image_grid", "show_images", "label_rows",
+__all__ = ["figures_dir", "provenance", "savefig", "save_table", "markdown_table", "read_index",
+           "image_grid", "show_images", "label_rows",
            "label_columns", "describe_config", "plot_power_law", "INDEX"]
 
 INDEX = "index.json"
@@ -28,7 +29,7 @@ def figures_dir(profile: str = "interactive") -> Path:
     if os.environ.get("IHDM_FIGURES"):
         path = Path(os.environ["IHDM_FIGURES"]).expanduser()
     else:
-        root = _project_root()
+        root = project_root()
         base = root / "figures" if root else Path.home() / ".cache" / "ihdm" / "figures"
         path = base / profile
     path.mkdir(parents=True, exist_ok=True)
@@ -41,13 +42,16 @@ def _run_info(run) -> dict:
     info = {"config": cfg.name, "identity": cfg.identity()}
     if hasattr(run, "step"):
         info["step"] = run.step
-    if hasattr(run, "provenance"):  # shipped reference weights or trained in this run, steps, hardware
+    # shipped reference weights or trained in this run, steps, hardware
+    if hasattr(run, "provenance"):
         info["weights"] = run.provenance
     return info
 
 
-def provenance(profile: str, runs=(), seed: int | None = None, n: int | None = None, **extra) -> dict:
-    """What made a figure: profile, runs (config name, identity, training step), seed, sample count."""
+def provenance(profile: str, runs=(), seed: int | None = None, n: int | None = None,
+               **extra) -> dict:
+    """What made a figure: profile, runs (config name, identity, training step), seed, sample
+    count."""
     rec = {"profile": profile, "runs": [_run_info(r) for r in runs]}
     if seed is not None:
         rec["seed"] = seed
@@ -60,7 +64,8 @@ def provenance(profile: str, runs=(), seed: int | None = None, n: int | None = N
 def _stamp(prov: dict) -> str:
     parts = [f"profile {prov['profile']}"]
     parts += [r["weights"] + f" [{r['identity']}]" if "weights" in r else
-              f"{r['config']} [{r['identity']}]" + (f" step {r['step']}" if "step" in r else "") for r in prov["runs"]]
+              f"{r['config']} [{r['identity']}]" + (f" step {r['step']}" if "step" in r else "")
+              for r in prov["runs"]]
     parts += [f"{k} {v}" for k, v in prov.items() if k not in ("profile", "runs")]
     return " · ".join(parts)
 
@@ -70,9 +75,10 @@ def read_index(directory: str | Path | None = None) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _record(directory: Path, name: str, kind: str, files: list[str], caption: str, chapter: str | None,
-            prov: dict) -> dict:
-    entry = {"kind": kind, "files": files, "caption": caption, "chapter": chapter or os.environ.get("IHDM_CHAPTER"),
+def _record(directory: Path, name: str, kind: str, files: list[str], caption: str,
+            chapter: str | None, prov: dict) -> dict:
+    entry = {"kind": kind, "files": files, "caption": caption,
+             "chapter": chapter or os.environ.get("IHDM_CHAPTER"),
              "provenance": prov, "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
     index = read_index(directory)
     index[name] = entry
@@ -84,7 +90,8 @@ def _record(directory: Path, name: str, kind: str, files: list[str], caption: st
 
 def _check_name(name: str) -> None:
     if not name or not all(c.isalnum() or c in "-_" for c in name):
-        raise ValueError(f"figure names are stable file stems of letters, digits, '-' and '_'; got {name!r}")
+        raise ValueError(f"figure names are stable file stems of letters, digits, '-' and '_'; "
+                         f"got {name!r}")
 
 
 def savefig(fig, name: str, *, caption: str, profile: str, runs=(), seed: int | None = None,
@@ -98,7 +105,8 @@ def savefig(fig, name: str, *, caption: str, profile: str, runs=(), seed: int | 
     directory = figures_dir(profile)
     prov = provenance(profile, runs, seed, n, **extra)
     if stamp:
-        fig.text(0.5, 0.0, _stamp(prov), ha="center", va="top", fontsize=6.5, color="0.35", wrap=True)
+        fig.text(0.5, 0.0, _stamp(prov), ha="center", va="top", fontsize=6.5, color="0.35",
+                 wrap=True)
     files = []
     for ext in ("png", "pdf"):
         path = directory / f"{name}.{ext}"
@@ -107,8 +115,10 @@ def savefig(fig, name: str, *, caption: str, profile: str, runs=(), seed: int | 
     return _record(directory, name, "figure", files, caption, chapter, prov)
 
 
-def save_table(rows: list[dict], name: str, *, caption: str, profile: str, runs=(), seed: int | None = None,
-               n: int | None = None, chapter: str | None = None, floatfmt: str = ".4g", **extra) -> str:
+def save_table(rows: list[dict], name: str, *, caption: str, profile: str, runs=(),
+               seed: int | None = None,
+               n: int | None = None, chapter: str | None = None, floatfmt: str = ".4g",
+               **extra) -> str:
     """Write a table (a list of dicts with the same keys) as CSV and Markdown; return the Markdown.
 
     The Markdown ends with the caption and the provenance line, for display in the notebook.
@@ -131,8 +141,10 @@ def save_table(rows: list[dict], name: str, *, caption: str, profile: str, runs=
 
 
 def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
-    """``rows`` (dicts with the keys of the first) as a Markdown table; floats as ``floatfmt``, None empty.
-    :func:`save_table` writes the same with a caption; alone it is for display only (not indexed)."""
+    """``rows`` (dicts with the keys of the first) as a Markdown table; floats as ``floatfmt``,
+    None empty.
+    :func:`save_table` writes the same with a caption; alone it is for display only (not
+    indexed)."""
     cols = list(rows[0])
 
     def fmt(v):
@@ -169,13 +181,15 @@ def show_images(ax, images, nrow: int | None = None, title: str | None = None, *
 def label_rows(ax, labels, size: int, pad: int = 1, **kw) -> None:
     """Write ``labels`` left of the rows of an :func:`image_grid` of ``size``-pixel tiles."""
     for i, text in enumerate(labels):
-        ax.text(-1.5, pad + i * (size + pad) + size / 2, text, ha="right", va="center", fontsize=7, **kw)
+        ax.text(-1.5, pad + i * (size + pad) + size / 2, text, ha="right", va="center", fontsize=7,
+                **kw)
 
 
 def label_columns(ax, labels, size: int, pad: int = 1, **kw) -> None:
     """Write ``labels`` above the columns of an :func:`image_grid` of ``size``-pixel tiles."""
     for j, text in enumerate(labels):
-        ax.text(pad + j * (size + pad) + size / 2, -1.5, text, ha="center", va="bottom", fontsize=7, **kw)
+        ax.text(pad + j * (size + pad) + size / 2, -1.5, text, ha="center", va="bottom", fontsize=7,
+                **kw)
 
 
 def describe_config(cfg) -> dict:
@@ -186,7 +200,8 @@ def describe_config(cfg) -> dict:
     m, p, t = cfg.model, cfg.process, cfg.train
     n_params = sum(q.numel() for q in build_model(cfg).parameters())
     return {
-        "network": f"U-Net, {m.base_channels} base channels x {tuple(m.channel_mult)}, {m.num_res_blocks} res-blocks, "
+        "network": f"U-Net, {m.base_channels} base channels x {tuple(m.channel_mult)}, "
+        f"{m.num_res_blocks} res-blocks, "
                    f"attention at {tuple(m.attn_resolutions)}, dropout {m.dropout}",
         "parameters": f"{n_params / 1e6:.2f} M",
         "K": str(p.K),
@@ -202,7 +217,8 @@ def describe_config(cfg) -> dict:
 
 
 def plot_power_law(ax, fit: dict, scale: float = 1.0, **kw):
-    """Draw the line scale * A / f^alpha of :func:`ihdm_core.model.spectra.fit_power_law` over its fit range
+    """Draw the line scale * A / f^alpha of :func:`ihdm_core.model.spectra.fit_power_law` over its
+    fit range
     (a straight line on log-log axes)."""
     f = [fit["fmin"], fit["fmax"]]
     return ax.loglog(f, [scale * fit["A"] * x ** -fit["alpha"] for x in f], **kw)

@@ -8,6 +8,16 @@ import numpy as np
 __all__ = ["learning_curve_figure"]
 
 
+def _extrapolation(ax, x_last: float, fit: dict | None, target: float, colour: str) -> None:
+    """The dashed log-linear trend from the last point to where it reaches ``target``."""
+    if not fit or not fit["images_at_target"]:
+        return
+    xs = np.geomspace(x_last, fit["images_at_target"], 20)
+    ax.plot(xs, fit["intercept"] + fit["slope_per_decade"] * np.log10(xs), "--", color=colour, lw=1)
+    ax.annotate(f"{fit['images_at_target']:.1e}", (fit["images_at_target"], target), fontsize=7,
+                color=colour, ha="right", va="bottom")
+
+
 def learning_curve_figure(curves: dict, fits: dict, *, target: float, real_recog: float | None,
                           real_fid: float | None, title: str):
     """Two panels over images seen (log scale): recognisability with +-1 SE bars and, dashed, its
@@ -15,29 +25,21 @@ def learning_curve_figure(curves: dict, fits: dict, *, target: float, real_recog
     ihdm_core.evaluation.curves}; ``fits``: {label: extrapolate(...) result or None}."""
     fig, (ax_r, ax_f) = plt.subplots(1, 2, figsize=(10, 3.6))
     for i, (label, rows) in enumerate(curves.items()):
-        colour = f"C{i}"
         x = np.array([r["images_seen"] for r in rows], float)
-        ax_r.errorbar(x, [r["recognisability"] for r in rows], yerr=[r["recognisability_se"] for r in rows],
-                      marker="o", ms=4, capsize=2, color=colour, label=label)
-        ax_f.plot(x, [r["fid"] for r in rows], marker="o", ms=4, color=colour, label=label)
-        fit = fits.get(label)
-        if fit and fit["images_at_target"]:
-            xs = np.geomspace(x[-1], fit["images_at_target"], 20)
-            ax_r.plot(xs, fit["intercept"] + fit["slope_per_decade"] * np.log10(xs), "--",
-                      color=colour, lw=1)
-            ax_r.annotate(f"{fit['images_at_target']:.1e}", (fit["images_at_target"], target),
-                          fontsize=7, color=colour, ha="right", va="bottom")
-    for ax, real, name in ((ax_r, real_recog, "real held-out digits"), (ax_f, real_fid, "real-digit floor")):
+        ax_r.errorbar(x, [r["recognisability"] for r in rows], fmt="o-", ms=4, capsize=2,
+                      yerr=[r["recognisability_se"] for r in rows], color=f"C{i}", label=label)
+        ax_f.plot(x, [r["fid"] for r in rows], "o-", ms=4, color=f"C{i}", label=label)
+        _extrapolation(ax_r, x[-1], fits.get(label), target, f"C{i}")
+    for ax, real, name in ((ax_r, real_recog, "real held-out digits"),
+                           (ax_f, real_fid, "real-digit floor")):
         if real is not None:
             ax.axhline(real, color="grey", lw=0.8, ls=":", label=name)
         ax.set_xscale("log")
         ax.set_xlabel("training images seen")
         ax.grid(alpha=0.3, which="both")
     ax_r.axhline(target, color="k", lw=0.6, alpha=0.5)
-    ax_r.set_ylabel("recognisability")
-    ax_r.set_ylim(0, 1)
-    ax_f.set_ylabel("FID (lower is better)")
-    ax_f.set_yscale("log")
+    ax_r.set(ylabel="recognisability", ylim=(0, 1))
+    ax_f.set(ylabel="FID (lower is better)", yscale="log")
     ax_r.legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

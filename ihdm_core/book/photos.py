@@ -1,4 +1,5 @@
-"""Natural photographs that ship with scikit-image and scikit-learn (no downloads), for chapters 1-2.
+"""Natural photographs that ship with scikit-image and scikit-learn (no downloads), for chapters
+1-2.
 
 ``photograph(name, size)`` is the luminance in [0, 1], centre-cropped to a square and resized with
 anti-aliasing, as a float32 tensor (size, size); ``gray=False`` keeps RGB as (3, size, size).
@@ -31,10 +32,12 @@ def _skimage(name: str, index: int | None = None):
 
 # A fixed order: profiles take the first ``psd_images``.
 PHOTOS = {
-    "astronaut": _skimage("astronaut"), "camera": _skimage("camera"), "chelsea": _skimage("chelsea"),
-    "coffee": _skimage("coffee"), "china": _sklearn(0), "flower": _sklearn(1), "rocket": _skimage("rocket"),
-    "motorcycle": _skimage("stereo_motorcycle", 0), "coins": _skimage("coins"), "clock": _skimage("clock"),
-    "grass": _skimage("grass"), "gravel": _skimage("gravel"),
+    "astronaut": _skimage("astronaut"), "camera": _skimage("camera"),
+    "chelsea": _skimage("chelsea"),
+    "coffee": _skimage("coffee"), "china": _sklearn(0), "flower": _sklearn(1),
+    "rocket": _skimage("rocket"),
+    "motorcycle": _skimage("stereo_motorcycle", 0), "coins": _skimage("coins"),
+    "clock": _skimage("clock"), "grass": _skimage("grass"), "gravel": _skimage("gravel"),
 }
 
 
@@ -46,7 +49,8 @@ def load_photo(name: str) -> np.ndarray:
 
 
 def photograph(image, size: int, *, gray: bool = True) -> torch.Tensor:
-    """A photograph (a name in PHOTOS or a uint8 array) in [0, 1], centre square, resized to size x size.
+    """A photograph (a name in PHOTOS or a uint8 array) in [0, 1], centre square, resized to size x
+    size.
 
     gray=True: luminance (skimage's rgb2gray), (size, size); gray=False: RGB, (3, size, size).
     """

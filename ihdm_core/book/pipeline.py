@@ -1,7 +1,7 @@
 """Regenerate the whole book: execute every chapter with papermill, then build the HTML.
 
-    python -m ihdm_core book --profile quick          # the default main job (2 CPU cores, ~30 min first run)
-    python -m ihdm_core book --profile smoke          # seconds per chapter (CI)
+    python -m ihdm_core book --profile quick          # the default main job (2 CPU cores, ~30 min
+    first run) python -m ihdm_core book --profile smoke          # seconds per chapter (CI)
     python -m ihdm_core book --profile paper          # GPU, real data sets
     python -m ihdm_core book --profile smoke --chapters 01_heat_equation --no-html
 
@@ -22,7 +22,6 @@ cell. Finally Jupyter Book 1.x builds ``<out>/site`` (the root ``_config.yml`` a
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -33,7 +32,8 @@ from pathlib import Path
 
 from .profiles import profile_names
 
-__all__ = ["ROOT", "chapters", "convert", "execute_chapter", "build_html", "run_pipeline", "ChapterFailed", "main"]
+__all__ = ["ROOT", "chapters", "convert", "execute_chapter", "build_html", "run_pipeline",
+           "ChapterFailed"]
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
@@ -83,7 +83,8 @@ def chapters(root: Path = ROOT) -> list[str]:
             out.append(stem.name)
         elif not any((root / stem).with_suffix(ext).exists() for ext in (".md", ".ipynb")):
             # A toc entry with no source would only fail later, in the HTML build.
-            raise FileNotFoundError(f"_toc.yml names {f!r}, but {root / stem}.py (or .md) does not exist")
+            raise FileNotFoundError(f"_toc.yml names {f!r}, but {root / stem}.py (or .md) does "
+                                    f"not exist")
     return out
 
 
@@ -96,8 +97,10 @@ def convert(name: str, dest: Path) -> Path:
         raise FileNotFoundError(f"no chapter source {src}")
     nb = jupytext.read(src)
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
-        raise ValueError(f"{src} has no cell tagged 'parameters' (papermill injects the profile there)")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        raise ValueError(f"{src} has no cell tagged 'parameters' (papermill injects the profile "
+                         f"there)")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
     dest.parent.mkdir(parents=True, exist_ok=True)
     jupytext.write(nb, dest, fmt="ipynb")
     return dest
@@ -111,11 +114,13 @@ def _kernel_env(profile: str, name: str, out: Path, figures: Path) -> dict:
     env.update({"IHDM_FIGURES": str(figures), "IHDM_CHAPTER": name, "IHDM_PROFILE": profile,
                 "IHDM_PIPELINE_STATS": str(out / STATS), "PYTHONPATH": os.pathsep.join(
                     [str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-                "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+                "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
     return env
 
 
-def execute_chapter(name: str, profile: str, out: Path, figures: Path, timeout: int | None = None) -> dict:
+def execute_chapter(name: str, profile: str, out: Path, figures: Path,
+                    timeout: int | None = None) -> dict:
     """Execute one chapter; return its record. Raises :class:`ChapterFailed` on a failing cell."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -128,17 +133,21 @@ def execute_chapter(name: str, profile: str, out: Path, figures: Path, timeout: 
     os.environ.update(env)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(src), str(dest), parameters={"profile": profile}, kernel_name="python3",
-                            cwd=str(BOOK), progress_bar=False, log_output=False, execution_timeout=timeout)
+        pm.execute_notebook(str(src), str(dest), parameters={"profile": profile},
+                            kernel_name="python3",
+                            cwd=str(BOOK), progress_bar=False, log_output=False,
+                            execution_timeout=timeout)
     except PapermillExecutionError as err:
         raise ChapterFailed(f"chapter {name} failed in cell {err.cell_index} (execution count "
-                            f"{err.exec_count}): {err.ename}: {err.evalue}\n  executed notebook with the "
+                            f"{err.exec_count}): {err.ename}: {err.evalue}\n  executed notebook "
+                            f"with the "
                             f"traceback: {dest}") from None
     finally:
         os.environ.clear()
         os.environ.update(saved)
     _hide_default_parameters(dest)
-    return {"chapter": name, "seconds": round(time.perf_counter() - t0, 2), "status": "ok", "notebook": str(dest)}
+    return {"chapter": name, "seconds": round(time.perf_counter() - t0, 2), "status": "ok",
+            "notebook": str(dest)}
 
 
 def _hide_default_parameters(path: Path) -> None:
@@ -170,7 +179,8 @@ def _jupyter_book() -> list[str]:
     found = shutil.which("jupyter-book")
     if found:
         return [found]
-    raise FileNotFoundError("jupyter-book (1.x) is not installed: `pip install 'jupyter-book>=1,<2'`")
+    raise FileNotFoundError("jupyter-book (1.x) is not installed: `pip install "
+                            "'jupyter-book>=1,<2'`")
 
 
 MATHJAX_SCRIPT = "tex-svg-full.js"
@@ -190,11 +200,14 @@ def _mathjax_source() -> Path:
     try:
         dist = metadata.distribution("django-static-mathjax")
     except metadata.PackageNotFoundError as err:
-        raise RuntimeError("the book typesets math with MathJax 3 from the 'django-static-mathjax' wheel "
-                           "(pip install django-static-mathjax==3.2.2); it is in the project's book extra") from err
+        raise RuntimeError("the book typesets math with MathJax 3 from the "
+                           "'django-static-mathjax' wheel "
+                           "(pip install django-static-mathjax==3.2.2); it is in the project's "
+                           "book extra") from err
     src = Path(dist.locate_file("mathjax/static/mathjax/es5"))
     if not (src / MATHJAX_SCRIPT).is_file():
-        raise RuntimeError(f"django-static-mathjax {dist.version} has no es5/{MATHJAX_SCRIPT} under {src}")
+        raise RuntimeError(f"django-static-mathjax {dist.version} has no es5/{MATHJAX_SCRIPT} "
+                           f"under {src}")
     return src
 
 
@@ -230,42 +243,38 @@ def build_html(out: Path, root: Path = ROOT) -> Path:
             (site / stem).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(page, (site / stem).with_suffix(".md"))
         if not any((site / stem).with_suffix(e).exists() for e in (".md", ".ipynb")):
-            raise FileNotFoundError(f"{f} is in _toc.yml but neither a page nor an executed chapter exists")
+            raise FileNotFoundError(f"{f} is in _toc.yml but neither a page nor an executed "
+                                    f"chapter exists")
     for extra in ("references.bib", "logo.png"):
         if (root / "book" / extra).exists():
             shutil.copy2(root / "book" / extra, site / "book" / extra)
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env = dict(os.environ,
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     cmd = _jupyter_book() + ["build", str(site), "--builder", "html", "--keep-going"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     (out / "jupyter-book.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); log: {out / 'jupyter-book.log'}\n"
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); log: "
+                           f"{out / 'jupyter-book.log'}\n"
                            + (proc.stdout + proc.stderr)[-3000:])
     html = site / "_build" / "html"
     if not (html / "index.html").exists():
-        raise RuntimeError(f"jupyter-book wrote no {html / 'index.html'}; log: {out / 'jupyter-book.log'}")
+        raise RuntimeError(f"jupyter-book wrote no {html / 'index.html'}; log: "
+                           f"{out / 'jupyter-book.log'}")
     _copy_mathjax(html / "_mathjax")
     return html
 
 
-def hardware_record() -> dict:
-    """What the book ran on: CPUs and torch threads, machine, GPU, torch and Python versions."""
-    import platform
-
-    import torch
-
-    return {"cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "machine": platform.machine(),
-            "processor": platform.processor() or None,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "python": platform.python_version()}
-
-
-def run_pipeline(profile: str, out: Path | None = None, figures: Path | None = None, only: list[str] | None = None,
-                 html: bool = True, timeout: int | None = None, log=print, retrain: bool = False) -> dict:
+def run_pipeline(profile: str, out: Path | None = None, figures: Path | None = None,
+                 only: list[str] | None = None,
+                 html: bool = True, timeout: int | None = None, log=print,
+                 retrain: bool = False) -> dict:
     """Execute the chapters (all, or ``only``) and build the HTML book. Returns the stats record.
 
     ``retrain``: ignore the shipped reference models (``models/``) and train every model the
     chapters use from scratch into runs/ (sets ``IHDM_RETRAIN=1`` for the chapters' kernels)."""
+    from ..training.hardware import hardware_record  # imports torch: only when the book runs
+
     if retrain:
         os.environ["IHDM_RETRAIN"] = "1"
     if profile not in profile_names():
@@ -307,32 +316,3 @@ def run_pipeline(profile: str, out: Path | None = None, figures: Path | None = N
     stats["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     _write_stats(out, stats)
     return stats
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ihdm_core book", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="quick", choices=profile_names())
-    ap.add_argument("--out", default=None, help="build folder (default: _build/<profile>)")
-    ap.add_argument("--figures", default=None, help="figure folder (default: figures/<profile>)")
-    ap.add_argument("--chapters", nargs="*", default=None, help="execute only these chapters (toc names)")
-    ap.add_argument("--no-html", action="store_true", help="execute the chapters but do not build the HTML")
-    ap.add_argument("--timeout", type=int, default=None, help="per-cell time limit in seconds")
-    ap.add_argument("--retrain", action="store_true",
-                    help="ignore the shipped reference models in models/ and train every model from scratch")
-    args = ap.parse_args(argv)
-    try:
-        stats = run_pipeline(args.profile, Path(args.out) if args.out else None,
-                             Path(args.figures) if args.figures else None, args.chapters, not args.no_html,
-                             args.timeout, retrain=args.retrain)
-    except ChapterFailed as err:
-        print(f"[pipeline] {err}", file=sys.stderr)
-        return 1
-    print(json.dumps({k: stats[k] for k in ("profile", "total_seconds", "execute_seconds") if k in stats}
-                     | {"html": stats.get("html"), "chapters": {c["chapter"]: c["seconds"] for c in stats["chapters"]}}))
-    return 0
-
-
-if __name__ == "__main__":
-    from ..cli import run  # one-line errors for usage and data errors
-
-    sys.exit(run(main))

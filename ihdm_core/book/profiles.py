@@ -13,7 +13,7 @@ same code at every scale:
 * ``gpu``    about one hour on one H100-class GPU (UNMEASURED): the real 60,000 MNIST digits
   and base-64 U-Nets trained 30k steps; results still small-scale next to the paper's.
 * ``paper``  Tables 1-2 of the paper on a GPU with the real data sets. Trained checkpoints can
-  be dropped in: put them where ``ihdm_core.training.train.run_dir_for(cfg)`` points and they
+  be dropped in: put them where ``ihdm_core.training.paths.run_dir_for(cfg)`` points and they
   are used.
 """
 
@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..training.config import Config, get_preset
+from ..training.config import Config
+from ..training.presets import get_preset, sigma0
 
 if TYPE_CHECKING:
     import torch
@@ -52,20 +53,20 @@ class Profile:
     # The prediction ablation of chapter 9 (presets; shown when trained or shipped).
     prediction_ablation: tuple = ()
     # Experiment sizes.
-    n_grid: int = 64               # samples in a figure grid
-    n_eval: int = 500              # samples for FID and recognisability
-    fid_ref_n: int | None = None   # reference images for FID (None: the whole training split)
-    n_nll: int = 200               # held-out images for the ELBO
+    n_grid: int = 64  # samples in a figure grid
+    n_eval: int = 500  # samples for FID and recognisability
+    fid_ref_n: int | None = None  # reference images for FID (None: the whole training split)
+    n_nll: int = 200  # held-out images for the ELBO
     deltas: tuple = (0.0, 0.005, 0.01, 0.0125, 0.015, 0.02)
-    n_delta_eval: int = 200        # samples per delta for recognisability / FID
-    n_interp: int = 9              # interpolation frames
-    n_neighbours: int = 8          # samples whose nearest training images are shown
-    n_colour_priors: int = 8       # Fig. 7a grid: rows, one prior state u_K each
-    n_colour_noises: int = 8       # Fig. 7a grid: columns, one set of sampling noises each
+    n_delta_eval: int = 200  # samples per delta for recognisability / FID
+    n_interp: int = 9  # interpolation frames
+    n_neighbours: int = 8  # samples whose nearest training images are shown
+    n_colour_priors: int = 8  # Fig. 7a grid: rows, one prior state u_K each
+    n_colour_noises: int = 8  # Fig. 7a grid: columns, one set of sampling noises each
     sigma_B_max_grid: tuple = (1.0, 2.0, 4.0, 8.0, 14.0, 20.0, 28.0)
-    psd_images: int = 6            # natural photographs for the power spectra
+    psd_images: int = 6  # natural photographs for the power spectra
     seed: int = 0
-    small_scale: bool = True       # captions say the results are small-scale
+    small_scale: bool = True  # captions say the results are small-scale
 
     @property
     def device(self) -> str:
@@ -79,8 +80,9 @@ class Profile:
             try:
                 dev = torch.device(forced)
             except RuntimeError:
-                raise ValueError(f"IHDM_DEVICE={forced!r} is not a torch device; use e.g. cpu, "
-                                 f"cuda or cuda:0") from None
+                raise ValueError(
+                    f"IHDM_DEVICE={forced!r} is not a torch device; use e.g. cpu, cuda or cuda:0"
+                ) from None
             if dev.type == "cuda" and not torch.cuda.is_available():
                 raise RuntimeError(f"IHDM_DEVICE={forced!r} asks for CUDA, but torch sees no GPU")
             return str(dev)
@@ -90,10 +92,7 @@ class Profile:
         """The config of one of the profile's models: role is 'ihdm', 'ddpm', 'blurring',
         'colour' or 'sigma0' (the main IHDM model trained with sigma = 0)."""
         if role == "sigma0":
-            cfg = get_preset(self.ihdm)
-            steps = self.sigma0_steps or cfg.train.steps
-            cfg = cfg.replace(name=f"{cfg.name}-sigma0", process={"sigma": 0.0},
-                              train={"steps": steps})
+            cfg = sigma0(get_preset(self.ihdm), self.sigma0_steps)
         elif role == "colour":
             cfg = get_preset(self.colour, **self.colour_overrides)
             if self.colour_overrides:
@@ -101,8 +100,9 @@ class Profile:
         elif role in ("ihdm", "ddpm", "blurring"):
             cfg = get_preset(getattr(self, role))
         else:
-            raise ValueError(f"unknown model role {role!r}; use ihdm, ddpm, blurring, colour or "
-                             f"sigma0")
+            raise ValueError(
+                f"unknown model role {role!r}; use ihdm, ddpm, blurring, colour or sigma0"
+            )
         return cfg.replace(**overrides) if overrides else cfg
 
     def generator(self, offset: int = 0, device=None) -> "torch.Generator":
@@ -129,32 +129,54 @@ class Profile:
         """:func:`ihdm_core.book.animate.save_animation` under this profile; returns the path."""
         from .animate import save_animation
 
-        return save_animation(frames, name, caption=f"{caption} {self.caption}", profile=self.name,
-                              **kw)
+        return save_animation(
+            frames, name, caption=f"{caption} {self.caption}", profile=self.name, **kw
+        )
 
     @property
     def caption(self) -> str:
         """A sentence every figure of this profile carries."""
         if self.small_scale:
-            return (f"Profile '{self.name}': small-scale run ({self.description}); "
-                    "not comparable to the paper's numbers.")
+            return (
+                f"Profile '{self.name}': small-scale run ({self.description}); "
+                "not comparable to the paper's numbers."
+            )
         return f"Profile '{self.name}': {self.description}."
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", description="tiny models trained for seconds, for CI; the figures show the "
-                                  "code runs, not results",
-        ihdm="mnist-smoke", ddpm="mnist-ddpm-smoke-ct", blurring="mnist-blurring-smoke-ct",
-        colour="mnist-colour-smoke", sigma0_steps=None, n_colour_priors=3, n_colour_noises=4,
-        diffusion_steps=((5, 16), (10, 16)), grid_steps=10, n_options=8,
-        n_grid=16, n_eval=32, fid_ref_n=64, n_nll=16, deltas=(0.0, 0.01, 0.0125,
-                                                              0.02), n_delta_eval=16,
-        n_interp=5, n_neighbours=3, sigma_B_max_grid=(1.0, 4.0, 20.0), psd_images=2),
+        name="smoke",
+        description="tiny models trained for seconds, for CI; the figures show the "
+        "code runs, not results",
+        ihdm="mnist-smoke",
+        ddpm="mnist-ddpm-smoke-ct",
+        blurring="mnist-blurring-smoke-ct",
+        colour="mnist-colour-smoke",
+        sigma0_steps=None,
+        n_colour_priors=3,
+        n_colour_noises=4,
+        diffusion_steps=((5, 16), (10, 16)),
+        grid_steps=10,
+        n_options=8,
+        n_grid=16,
+        n_eval=32,
+        fid_ref_n=64,
+        n_nll=16,
+        deltas=(0.0, 0.01, 0.0125, 0.02),
+        n_delta_eval=16,
+        n_interp=5,
+        n_neighbours=3,
+        sigma_B_max_grid=(1.0, 4.0, 20.0),
+        psd_images=2,
+    ),
     "quick": Profile(
-        name="quick", description="5,000 offline MNIST digits; reference U-Nets shipped in "
-                                  "models/, trained on CPU",
-        ihdm="mnist-ref", ddpm="mnist-ddpm-ref", blurring="mnist-blurring-ref",
+        name="quick",
+        description="5,000 offline MNIST digits; reference U-Nets shipped in "
+        "models/, trained on CPU",
+        ihdm="mnist-ref",
+        ddpm="mnist-ddpm-ref",
+        blurring="mnist-blurring-ref",
         # The colour model: the reference network on the coloured digits. The paper's colour model
         # blurs to sigma_B_max = the image size; 20 on 28 px leaves the mean colour plus the two
         # lowest cosine modes at 8% of their amplitude (exp(-(pi/28)^2 * 200)), mode (1, 1) at 0.7%
@@ -162,34 +184,68 @@ PROFILES: dict[str, Profile] = {
         # FID is the largest cost after sampling (InceptionV3 at 299 x 299 runs at ~5 images/s on
         # 2 cores): the reference statistics of all 4,500 training digits take ~17 min once,
         # 1,000 ~4.
-        colour="mnist-colour-ref", sigma0_steps=1000,
-        prediction_ablation=("mnist-blurring-eps-ablation", "mnist-blurring-v-ablation",
-                             "mnist-blurring-x-ablation"),
-        n_grid=64, n_eval=500, fid_ref_n=1000, n_nll=200,
-        deltas=(0.0, 0.005, 0.01, 0.0125, 0.015, 0.02), n_delta_eval=120,
-        n_interp=9, n_neighbours=8, psd_images=6),
+        colour="mnist-colour-ref",
+        sigma0_steps=1000,
+        prediction_ablation=(
+            "mnist-blurring-eps-ablation",
+            "mnist-blurring-v-ablation",
+            "mnist-blurring-x-ablation",
+        ),
+        n_grid=64,
+        n_eval=500,
+        fid_ref_n=1000,
+        n_nll=200,
+        deltas=(0.0, 0.005, 0.01, 0.0125, 0.015, 0.02),
+        n_delta_eval=120,
+        n_interp=9,
+        n_neighbours=8,
+        psd_images=6,
+    ),
     "paper": Profile(
-        name="paper", description="the paper's Table 1-2 settings on a GPU with the real data sets",
-        ihdm="mnist", ddpm="mnist-ddpm", blurring="mnist-blurring",
-        colour="ffhq128", sigma0_steps=None,
-        n_grid=100, n_eval=50_000, fid_ref_n=None, n_nll=10_000,
-        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.01325, 0.0135, 0.015,
-                0.02), n_delta_eval=10_000,
-        n_interp=11, n_neighbours=16, sigma_B_max_grid=(1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0),
-        psd_images=12, small_scale=False),
+        name="paper",
+        description="the paper's Table 1-2 settings on a GPU with the real data sets",
+        ihdm="mnist",
+        ddpm="mnist-ddpm",
+        blurring="mnist-blurring",
+        colour="ffhq128",
+        sigma0_steps=None,
+        n_grid=100,
+        n_eval=50_000,
+        fid_ref_n=None,
+        n_nll=10_000,
+        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.01325, 0.0135, 0.015, 0.02),
+        n_delta_eval=10_000,
+        n_interp=11,
+        n_neighbours=16,
+        sigma_B_max_grid=(1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0),
+        psd_images=12,
+        small_scale=False,
+    ),
     # One H100-class GPU, about an hour (UNMEASURED until benchmarks/gpu_check.py and the profile
     # have run on one): the real 60,000 MNIST digits, base-64 U-Nets trained 30k steps (colour model
     # 10k, sigma = 0 model 5k), FID on 5,000 samples against the whole training split.
     "gpu": Profile(
-        name="gpu", description="real MNIST (60,000 digits), base-64 U-Nets, 30k steps; one "
-                                "H100-class GPU",
-        ihdm="mnist-gpu", ddpm="mnist-ddpm-gpu", blurring="mnist-blurring-gpu",
-        colour="mnist-colour-gpu", sigma0_steps=5000,
-        diffusion_steps=((50, 2000), (100, 2000), (250, 2000), (1000, 500)), grid_steps=250,
+        name="gpu",
+        description="real MNIST (60,000 digits), base-64 U-Nets, 30k steps; one H100-class GPU",
+        ihdm="mnist-gpu",
+        ddpm="mnist-ddpm-gpu",
+        blurring="mnist-blurring-gpu",
+        colour="mnist-colour-gpu",
+        sigma0_steps=5000,
+        diffusion_steps=((50, 2000), (100, 2000), (250, 2000), (1000, 500)),
+        grid_steps=250,
         n_options=1000,
-        n_grid=100, n_eval=5000, fid_ref_n=None, n_nll=2000,
-        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.0135, 0.015, 0.02), n_delta_eval=1000,
-        n_interp=11, n_neighbours=16, psd_images=12, small_scale=True),
+        n_grid=100,
+        n_eval=5000,
+        fid_ref_n=None,
+        n_nll=2000,
+        deltas=(0.0, 0.005, 0.01, 0.0115, 0.0125, 0.0135, 0.015, 0.02),
+        n_delta_eval=1000,
+        n_interp=11,
+        n_neighbours=16,
+        psd_images=12,
+        small_scale=True,
+    ),
 }
 
 
@@ -210,7 +266,16 @@ def start(profile: str) -> Profile:
 
     prof = get_profile(profile)
     torch.manual_seed(prof.seed)
-    mpl.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 9,
-                         "axes.spines.top": False, "axes.spines.right": False, "image.cmap": "gray",
-                         "figure.constrained_layout.use": True})
+    mpl.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 150,
+            "font.size": 9,
+            "axes.titlesize": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "image.cmap": "gray",
+            "figure.constrained_layout.use": True,
+        }
+    )
     return prof

@@ -18,9 +18,10 @@ import time
 import torch
 from torch import Tensor, nn
 
-from ..training.config import data_root
+from ..training.paths import data_root
 
 __all__ = ["DigitCNN", "digit_classifier", "recognisability", "shipped_name", "export_classifier"]
+
 
 class DigitCNN(nn.Module):
     """Two small conv blocks and a head; classes 0-9 and 10 = not a digit."""
@@ -28,10 +29,16 @@ class DigitCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(32 * 7 * 7, 64), nn.ReLU(),
-                                  nn.Linear(64, 11))
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(0.2), nn.Linear(32 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 11)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
@@ -53,7 +60,8 @@ _CLASSIFIERS: dict = {}
 
 
 def _random_shift(x: Tensor, g: torch.Generator, max_shift: int = 2) -> Tensor:
-    """Shift each digit by up to max_shift pixels (zero fill): cheap augmentation for 4,500 digits."""
+    """Shift each digit by up to max_shift pixels (zero fill): cheap augmentation for 4,500
+    digits."""
     pad = torch.nn.functional.pad(x, (max_shift,) * 4)
     b, _, h, w = x.shape
     dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=g)
@@ -73,8 +81,10 @@ def _perturb_digits(x: Tensor, g: torch.Generator) -> Tensor:
     x = _random_shift(x, g)
     b = x.shape[0]
     sigma_b = torch.empty(b).uniform_(0.3, 1.5, generator=g) * (torch.rand(b, generator=g) < 0.3)
-    x = heat_forward(x, sigma_b ** 2 / 2)
-    std = torch.empty(b, 1, 1, 1).uniform_(0.0, 0.1, generator=g) * (torch.rand(b, 1, 1, 1, generator=g) < 0.3)
+    x = heat_forward(x, sigma_b**2 / 2)
+    std = torch.empty(b, 1, 1, 1).uniform_(0.0, 0.1, generator=g) * (
+        torch.rand(b, 1, 1, 1, generator=g) < 0.3
+    )
     return (x + std * torch.randn(x.shape, generator=g)).clamp(0, 1)
 
 
@@ -93,9 +103,11 @@ def _non_digits(x: Tensor, g: torch.Generator) -> Tensor:
     t_noise = torch.empty(b).uniform_(0.5, 8.0, generator=g)
     blobs = heat_forward(torch.rand(x.shape, generator=g), t_noise)
     lo, hi = blobs.amin((1, 2, 3), keepdim=True), blobs.amax((1, 2, 3), keepdim=True)
-    blobs = ((blobs - lo) / (hi - lo + 1e-8) * 1.6 - 0.6).clamp(0, 1)  # contrast so blobs have edges
+    blobs = ((blobs - lo) / (hi - lo + 1e-8) * 1.6 - 0.6).clamp(
+        0, 1
+    )  # contrast so blobs have edges
     sigma_b = torch.empty(b).uniform_(4.0, 12.0, generator=g)
-    blurred = heat_forward(x, sigma_b ** 2 / 2)
+    blurred = heat_forward(x, sigma_b**2 / 2)
     blurred = blurred / blurred.amax((1, 2, 3), keepdim=True).clamp_min(1e-3)
     perm = torch.argsort(torch.rand(b, x[0].numel(), generator=g), dim=1)
     shuffled = torch.gather(x.flatten(1), 1, perm).view_as(x)
@@ -105,7 +117,8 @@ def _non_digits(x: Tensor, g: torch.Generator) -> Tensor:
 
 
 def _train_classifier(epochs: int, seed: int, progress: bool) -> tuple[DigitCNN, dict]:
-    from ..training.data import load_dataset, load_labels, to_float
+    from ..model.images import to_float
+    from ..training.data import load_dataset, load_labels
 
     x, y = to_float(load_dataset("mnist5k", "train")), load_labels("mnist5k", "train")
     xt, yt = to_float(load_dataset("mnist5k", "test")), load_labels("mnist5k", "test")
@@ -115,13 +128,15 @@ def _train_classifier(epochs: int, seed: int, progress: bool) -> tuple[DigitCNN,
         net = DigitCNN()
         opt = torch.optim.Adam(net.parameters(), lr=3e-3)
         steps_per_epoch = math.ceil(len(x) / 64)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * steps_per_epoch)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=3e-3, total_steps=epochs * steps_per_epoch
+        )
         t0 = time.perf_counter()
         net.train()
         for epoch in range(epochs):
             perm = torch.randperm(len(x), generator=g)
             for start in range(0, len(x), 64):
-                idx = perm[start:start + 64]
+                idx = perm[start : start + 64]
                 digits = _perturb_digits(x[idx], g)
                 others = _non_digits(digits[: len(idx) // 2], g)
                 inputs = torch.cat([digits, others])
@@ -132,21 +147,35 @@ def _train_classifier(epochs: int, seed: int, progress: bool) -> tuple[DigitCNN,
                 opt.step()
                 sched.step()
             if progress:
-                print(f"[ihdm] digit classifier epoch {epoch + 1}/{epochs} loss {loss.item():.3f}", file=sys.stderr)
+                print(
+                    f"[ihdm] digit classifier epoch {epoch + 1}/{epochs} loss {loss.item():.3f}",
+                    file=sys.stderr,
+                )
         net.eval()
         with torch.no_grad():
             acc = float((net(xt).argmax(1) == yt).float().mean())
             rejected = float((net(_non_digits(xt, g)).argmax(1) == NOT_A_DIGIT).float().mean())
-    meta = {"version": CLASSIFIER_VERSION, "data": "mnist5k train (4500) + synthetic non-digits (class 10)",
-            "test_accuracy": acc, "test_set": "mnist5k test (500), 11-way argmax",
-            "test_non_digit_rejection": rejected, "epochs": epochs, "seed": seed,
-            "train_time_s": time.perf_counter() - t0, "torch": torch.__version__}
+    meta = {
+        "version": CLASSIFIER_VERSION,
+        "data": "mnist5k train (4500) + synthetic non-digits (class 10)",
+        "test_accuracy": acc,
+        "test_set": "mnist5k test (500), 11-way argmax",
+        "test_non_digit_rejection": rejected,
+        "epochs": epochs,
+        "seed": seed,
+        "train_time_s": time.perf_counter() - t0,
+        "torch": torch.__version__,
+    }
     return net, meta
 
 
 def _identity(epochs: int, seed: int) -> dict:
-    return {"kind": "mnist5k digit CNN", "version": CLASSIFIER_VERSION, "epochs": epochs,
-            "seed": seed}
+    return {
+        "kind": "mnist5k digit CNN",
+        "version": CLASSIFIER_VERSION,
+        "epochs": epochs,
+        "seed": seed,
+    }
 
 
 def shipped_name(epochs: int = 10, seed: int = 0) -> str:
@@ -166,7 +195,9 @@ def _load_shipped(epochs: int, seed: int):
     return net, dict(json.loads(meta["meta"]), source="shipped")
 
 
-def digit_classifier(*, retrain: bool = False, epochs: int = 10, seed: int = 0, progress: bool = False):
+def digit_classifier(
+    *, retrain: bool = False, epochs: int = 10, seed: int = 0, progress: bool = False
+):
     """The mnist5k digit CNN and its metadata (net, meta).
 
     The shipped one (``models/evaluators/``, checked against its SHA-256) when it exists, else
@@ -212,7 +243,9 @@ def export_classifier(epochs: int = 10, seed: int = 0, folder=None):
     return save_shipped(shipped_name(epochs, seed), state, _identity(epochs, seed), meta, folder)
 
 
-def recognisability(images: Tensor, *, threshold: float = 0.9, classifier=None, batch_size: int = 500) -> dict:
+def recognisability(
+    images: Tensor, *, threshold: float = 0.9, classifier=None, batch_size: int = 500
+) -> dict:
     """How recognisable generated digits are to a CNN trained on real MNIST digits.
 
     Returns share_confident (share whose most likely class is a digit with probability >=
@@ -220,7 +253,7 @@ def recognisability(images: Tensor, *, threshold: float = 0.9, classifier=None, 
     (argmax counts for 0..9), not_digit (count whose argmax is the 'not a digit' class) and n.
     ``images``: (N, 1, 28, 28) uint8 or [0, 1] float.
     """
-    from ..training.data import to_float
+    from ..model.images import to_float
 
     if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28):
         raise ValueError(f"recognisability needs (N, 1, 28, 28) digits, got {tuple(images.shape)}")
@@ -229,7 +262,11 @@ def recognisability(images: Tensor, *, threshold: float = 0.9, classifier=None, 
     probs = []
     with torch.no_grad(), _one_thread():
         for start in range(0, len(images), batch_size):
-            probs.append(torch.softmax(net(to_float(images[start:start + batch_size]).float().cpu()), dim=1))
+            probs.append(
+                torch.softmax(
+                    net(to_float(images[start : start + batch_size]).float().cpu()), dim=1
+                )
+            )
     p = torch.cat(probs)
     label = p.argmax(1)
     digit_conf = p[:, :NOT_A_DIGIT].max(1).values

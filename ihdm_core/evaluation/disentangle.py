@@ -229,7 +229,7 @@ def grid_scores(samples: Tensor, centres: Tensor) -> dict:
 # -------------------------------------------------------
 def images_at(images, indices) -> Tensor:
     """The images ``indices`` of a tensor or an indexable data set, as floats in [0, 1]."""
-    from ..training.data import to_float
+    from ..model.images import to_float
 
     idx = torch.as_tensor(indices).long()
     x = images[idx] if isinstance(images, Tensor) else torch.stack([images[int(i)] for i in idx])

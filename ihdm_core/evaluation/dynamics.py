@@ -1,4 +1,5 @@
-"""How a trained reverse process behaves: per-level loss, noise gain, branching and interpolation smoothness.
+"""How a trained reverse process behaves: per-level loss, noise gain, branching and interpolation
+smoothness.
 
 The measurements of chapters 3-5, as functions of (net, process, images) or of sampled tensors,
 so the chapters show the figures and the package holds (and tests) the arithmetic:
@@ -23,10 +24,10 @@ from torch import Tensor
 from ..model._util import randn_like
 from ..model.losses import squared_error, training_batch
 from ..model.sampling import Recorder, sample
-from ..training.train import read_metrics
+from ..training.log import read_metrics
 
-__all__ = ["loss_curve", "smoothed", "loss_per_level", "noise_gain", "states_at", "continue_from", "pair_spread", "branch_spread",
-           "frame_steps", "smoothness", "path_norms"]
+__all__ = ["loss_curve", "smoothed", "loss_per_level", "noise_gain", "states_at", "continue_from",
+           "pair_spread", "branch_spread", "frame_steps", "smoothness", "path_norms"]
 
 
 def loss_curve(run_dir) -> tuple[np.ndarray, np.ndarray]:
@@ -35,11 +36,13 @@ def loss_curve(run_dir) -> tuple[np.ndarray, np.ndarray]:
     log = read_metrics(run_dir)
     if not log:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    steps = np.concatenate([np.arange(r["step"] - len(r["losses"]) + 1, r["step"] + 1) for r in log])
+    steps = np.concatenate([np.arange(r["step"] - len(r["losses"]) + 1, r["step"] + 1)
+                            for r in log])
     return steps, np.concatenate([np.asarray(r["losses"], dtype=np.float64) for r in log])
 
 
-def smoothed(steps: np.ndarray, values: np.ndarray, parts: int = 40) -> tuple[np.ndarray, np.ndarray, int]:
+def smoothed(steps: np.ndarray, values: np.ndarray, parts: int = 40) -> tuple[np.ndarray,
+                                                                              np.ndarray, int]:
     """Moving average over windows of len // parts steps (at least 1): (steps at each window's end,
     averages, window length)."""
     win = max(1, len(values) // parts)
@@ -51,7 +54,8 @@ def _levels(k: int, n: int, device) -> Tensor:
 
 
 @torch.no_grad()
-def loss_per_level(net, process, x0: Tensor, generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+def loss_per_level(net, process, x0: Tensor,
+                   generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Alg. 1 at every level k = 1..K on the images ``x0``: the mean over images of
     ||mu_theta(u_k + eps, k) - u_{k-1}||^2 and of ||(u_k + eps) - u_{k-1}||^2 (the skip connection
     alone, f_theta = 0). Arrays of length K, entry k-1 for level k; one draw of eps per level."""
@@ -66,14 +70,16 @@ def loss_per_level(net, process, x0: Tensor, generator: torch.Generator | None =
 
 @torch.no_grad()
 def noise_gain(net, process, x0: Tensor, eta: Tensor) -> np.ndarray:
-    """How much one reverse step amplifies a perturbation, per level k = 1..K: the mean over images of
+    """How much one reverse step amplifies a perturbation, per level k = 1..K: the mean over images
+    of
     ||mu(F(t_k) x0 + eta, k) - mu(F(t_k) x0, k)|| / ||eta||. Below 1 the step contracts noise."""
     n = len(x0)
     gain = np.zeros(process.K)
     for k in range(1, process.K + 1):
         u = process.blur(x0, k)
         mu = process.predict(net, torch.cat([u, u + eta]), _levels(k, 2 * n, x0.device))
-        gain[k - 1] = float(((mu[n:] - mu[:n]).flatten(1).norm(dim=1) / eta.flatten(1).norm(dim=1)).mean())
+        ratio = (mu[n:] - mu[:n]).flatten(1).norm(dim=1) / eta.flatten(1).norm(dim=1)
+        gain[k - 1] = float(ratio.mean())
     return gain
 
 
@@ -92,7 +98,8 @@ def states_at(net, process, u_K: Tensor, levels, **sample_kw) -> Tensor:
 @torch.no_grad()
 def continue_from(net, process, u: Tensor, k_from: int, generator: torch.Generator | None = None,
                   delta: float | None = None) -> Tensor:
-    """Alg. 2 from the state ``u`` at level ``k_from`` down to level 0, with fresh sampling noise."""
+    """Alg. 2 from the state ``u`` at level ``k_from`` down to level 0, with fresh sampling
+    noise."""
     for k in range(k_from, 0, -1):
         u = process.reverse_step(net, u, k, randn_like(u, generator), delta).x
     return u
@@ -111,7 +118,8 @@ def pair_spread(x: Tensor) -> float:
 @torch.no_grad()
 def branch_spread(net, process, u_k: Tensor, k: int, n_branch: int, k_coarse: int,
                   generator: torch.Generator | None = None) -> dict:
-    """Continue each state of ``u_k`` (sources at level k) ``n_branch`` times with fresh noise (Fig. 5b).
+    """Continue each state of ``u_k`` (sources at level k) ``n_branch`` times with fresh noise
+    (Fig. 5b).
 
     Returns the continuations (sources, n_branch, C, H, W) clamped to [0, 1], and the spread between
     them split into a coarse part (the continuations blurred to level ``k_coarse``) and the fine

@@ -9,17 +9,15 @@ recomputation. ``README.md`` there is their card. Files are found by name, and a
 identity (the classifier's version, epochs and seed; the reference set's data set, split, size
 and subset seed); the loaders also check the identity recorded inside the file.
 
-    python -m ihdm_core.evaluation.evaluators export      # (re)write them from the data cache
-    python -m ihdm_core.evaluation.evaluators verify
+    python -m ihdm_core evaluators export      # (re)write them from the data cache
+    python -m ihdm_core evaluators verify
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -132,7 +130,7 @@ def write_card(folder: Path | None = None) -> Path:
         "against the same classifier and the same FID reference (and a fresh clone skips minutes",
         "of CPU). `ihdm_core.evaluation.evaluators` checks each file against its `.sha256` record",
         "before every load; a changed byte is an error. Rewrite them (and this card) with",
-        "`python -m ihdm_core.evaluation.evaluators export`; deleting a file and its record makes",
+        "`python -m ihdm_core evaluators export`; deleting a file and its record makes",
         "the code compute it locally again, into the data folder.",
         "",
         "FID sets ship as float16 InceptionV3 features, not statistics (a 2048 x 2048 float64",
@@ -188,41 +186,3 @@ def verify_all() -> list[tuple[str, str | None]]:
             out.append((path.name, str(err)))
     return out
 
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m ihdm_core.evaluation.evaluators", description=__doc__.split("\n\n")[0]
-    )
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("verify", help="check every shipped evaluator file against its SHA-256")
-    ex = sub.add_parser("export", help="ship the digit classifier and the FID reference features")
-    ex.add_argument(
-        "--ref-n", type=int, default=1000, help="reference digits (the quick profile's fid_ref_n)"
-    )
-    ex.add_argument(
-        "--fp32", action="store_true", help="store the features in float32 (default float16)"
-    )
-    args = ap.parse_args(argv)
-    if args.cmd == "verify":
-        bad = 0
-        for name, err in verify_all():
-            print(
-                f"ok  {name}" if err is None else f"BAD {err}",
-                file=sys.stdout if err is None else sys.stderr,
-            )
-            bad += err is not None
-        return 1 if bad else 0
-    from .digits import export_classifier
-    from .fid import export_reference_features
-
-    dtype = torch.float32 if args.fp32 else torch.float16
-    print(export_classifier())
-    # The FID reference of the quick profile, and the whole held-out split (real-digit FID).
-    print(export_reference_features("mnist5k", "train", args.ref_n, seed=0, dtype=dtype))
-    print(export_reference_features("mnist5k", "test", None, dtype=dtype))
-    print(write_card())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

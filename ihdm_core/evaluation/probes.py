@@ -32,7 +32,8 @@ __all__ = ["trajectory_states", "probe", "jacobian_rows", "identity_rows", "corr
 
 
 def trajectory_states(run, x_K: Tensor, keep, seed: int) -> tuple[dict[int, Tensor], Tensor]:
-    """Sample from ``x_K`` and return ({k: state at level k} for k in ``keep``, final samples), on the
+    """Sample from ``x_K`` and return ({k: state at level k} for k in ``keep``, final samples), on
+    the
     CPU and in [0, 1] data units (the diffusions' states z are mapped by ``to_data``)."""
     to_data = getattr(run.process, "to_data", lambda x: x)
     rec = Recorder(keep, clamp=False)
@@ -42,7 +43,8 @@ def trajectory_states(run, x_K: Tensor, keep, seed: int) -> tuple[dict[int, Tens
 
 
 def _unclipped(process):
-    """A shallow copy of ``process`` whose x_hat is neither clipped nor DCT-clamped (no gradient there)."""
+    """A shallow copy of ``process`` whose x_hat is neither clipped nor DCT-clamped (no gradient
+    there)."""
     p = copy.copy(process)
     if hasattr(p, "clip_denoised"):
         p.clip_denoised = False
@@ -65,7 +67,8 @@ def jacobian_rows(process, net, u: Tensor, k: Tensor, pix: Tensor, chunk: int = 
     """d probe(u)[b, 0, i_b, j_b] / d u[b] for states ``u`` (N, C, H, W) in data units, levels ``k``
     (N,) and pixels ``pix`` (N, 2) as (row, column). Returns (N, C, H, W) on the CPU.
 
-    One backward pass per level and chunk: the network treats batch items independently in eval mode."""
+    One backward pass per level and chunk: the network treats batch items independently in eval
+    mode."""
     u, k, pix = u.cpu(), torch.as_tensor(k).cpu(), torch.as_tensor(pix).cpu()
     out = torch.empty_like(u, dtype=torch.float32)
     dev = process.device
@@ -92,10 +95,12 @@ def correction_rows(process, net, u: Tensor, k: Tensor, pix: Tensor) -> tuple[Te
     return full, full - identity_rows(process, u, k, pix)
 
 
-# --- the ideal reverse heat step -------------------------------------------------------------------
+# --- the ideal reverse heat step
+# -------------------------------------------------------------------
 
 def euler_row(H: int, W: int, pix, dt: float) -> Tensor:
-    """Jacobian row of one explicit Euler step of the reverse heat equation (Eq. 13) at pixel ``pix``:
+    """Jacobian row of one explicit Euler step of the reverse heat equation (Eq. 13) at pixel
+    ``pix``:
     1 + 4 dt at the pixel, -dt at its four neighbours (inside the image)."""
     i, j = int(pix[0]), int(pix[1])
     row = torch.zeros(H, W)
@@ -110,10 +115,12 @@ def exact_inverse_row(H: int, W: int, pix, dt: float) -> Tensor:
     """Row ``pix`` of the exact inverse step F(-dt): separable, the outer product of row i of
     A_H(-dt) and row j of A_W(-dt) (the 1-D heat matrices at negative time)."""
     i, j = int(pix[0]), int(pix[1])
-    return torch.outer(heat_matrix(H, -dt, dtype=torch.float64)[i], heat_matrix(W, -dt, dtype=torch.float64)[j]).float()
+    return torch.outer(heat_matrix(H, -dt, dtype=torch.float64)[i],
+                       heat_matrix(W, -dt, dtype=torch.float64)[j]).float()
 
 
-# --- locality measures -----------------------------------------------------------------------------
+# --- locality measures
+# -----------------------------------------------------------------------------
 
 R_GRID = torch.arange(0, 512, 0.25, dtype=torch.float64)  # radii at which mass shares are evaluated
 
@@ -136,7 +143,8 @@ def mass_share(g: Tensor, pix: Tensor, power: int = 1) -> Tensor:
     d2 = distances2(pix, *g.shape[-2:]).double()
     a = g.abs().double() ** power
     tot = a.flatten(1).sum(1).clamp_min(1e-30)
-    return torch.stack([(a * (d2 <= r * r)).flatten(1).sum(1) / tot for r in r_grid(*g.shape[-2:])], 1)
+    return torch.stack([(a * (d2 <= r * r)).flatten(1).sum(1) / tot for r in r_grid(*g.shape[-2:])],
+                       1)
 
 
 def radius_at(share: Tensor, level: float) -> Tensor:
@@ -146,14 +154,17 @@ def radius_at(share: Tensor, level: float) -> Tensor:
 
 
 def radial_profile(g: Tensor, pix: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean |g| per rounded distance 0, 1, 2, ... from the pixel: (distances, (N, n_bins)), NaN where a bin is empty."""
+    """Mean |g| per rounded distance 0, 1, 2, ... from the pixel: (distances, (N, n_bins)), NaN
+    where a bin is empty."""
     d = distances2(pix, *g.shape[-2:]).double().sqrt().round().long()
     n_bins = int(d.max()) + 1
     a = g.abs().double().flatten(1)
     d = d.flatten(1)
     sums = torch.zeros(len(g), n_bins, dtype=torch.float64).scatter_add_(1, d, a)
     counts = torch.zeros(len(g), n_bins, dtype=torch.float64).scatter_add_(1, d, torch.ones_like(a))
-    return torch.arange(n_bins, dtype=torch.float64), torch.where(counts > 0, sums / counts.clamp_min(1), float("nan"))
+    return torch.arange(n_bins, dtype=torch.float64), torch.where(counts > 0,
+                                                                  sums / counts.clamp_min(1),
+                                                                  float("nan"))
 
 
 def anisotropy(g: Tensor, pix: Tensor) -> Tensor:
@@ -164,9 +175,11 @@ def anisotropy(g: Tensor, pix: Tensor) -> Tensor:
     ring_mean = torch.zeros_like(gd)
     for q in torch.unique(d2):
         m = (d2 == q).double()
-        ring_mean += m * ((gd * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1))[:, None, None]
+        ring_mean += m * ((gd * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1))[:, None,
+            None]
     off = (d2 > 0).double()
-    return ((gd - ring_mean) ** 2 * off).flatten(1).sum(1) / (gd ** 2 * off).flatten(1).sum(1).clamp_min(1e-30)
+    total = (gd ** 2 * off).flatten(1).sum(1).clamp_min(1e-30)
+    return ((gd - ring_mean) ** 2 * off).flatten(1).sum(1) / total
 
 
 def centre_and_ring(g: Tensor, pix: Tensor) -> tuple[Tensor, Tensor]:
@@ -178,7 +191,8 @@ def centre_and_ring(g: Tensor, pix: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def locality_stats(g: Tensor, pix: Tensor) -> dict[str, float]:
-    """The chapter's table columns for rows g (N, H, W) around pixels pix (N, 2), averaged over rows."""
+    """The chapter's table columns for rows g (N, H, W) around pixels pix (N, 2), averaged over
+    rows."""
     share = mass_share(g, pix)
     centre, ring = centre_and_ring(g, pix)
     within_2 = int(torch.searchsorted(R_GRID, torch.tensor(2.0, dtype=torch.float64)))
@@ -186,4 +200,5 @@ def locality_stats(g: Tensor, pix: Tensor) -> dict[str, float]:
             "r90 (energy)": float(radius_at(mass_share(g, pix, 2), 0.9).mean()),
             "mass share r <= 2": float(share[:, within_2].mean()),
             "anisotropy": float(anisotropy(g, pix).mean()),
-            "correction at pixel": float(centre.mean()), "correction, 4 neighbours": float(ring.mean())}
+            "correction at pixel": float(centre.mean()),
+            "correction, 4 neighbours": float(ring.mean())}

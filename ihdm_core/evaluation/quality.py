@@ -5,8 +5,9 @@ A FID of a few hundred samples is biased far upward and a recognisability means 
 ceiling, so chapters 3 and 4 place a model's scores next to those of *real* held-out images with
 the same n and the same reference (:func:`real_image_scores`). Chapter 4 scores one network at
 several sampling noises delta (:func:`scores_against_delta`); the scores are recorded in the run
-folder by :func:`ihdm_core.evaluation.scores.score`, so chapters that ask again reuse them. :func:`elbo_identity_check` evaluates the ELBO directly at a
-second delta and compares it with the closed form built from an evaluation at the first.
+folder by :func:`ihdm_core.evaluation.scores.score`, so chapters that ask again reuse them.
+:func:`elbo_identity_check` evaluates the ELBO directly at a second delta and compares it with the
+closed form built from an evaluation at the first.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from ..training.data import load_dataset
 from .digits import digit_classifier, recognisability
 from .fid import fid_between, fid_from_features, reference_stats
 from .inception import inception_features
-from .scores import REFERENCE_SETS, score
+from .scores import REFERENCE_SPLIT, score
 
 __all__ = ["real_image_scores", "scores_against_delta", "elbo_identity_check"]
 
 
-def real_image_scores(dataset: str, *, n_fid: int | None = None, seed: int = 0, ref_n: int | None = None,
+def real_image_scores(dataset: str, *, n_fid: int | None = None, seed: int = 0,
+                      ref_n: int | None = None,
                       device="cpu", classifier=None, digits: bool = True) -> dict:
     """Scores of the real held-out (test) images of ``dataset``, the floor and ceiling for samples.
 
@@ -40,14 +42,14 @@ def real_image_scores(dataset: str, *, n_fid: int | None = None, seed: int = 0, 
     if n_fid is not None and n_fid < 0:
         raise ValueError(f"n_fid must be >= 0 or None, got {n_fid}")
     images = load_dataset(dataset, split="test")
-    out = {"n_images": len(images), "recognisability": None, "fid": None, "fid_n": 0, "fid_seconds": None,
-           "reference": None}
+    out = {"n_images": len(images), "recognisability": None, "fid": None, "fid_n": 0,
+           "fid_seconds": None, "reference": None}
     if digits:
-        out["recognisability"] = recognisability(images, classifier=classifier or digit_classifier())
+        out["recognisability"] = recognisability(images,
+                                                 classifier=classifier or digit_classifier())
     if n_fid == 0:
         return out
-    ds, split = REFERENCE_SETS.get(dataset, (dataset, "train"))
-    ref = reference_stats(ds, split, ref_n, device=device, progress=False)
+    ref = reference_stats(dataset, REFERENCE_SPLIT, ref_n, device=device, progress=False)
     n = len(images) if n_fid is None else min(n_fid, len(images))
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     t0 = time.perf_counter()
@@ -60,15 +62,18 @@ def real_image_scores(dataset: str, *, n_fid: int | None = None, seed: int = 0, 
     return out
 
 
-def scores_against_delta(run, deltas, *, n: int, seed: int = 0, ref_n: int | None = None, device="cpu") -> dict:
+def scores_against_delta(run, deltas, *, n: int, seed: int = 0, ref_n: int | None = None,
+                         device="cpu") -> dict:
     """Recognisability and FID of ``n`` samples of ``run`` at every sampling noise in ``deltas``:
     {delta: {"recognisability": record, "fid": record}} with the records of
     :func:`~ihdm_core.evaluation.scores.score` (both scores use the same samples per delta)."""
     out = {}
     for d in deltas:
         out[float(d)] = {
-            "recognisability": score(run, "recognisability", n=n, delta=float(d), seed=seed, progress=False),
-            "fid": score(run, "fid", n=n, delta=float(d), seed=seed, ref_n=ref_n, device=device, progress=False)}
+            "recognisability": score(run, "recognisability", n=n, delta=float(d), seed=seed,
+                                     progress=False),
+            "fid": score(run, "fid", n=n, delta=float(d), seed=seed, ref_n=ref_n, device=device,
+                         progress=False)}
     return out
 
 
@@ -77,12 +82,16 @@ def elbo_identity_check(net, process, images, centres, delta0: float, delta1: fl
     """The mean ELBO terms L_0..L_K (nats) of ``n`` held-out ``images`` (uint8, drawn and
     dequantised with ``seed``) at ``delta1``, (closed form from the terms at ``delta0``, direct
     evaluation), both with the same draws u_k ~ q(u_k | u_0). The prior term L_K of the closed form
-    is taken from the direct evaluation: only L_0..L_{K-1} are a function of the transition errors."""
+    is taken from the direct evaluation: only L_0..L_{K-1} are a function of the transition
+    errors."""
     g = torch.Generator().manual_seed(seed)
     dev = centres.device
-    few = dequantize(images[torch.randperm(len(images), generator=g)[:min(n, len(images))]], generator=g).to(dev)
+    few = dequantize(images[torch.randperm(len(images), generator=g)[:min(n, len(images))]],
+                     generator=g).to(dev)
     eps = torch.randn((process.K, *few.shape), generator=g).to(dev)
-    t0, t1 = (elbo_terms(net, process, few, centres, delta=d, noise=eps).mean(0).cpu().numpy() for d in (delta0, delta1))
+    t0, t1 = (elbo_terms(net, process, few, centres, delta=d, noise=eps).mean(0).cpu().numpy()
+              for d in (delta0, delta1))
     dims = few[0].numel()
-    pred = terms_at_delta(transition_errors(t0, delta0, process.sigma, dims), process.sigma, delta1, dims, t1[-1])
+    pred = terms_at_delta(transition_errors(t0, delta0, process.sigma, dims), process.sigma, delta1,
+                          dims, t1[-1])
     return pred, t1

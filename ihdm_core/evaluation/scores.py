@@ -1,4 +1,5 @@
-"""Evaluate a trained run: FID (clean-fid, offline), negative ELBO in bits/dim, digit recognisability.
+"""Evaluate a trained run: FID (clean-fid, offline), negative ELBO in bits/dim, digit
+recognisability.
 
     python -m ihdm_core evaluate --preset mnist-quick --metric fid --n 1000
     python -m ihdm_core evaluate --preset mnist-quick --metric nll
@@ -12,30 +13,27 @@ checkpoint) and the time taken.
 
 from __future__ import annotations
 
-import argparse
-import inspect
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from ..training.config import preset_names
+from ..model.images import to_float
 from ..training.data import load_dataset
-__all__ = ["REFERENCE_SETS", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll", "nll_indices",
-           "evaluate_recognisability",
-           "evaluate_explosions", "sampling_steps", "step_sweep", "high_frequency_rms", "record_score", "read_scores",
-           "score", "draw_samples", "sweep_rows", "option_rows", "min_step_ratio", "high_frequency_trace", "main"]
+from ..training.paths import relative_path
+__all__ = ["REFERENCE_SPLIT", "sample_stream", "run_identity", "evaluate_fid", "evaluate_nll",
+           "nll_indices", "evaluate_recognisability",
+           "evaluate_explosions", "sampling_steps", "step_sweep", "high_frequency_rms",
+           "record_score", "read_scores",
+           "score", "draw_samples", "sweep_rows", "option_rows", "min_step_ratio",
+           "high_frequency_trace"]
 
-# FID reference set per training data set (App. B.3: training set for CIFAR-10 and LSUN, the
-# whole data set for FFHQ and AFHQ, whose folders are used whole; MNIST: its training split).
-REFERENCE_SETS = {
-    "mnist5k": ("mnist5k", "train"), "mnist5k-colour": ("mnist5k-colour", "train"), "mnist": ("mnist", "train"), "cifar10": ("cifar10", "train"),
-    "afhq64": ("afhq64", "train"), "afhq256": ("afhq256", "train"), "ffhq128": ("ffhq128", "train"),
-    "ffhq256": ("ffhq256", "train"), "lsun_church128": ("lsun_church128", "train"),
-}
+# The FID reference is the training split of the run's own data set (App. B.3: the training set
+# for CIFAR-10 and LSUN, the whole data set for FFHQ and AFHQ, whose folders are used whole;
+# MNIST: its training split).
+REFERENCE_SPLIT = "train"
 
 
 class _Clock:
@@ -46,8 +44,9 @@ class _Clock:
 def sample_stream(run, n: int, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
                   images=None, clock: _Clock | None = None, clamp: bool = True):
     """Yield exactly ``n`` samples in [0, 1] (``clamp=False``: as the chains ended), in batches of
-    at most ``batch_size``: those of the per-image seeds :func:`ihdm_core.training.generate.seed_range`
-    (seed, n), so a set is the same whatever the batch size, and equal to ``generate(run, n, seed=seed)``.
+    at most ``batch_size``: those of the per-image seeds
+    :func:`ihdm_core.training.generate.seed_range` (seed, n), so a set is the same whatever the
+    batch size, and equal to ``generate(run, n, seed=seed)``.
     """
     from ..training.generate import iter_sample_seeds, seed_range
 
@@ -55,8 +54,8 @@ def sample_stream(run, n: int, *, delta: float | None = None, seed: int = 0, bat
         raise ValueError(f"n must be positive, got {n}")
     images = load_dataset(run.cfg.data) if images is None and run.process.data_prior else images
     t0 = time.perf_counter()
-    for _, x in iter_sample_seeds(run, seed_range(seed, n), batch_size=batch_size, delta=delta, images=images,
-                                  clamp=clamp):
+    for _, x in iter_sample_seeds(run, seed_range(seed, n), batch_size=batch_size, delta=delta,
+                                  images=images, clamp=clamp):
         if clock is not None:
             clock.seconds += time.perf_counter() - t0
         yield x
@@ -66,21 +65,26 @@ def sample_stream(run, n: int, *, delta: float | None = None, seed: int = 0, bat
 def run_identity(run) -> dict:
     ckpt = Path(run.run_dir) / "checkpoint.pt"
     return {"config": run.cfg.name, "identity": run.cfg.identity(), "step": run.step,
-            "run_dir": str(run.run_dir), "checkpoint": str(ckpt) if ckpt.exists() else None,
+            "run_dir": relative_path(run.run_dir),
+            "checkpoint": relative_path(ckpt) if ckpt.exists() else None,
             "source": getattr(run, "source", "trained")}
 
 
 def _sampler(run) -> dict:
     """Sampler settings that change samples without changing the trained run: for the diffusions,
-    x_hat clipping, and for continuous-time ones the number of steps, the time grid and the DCT clamp."""
+    x_hat clipping, and for continuous-time ones the number of steps, the time grid and the DCT
+    clamp."""
     proc = run.process
     clip = getattr(proc, "clip_denoised", None)
     out = {} if clip is None else {"clip_denoised": bool(clip)}
-    out["seeding"] = "per-image"  # ihdm_core.training.generate.seed_range; earlier scores drew one stream per batch
+    # ihdm_core.training.generate.seed_range; earlier scores drew one stream per batch
+    out["seeding"] = "per-image"
     if getattr(proc, "continuous", False):
-        uniform = torch.allclose(proc.times.cpu(), torch.arange(proc.K + 1, dtype=torch.float64) / proc.K)
+        uniform = torch.allclose(proc.times.cpu(),
+                                 torch.arange(proc.K + 1, dtype=torch.float64) / proc.K)
         out["steps"] = int(proc.K)
-        if not uniform:  # a grid is named by its times (rounded: a checksum that survives float noise)
+        # a grid is named by its times (rounded: a checksum that survives float noise)
+        if not uniform:
             out["grid"] = [round(float(t), 6) for t in proc.times[1:6].cpu()]
     if getattr(proc, "dct_range", None) is not None:
         out["clamp_dct"] = True
@@ -141,7 +145,8 @@ def draw_samples(run, n: int, *, delta: float | None = None, seed: int = 0, batc
 
 def high_frequency_rms(x: torch.Tensor) -> torch.Tensor:
     """Per image, the RMS of the highest DCT frequencies (i + j >= H) of ``2 x - 1``: where a
-    Blurring Diffusion chain that leaves the data explodes first, and where data have little energy."""
+    Blurring Diffusion chain that leaves the data explodes first, and where data have little
+    energy."""
     from ..model.heat import dct2
 
     h, w = x.shape[-2:]
@@ -151,35 +156,40 @@ def high_frequency_rms(x: torch.Tensor) -> torch.Tensor:
     return c[..., high].pow(2).mean(dim=(-1, -2)).sqrt()
 
 
-def evaluate_explosions(run, n: int = 1000, *, delta: float | None = None, seed: int = 0, batch_size: int = 50,
-                        factor: float = 10.0, progress: bool = True) -> dict:
+def evaluate_explosions(run, n: int = 1000, *, delta: float | None = None, seed: int = 0,
+                        batch_size: int = 50, factor: float = 10.0, progress: bool = True) -> dict:
     """How many of ``n`` sampling chains exploded: final states (unclamped) whose high-frequency RMS
     exceeds ``factor`` times the training data's mean high-frequency RMS. Same draw as the
     recognisability and FID of the same (run, n, seed)."""
     t0 = time.perf_counter()
     data = load_dataset(run.cfg.data)
-    data = data[:2000] if isinstance(data, torch.Tensor) else torch.stack([data[i] for i in range(min(2000, len(data)))])
-    ref = float(high_frequency_rms(data.float() / 255 if data.dtype == torch.uint8 else data.float()).mean())
+    if not isinstance(data, torch.Tensor):
+        data = torch.stack([data[i] for i in range(min(2000, len(data)))])
+    data = data[:2000]
+    ref = float(high_frequency_rms(to_float(data)).mean())
     clock = _Clock()
-    x = draw_samples(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock, clamp=False)
+    x = draw_samples(run, n, delta=delta, seed=seed, batch_size=batch_size, clock=clock,
+                     clamp=False)
     rms = high_frequency_rms(x.cpu())
     count = int((rms > factor * ref).sum())
     return {"metric": "explosions", "value": count, "n_samples": n, "factor": factor,
-            "reference": f"{run.cfg.data.dataset} high-frequency RMS {ref:.4g} (mean of {len(data)} training images)",
-            "details": {"max_ratio": float(rms.max() / ref), "median_ratio": float(rms.median() / ref)},
+            "reference": f"{run.cfg.data.dataset} high-frequency RMS {ref:.4g} (mean of "
+            f"{len(data)} training images)",
+            "details": {"max_ratio": float(rms.max() / ref),
+                        "median_ratio": float(rms.median() / ref)},
             "seed": seed, "delta": _delta(run, delta), "run": run_identity(run),
             "time_s": {"total": time.perf_counter() - t0, "sampling": clock.seconds}}
 
 
-def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 0, reference: str | None = None,
-                 ref_split: str | None = None, ref_n: int | None = None, batch_size: int = 50, device="cpu",
-                 progress: bool = True) -> dict:
+def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 0,
+                 reference: str | None = None,
+                 ref_split: str | None = None, ref_n: int | None = None, batch_size: int = 50,
+                 device="cpu", progress: bool = True) -> dict:
     """FID of ``n`` samples against the reference statistics of the run's data set (clean mode)."""
     from .inception import feature_extractor, inception_features
     from .fid import fid_from_features, reference_stats
 
-    ds, split = REFERENCE_SETS.get(run.cfg.data.dataset, (run.cfg.data.dataset, "train"))
-    ds, split = reference or ds, ref_split or split
+    ds, split = reference or run.cfg.data.dataset, ref_split or REFERENCE_SPLIT
     t0 = time.perf_counter()
     extractor = feature_extractor(device)
     ref = reference_stats(ds, split, ref_n, device=device, progress=progress)
@@ -197,47 +207,54 @@ def evaluate_fid(run, n: int = 1000, *, delta: float | None = None, seed: int = 
     value = fid_from_features(feats, ref)
     return {
         "metric": "fid", "value": value, "n_samples": n, "mode": "clean",
-        "reference": ref.meta.get("reference"), "reference_n": ref.n, "seed": seed, "delta": _delta(run, delta),
-        "sampler_batch_size": batch_size, "inception": extractor.provenance, "run": run_identity(run),
+        "reference": ref.meta.get("reference"), "reference_n": ref.n, "seed": seed,
+        "delta": _delta(run, delta),
+        "sampler_batch_size": batch_size, "inception": extractor.provenance,
+        "run": run_identity(run),
         "time_s": {"total": time.perf_counter() - t0, "reference_stats": t_ref,
                    "sampling": clock.seconds, "inception": t_feat - clock.seconds},
     }
 
 
 def nll_indices(n_images: int, n: int | None, seed: int = 0) -> torch.Tensor:
-    """Which of ``n_images`` held-out images :func:`evaluate_nll` scores for ``n`` and ``seed``, sorted."""
+    """Which of ``n_images`` held-out images :func:`evaluate_nll` scores for ``n`` and ``seed``,
+    sorted."""
     if n is None or n >= n_images:
         return torch.arange(n_images)
     return torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
-def evaluate_nll(run, *, split: str = "test", n: int | None = None, delta: float | None = None, seed: int = 0,
-                 batch_size: int = 250, progress: bool = True) -> dict:
-    """Negative ELBO (App. A.2-A.3) of held-out images in bits/dim, KDE prior on the training images."""
+def evaluate_nll(run, *, split: str = "test", n: int | None = None, delta: float | None = None,
+                 seed: int = 0, batch_size: int = 250, progress: bool = True) -> dict:
+    """Negative ELBO (App. A.2-A.3) of held-out images in bits/dim, KDE prior on the training
+    images."""
     from ..model.likelihood import negative_elbo
 
     images = load_dataset(run.cfg.data.dataset, split=split)
     if n is not None and n < len(images):
         idx = nll_indices(len(images), n, seed)
-        images = images[idx] if isinstance(images, torch.Tensor) else torch.utils.data.Subset(images, idx.tolist())
+        images = (images[idx] if isinstance(images, torch.Tensor)
+                  else torch.utils.data.Subset(images, idx.tolist()))
     train_images = load_dataset(run.cfg.data)
-    res = negative_elbo(run.net, run.process, images, train_images, delta=delta, batch_size=batch_size, seed=seed,
-                        progress=progress)
+    res = negative_elbo(run.net, run.process, images, train_images, delta=delta,
+                        batch_size=batch_size, seed=seed, progress=progress)
     res.pop("per_image_terms")
     res.pop("per_image_bits_per_dim")
     return {"metric": "nll", "value": res["bits_per_dim"], "unit": "bits/dim (upper bound)",
             "n_samples": res["n_images"], "reference": f"{run.cfg.data.dataset} {split}",
-            "seed": seed, "delta": res["delta"], "run": run_identity(run), "time_s": {"total": res["time_s"]},
-            "details": res}
+            "seed": seed, "delta": res["delta"], "run": run_identity(run),
+            "time_s": {"total": res["time_s"]}, "details": res}
 
 
 def evaluate_recognisability(run, n: int = 1000, *, delta: float | None = None, seed: int = 0,
-                             batch_size: int = 50, threshold: float = 0.9, progress: bool = True) -> dict:
+                             batch_size: int = 50, threshold: float = 0.9,
+                             progress: bool = True) -> dict:
     """Share of ``n`` samples that the mnist5k digit CNN classifies with confidence >= threshold."""
     from .digits import digit_classifier, recognisability
 
     if run.cfg.data.channels != 1 or run.cfg.data.image_size != 28:
-        raise ValueError("recognisability is defined for 28 x 28 grayscale digits (MNIST-like runs)")
+        raise ValueError("recognisability is defined for 28 x 28 grayscale digits (MNIST-like "
+                         "runs)")
     t0 = time.perf_counter()
     clf = digit_classifier(progress=progress)
     clock = _Clock()
@@ -247,7 +264,8 @@ def evaluate_recognisability(run, n: int = 1000, *, delta: float | None = None, 
             "reference": "mnist5k digit CNN (train 4500, test accuracy "
                          f"{res['classifier_test_accuracy']:.4f})",
             "seed": seed, "delta": _delta(run, delta), "run": run_identity(run),
-            "time_s": {"total": time.perf_counter() - t0, "sampling": clock.seconds}, "details": res}
+            "time_s": {"total": time.perf_counter() - t0, "sampling": clock.seconds},
+            "details": res}
 
 
 def _scores_path(run) -> Path:
@@ -258,7 +276,9 @@ def record_score(run, record: dict) -> Path:
     """Append a score record to ``<run dir>/scores.jsonl``."""
     path = _scores_path(run)
     with open(path, "a") as fh:
-        fh.write(json.dumps(dict(record, recorded=record.get("recorded") or time.strftime("%Y-%m-%dT%H:%M:%S")),
+        fh.write(json.dumps(dict(record,
+                                 recorded=record.get("recorded")
+                                 or time.strftime("%Y-%m-%dT%H:%M:%S")),
                             default=str) + "\n")
     return path
 
@@ -275,8 +295,20 @@ def read_scores(run) -> list[dict]:
             for line in path.read_text().splitlines() if line.strip()]
 
 
-_EVALUATORS = {"fid": "evaluate_fid", "nll": "evaluate_nll", "recognisability": "evaluate_recognisability",
-               "explosions": "evaluate_explosions"}
+# The evaluators score() dispatches to, each with the arguments that name a measurement and their
+# defaults: a record is reused when its key (these, as called) matches. progress and device
+# change how, not what, so they are never part of a key.
+_EVALUATORS = {
+    "fid": (evaluate_fid, {"n": 1000, "delta": None, "seed": 0, "reference": None,
+                           "ref_split": None, "ref_n": None, "batch_size": 50}),
+    "nll": (evaluate_nll, {"split": "test", "n": None, "delta": None, "seed": 0,
+                           "batch_size": 250}),
+    "recognisability": (evaluate_recognisability, {"n": 1000, "delta": None, "seed": 0,
+                                                   "batch_size": 50, "threshold": 0.9}),
+    "explosions": (evaluate_explosions, {"n": 1000, "delta": None, "seed": 0, "batch_size": 50,
+                                         "factor": 10.0}),
+}
+_NOT_KEY = {"progress", "device"}
 
 
 def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:
@@ -289,24 +321,22 @@ def score(run, metric: str, *, recompute: bool = False, **kwargs) -> dict:
     """
     if metric not in _EVALUATORS:
         raise ValueError(f"metric must be one of {sorted(_EVALUATORS)}, got {metric!r}")
-    fn = globals()[_EVALUATORS[metric]]
-    params = inspect.signature(fn).parameters
-    unknown = set(kwargs) - set(params)
+    fn, defaults = _EVALUATORS[metric]
+    unknown = set(kwargs) - set(defaults) - _NOT_KEY
     if unknown:
-        raise TypeError(f"{_EVALUATORS[metric]} takes no {sorted(unknown)}")
+        raise TypeError(f"{fn.__name__} takes no {sorted(unknown)}")
     if not run.process.data_prior:
         kwargs.pop("delta", None)  # a diffusion: its step noise is fixed by the schedule
-    key = {name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty
-           and name not in ("progress", "device")}
-    key.update({k: v for k, v in kwargs.items() if k not in ("progress", "device")})
-    if "delta" in params:
+    key = dict(defaults, **{k: v for k, v in kwargs.items() if k not in _NOT_KEY})
+    if "delta" in defaults:
         key["delta"] = _delta(run, key.get("delta"))
     if metric != "nll" and _sampler(run):
         key["sampler"] = _sampler(run)  # samples of an unclipped diffusion are another measurement
     ident = run_identity(run)
     if not recompute:
         for rec in reversed(read_scores(run)):
-            if (rec.get("metric") == metric and rec.get("key") == key and rec["run"].get("identity") == ident["identity"]
+            if (rec.get("metric") == metric and rec.get("key") == key
+                and rec["run"].get("identity") == ident["identity"]
                     and rec["run"].get("step") == ident["step"]):
                 return rec
     rec = fn(run, **kwargs)
@@ -341,7 +371,8 @@ def step_sweep(run, sweep, *, n_default: int, seed: int = 0, fid_ref_n: int | No
     return out
 
 
-# --- tables of chapter 9 (the three processes at equal budget) ---------------------------------------
+# --- tables of chapter 9 (the three processes at equal budget)
+# ---------------------------------------
 
 def sweep_rows(name: str, recs: list[dict], train_minutes: float) -> list[dict]:
     """One table row per :func:`step_sweep` record (all three metrics) of the process ``name``: its
@@ -349,15 +380,18 @@ def sweep_rows(name: str, recs: list[dict], train_minutes: float) -> list[dict]:
     return [{"process": name, "config": rec["run"].cfg.name, "training steps": rec["run"].step,
              "train time (min)": round(train_minutes, 1), "network evals / sample": rec["steps"],
              "samples": rec["samples"], "recognisability": rec["recognisability"]["value"],
-             "FID": rec["fid"]["value"], "exploded chains": f"{rec['explosions']['value']} of {rec['samples']}"}
+             "FID": rec["fid"]["value"],
+             "exploded chains": f"{rec['explosions']['value']} of {rec['samples']}"}
             for rec in recs]
 
 
 def option_rows(option: str, recs: list[dict]) -> list[dict]:
     """One table row per :func:`step_sweep` record scored for recognisability and explosions, for
     the sampling or training ``option`` it was run with."""
-    return [{"model": rec["run"].cfg.name, "option": option, "steps": rec["steps"], "samples": rec["samples"],
-             "recognisability": rec["recognisability"]["value"], "exploded chains": rec["explosions"]["value"]}
+    return [{"model": rec["run"].cfg.name, "option": option, "steps": rec["steps"],
+             "samples": rec["samples"],
+             "recognisability": rec["recognisability"]["value"],
+             "exploded chains": rec["explosions"]["value"]}
             for rec in recs]
 
 
@@ -368,57 +402,17 @@ def min_step_ratio(run, steps: int, **options) -> float:
 
 
 def high_frequency_trace(run, n: int, *, seed: int = 0):
-    """Sample ``n`` chains and return (t_k, high-frequency RMS of each chain's state (n, L), sigma_t)
+    """Sample ``n`` chains and return (t_k, high-frequency RMS of each chain's state (n, L),
+    sigma_t)
     at the levels k = 1..K: :func:`high_frequency_rms` of every state the sampler passes, against
-    the noise level the forward process gives the same frequencies (data have almost no energy there).
-    The prior draw uses ``seed``, the step noise ``seed + 1``."""
+    the noise level the forward process gives the same frequencies (data have almost no energy
+    there). The prior draw uses ``seed``, the step noise ``seed + 1``."""
     from ..model.sampling import sample
 
     proc, trace = run.process, {}
     z_K = proc.prior_sample(n, None, generator=torch.Generator().manual_seed(seed))
     sample(run.net, proc, z_K, generator=torch.Generator(device=proc.device).manual_seed(seed + 1),
-           callback=lambda s: trace.__setitem__(s["k"], high_frequency_rms(proc.to_data(s["x"])).cpu()))
+           callback=lambda s: trace.__setitem__(s["k"],
+                                                high_frequency_rms(proc.to_data(s["x"])).cpu()))
     ks = sorted(k for k in trace if k > 0)
     return proc.times.cpu()[ks], torch.stack([trace[k] for k in ks], 1), proc.sigma.cpu()[ks]
-
-
-def main(argv=None) -> int:
-    from ..training.train import load_run
-
-    ap = argparse.ArgumentParser(prog="python -m ihdm_core evaluate", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
-    ap.add_argument("--run-dir", help="a run folder instead of a preset")
-    ap.add_argument("--metric", choices=["fid", "nll", "recog"], required=True)
-    ap.add_argument("--n", type=int, default=None,
-                    help="samples (fid, recog; default 1000) or held-out images (nll; default all)")
-    ap.add_argument("--delta", type=float, default=None, help="sampling noise (default: the config's)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--split", default="test", help="nll: which split to evaluate")
-    ap.add_argument("--reference", default=None, help="fid: reference data set (default: the run's)")
-    ap.add_argument("--ref-split", default=None, help="fid: reference split (default: train)")
-    ap.add_argument("--ref-n", type=int, default=None, help="fid: random subset of the reference set")
-    ap.add_argument("--batch-size", type=int, default=50)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--no-record", action="store_true", help="do not append to <run dir>/scores.jsonl")
-    args = ap.parse_args(argv)
-    if not (args.preset or args.run_dir):
-        ap.error("give --preset or --run-dir")
-    run = load_run(args.run_dir or args.preset, device=args.device)
-    device = run.process.device
-    if args.metric == "fid":
-        rec = evaluate_fid(run, args.n or 1000, delta=args.delta, seed=args.seed, reference=args.reference,
-                           ref_split=args.ref_split, ref_n=args.ref_n, batch_size=args.batch_size, device=device)
-    elif args.metric == "nll":
-        rec = evaluate_nll(run, split=args.split, n=args.n, delta=args.delta, seed=args.seed)
-    else:
-        rec = evaluate_recognisability(run, args.n or 1000, delta=args.delta, seed=args.seed)
-    if not args.no_record:
-        record_score(run, rec)
-    print(json.dumps(rec, indent=2, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    from ..cli import run  # one-line errors for usage and data errors
-
-    sys.exit(run(main))

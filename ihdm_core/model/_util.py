@@ -1,4 +1,5 @@
-"""Two small tools the model, training and evaluation code share: seeded normal draws and eval mode."""
+"""Two small tools the model, training and evaluation code share: seeded normal draws and eval
+mode."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from torch import Tensor
 __all__ = ["randn", "randn_like", "eval_mode"]
 
 
-def randn(shape, generator: torch.Generator | None = None, device=None, dtype: torch.dtype | None = None) -> Tensor:
+def randn(shape, generator: torch.Generator | None = None, device=None,
+          dtype: torch.dtype | None = None) -> Tensor:
     """N(0, I) of ``shape`` on ``device``, drawn from ``generator`` when one is given.
 
     The draw happens on the generator's device and is then moved, so a seeded CPU generator
@@ -23,7 +25,8 @@ def randn(shape, generator: torch.Generator | None = None, device=None, dtype: t
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """N(0, I) with the shape, dtype and device of ``x``, drawn from ``generator`` when one is given."""
+    """N(0, I) with the shape, dtype and device of ``x``, drawn from ``generator`` when one is
+    given."""
     if generator is None:
         return torch.randn_like(x)  # also keeps x's memory format (channels_last batches)
     return randn(x.shape, generator, x.device, x.dtype)

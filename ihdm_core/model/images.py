@@ -24,13 +24,16 @@ def check_images(x: Tensor, channels: int | None = None) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"images must be float in [0, 1] (or uint8 through to_float), got {x.dtype}")
+        raise TypeError(f"images must be float in [0, 1] (or uint8 through to_float), got "
+                        f"{x.dtype}")
     if x.dim() != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(x.shape)}")
     if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"expected {channels} channel(s), got {x.shape[1]} (shape {tuple(x.shape)})")
+        raise ValueError(f"expected {channels} channel(s), got {x.shape[1]} (shape "
+                         f"{tuple(x.shape)})")
     lo, hi = float(x.min()), float(x.max())
     if lo < -1e-6 or hi > 1 + 1e-6:
-        raise ValueError(f"images must lie in [0, 1] (IHDM's sigma = 0.01 is relative to that range), "
+        raise ValueError(f"images must lie in [0, 1] (IHDM's sigma = 0.01 is relative to that "
+                         f"range), "
                          f"got values in [{lo:.3g}, {hi:.3g}]")
     return x

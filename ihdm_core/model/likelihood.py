@@ -55,7 +55,8 @@ def dequantize(x: Tensor, generator: torch.Generator | None = None, n_bins: int 
         raise TypeError(f"dequantize expects integer data (uint8 for 8-bit images), got {x.dtype}")
     if int(x.min()) < 0 or int(x.max()) >= n_bins:
         raise ValueError(f"values must lie in 0..{n_bins - 1}")
-    noise = torch.rand(x.shape, generator=generator, device=generator.device if generator else "cpu")
+    noise = torch.rand(x.shape, generator=generator,
+                       device=generator.device if generator else "cpu")
     return (x.float() + noise.to(x.device)) / n_bins
 
 
@@ -132,7 +133,8 @@ def prior_kl_bounds(mean_K: Tensor, centres: Tensor, sigma: float, deltas, *,
     depend on delta, so a sweep over delta costs one pass over the centres.
     """
     if mean_K.shape[1:] != centres.shape[1:]:
-        raise ValueError(f"centres have shape {tuple(centres.shape[1:])}, images {tuple(mean_K.shape[1:])}")
+        raise ValueError(f"centres have shape {tuple(centres.shape[1:])}, images "
+                         f"{tuple(mean_K.shape[1:])}")
     n_train = centres.shape[0]
     if n_train < 1:
         raise ValueError("need at least one KDE centre")
@@ -151,7 +153,8 @@ def prior_kl_bounds(mean_K: Tensor, centres: Tensor, sigma: float, deltas, *,
         for i, d in enumerate(deltas):
             lse[i] = torch.logaddexp(lse[i], torch.logsumexp(-0.5 * d2 / d ** 2, dim=1))
     D = a.shape[1]
-    const = torch.tensor([kl_floor(sigma, d, D) + math.log(n_train) for d in deltas], dtype=dtype, device=device)
+    const = torch.tensor([kl_floor(sigma, d, D) + math.log(n_train) for d in deltas], dtype=dtype,
+                         device=device)
     return (const[:, None] - lse).to(torch.float64)
 
 
@@ -184,7 +187,8 @@ def elbo_terms(net, process, u0: Tensor, centres: Tensor, *, delta: float | None
     if delta <= 0:
         raise ValueError(f"the ELBO needs delta > 0, got {delta}")
     if noise is not None and (noise.shape[0] != K or noise.shape[1:] != u0.shape):
-        raise ValueError(f"noise must have shape ({K}, {', '.join(map(str, u0.shape))}), got {tuple(noise.shape)}")
+        raise ValueError(f"noise must have shape ({K}, {', '.join(map(str, u0.shape))}), got "
+                         f"{tuple(noise.shape)}")
     B = u0.shape[0]
     terms = torch.zeros(B, K + 1, dtype=torch.float64, device=u0.device)
     with eval_mode(net):  # every submodule's flag comes back: a wrapped eval net stays in eval
@@ -193,7 +197,8 @@ def elbo_terms(net, process, u0: Tensor, centres: Tensor, *, delta: float | None
             mean_k = process.blur(u0, k)
             eps = noise[k - 1].to(u0) if noise is not None else randn_like(mean_k, generator)
             u_k = mean_k + sigma * eps
-            mu = process.predict(net, u_k, torch.full((B,), k, dtype=torch.long, device=u0.device)).float()
+            levels = torch.full((B,), k, dtype=torch.long, device=u0.device)
+            mu = process.predict(net, u_k, levels).float()
             if k == 1:
                 terms[:, 0] = gaussian_nll(u0, mu, delta)
             else:
@@ -210,8 +215,8 @@ def _gather(images, start: int, stop: int) -> Tensor:
 
 
 @torch.no_grad()
-def negative_elbo(net, process, images, train_images, *, delta: float | None = None, batch_size: int = 250,
-                  seed: int = 0, progress: bool = False) -> dict:
+def negative_elbo(net, process, images, train_images, *, delta: float | None = None,
+                  batch_size: int = 250, seed: int = 0, progress: bool = False) -> dict:
     """Negative ELBO and bits/dim of 8-bit ``images`` (uint8 (N, C, H, W) or a Dataset of them).
 
     ``train_images`` (uint8) define the KDE prior: their bin centres blurred to level K.
@@ -227,7 +232,8 @@ def negative_elbo(net, process, images, train_images, *, delta: float | None = N
         raise ValueError("no images to evaluate")
     first = _gather(images, 0, 1)
     if first.dtype != torch.uint8:
-        raise TypeError(f"negative_elbo needs 8-bit images (uint8) to dequantise; got {first.dtype}")
+        raise TypeError(f"negative_elbo needs 8-bit images (uint8) to dequantise; got "
+                        f"{first.dtype}")
     t0 = time.perf_counter()
     centres = []
     for start in range(0, len(train_images), 1024):
@@ -279,7 +285,8 @@ def negative_elbo(net, process, images, train_images, *, delta: float | None = N
 
 def transition_errors(terms, delta: float, sigma: float, dims: int) -> np.ndarray:
     """Invert Eqs. 10-11: the mean squared errors m_1..m_K of the transitions k -> k-1 from the
-    mean ELBO terms L_0..L_K (nats, as ``negative_elbo(...)["terms_nats"]``) evaluated at ``delta``."""
+    mean ELBO terms L_0..L_K (nats, as ``negative_elbo(...)["terms_nats"]``) evaluated at
+    ``delta``."""
     terms = np.asarray(terms, dtype=np.float64)
     K = len(terms) - 1
     if K < 1:
@@ -295,10 +302,12 @@ def terms_at_delta(m, sigma: float, delta: float, dims: int, prior: float) -> np
     errors ``m`` (:func:`transition_errors`) and the prior term ``prior`` = L_K at that delta."""
     m = np.asarray(m, dtype=np.float64)
     first = m[0] / (2 * delta ** 2) + dims * math.log(delta * math.sqrt(2 * math.pi))
-    return np.concatenate([[first], kl_floor(sigma, delta, dims) + m[1:] / (2 * delta ** 2), [prior]])
+    return np.concatenate([[first], kl_floor(sigma, delta, dims) + m[1:] / (2 * delta ** 2),
+                           [prior]])
 
 
-def elbo_against_delta(terms, delta0: float, deltas, *, sigma: float, mean_K: Tensor, centres: Tensor) -> dict:
+def elbo_against_delta(terms, delta0: float, deltas, *, sigma: float, mean_K: Tensor,
+                       centres: Tensor) -> dict:
     """The negative ELBO at every delta in ``deltas`` from one evaluation at ``delta0``.
 
     ``terms``: mean L_0..L_K at delta0; ``mean_K``: F(t_K) u_0 of the same images (their bin

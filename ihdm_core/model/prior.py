@@ -49,11 +49,13 @@ def kde_prior_sample(process, images, n: int | None = None, *, indices: Tensor |
     return uK, indices
 
 
-def kde_centres(process, images, *, bin_centres: bool = False, batch_size: int = 4096, device=None) -> Tensor:
+def kde_centres(process, images, *, bin_centres: bool = False, batch_size: int = 4096,
+                device=None) -> Tensor:
     """The KDE's centres F(t_K) u_0: every training image blurred to level K, as one float tensor.
 
-    ``bin_centres=True`` takes uint8 images at the means of their dequantisation bins, (x + 1/2) / 256,
-    as the likelihood does (:func:`ihdm_core.model.likelihood.bin_centres`); otherwise x / 255, as
+    ``bin_centres=True`` takes uint8 images at the means of their dequantisation bins, (x + 1/2) /
+    256, as the likelihood does (:func:`ihdm_core.model.likelihood.bin_centres`); otherwise x / 255,
+    as
     :func:`kde_prior_sample` draws them.
     """
     device = torch.device(device) if device is not None else process.device

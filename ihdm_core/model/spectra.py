@@ -46,7 +46,8 @@ def radial_index(h: int, w: int) -> tuple[Tensor, Tensor]:
     idx = torch.round(radius).long()
     n_bins = int(idx.max()) + 1
     counts = torch.bincount(idx.flatten(), minlength=n_bins).double()
-    centres = torch.bincount(idx.flatten(), weights=radius.flatten(), minlength=n_bins) / counts.clamp_min(1)
+    centres = torch.bincount(idx.flatten(), weights=radius.flatten(), minlength=n_bins)
+    centres = centres / counts.clamp_min(1)
     return idx, centres / (2 * h)
 
 
@@ -60,7 +61,8 @@ def radial_average(power: Tensor) -> tuple[np.ndarray, np.ndarray]:
     flat = power.double().reshape(-1, h * w)
     n_bins = len(freqs)
     counts = torch.bincount(idx.flatten(), minlength=n_bins).double()
-    sums = torch.zeros(flat.shape[0], n_bins, dtype=torch.float64).index_add_(1, idx.flatten(), flat)
+    sums = torch.zeros(flat.shape[0], n_bins, dtype=torch.float64).index_add_(1, idx.flatten(),
+                                                                              flat)
     keep = counts > 0
     psd = (sums[:, keep] / counts[keep]).reshape(*power.shape[:-2], int(keep.sum()))
     return freqs[keep].numpy(), psd.numpy()
@@ -107,13 +109,15 @@ def diffusion_psd(power: Tensor, alpha_bar) -> Tensor:
     return a * power.double() + (1 - a)
 
 
-def psd_z_scores(mc_power: Tensor, expected: Tensor, noise_var: float, n_draws: int) -> tuple[np.ndarray, float]:
-    """Per contour, (Monte-Carlo PSD - closed form) / its standard error, and the largest relative deviation.
+def psd_z_scores(mc_power: Tensor, expected: Tensor, noise_var: float,
+                 n_draws: int) -> tuple[np.ndarray, float]:
+    """Per contour, (Monte-Carlo PSD - closed form) / its standard error, and the largest relative
+    deviation.
 
-    ``mc_power``: DCT power averaged over ``n_draws`` noisy draws (H, W); ``expected``: the closed-form
-    expected power (H, W) of a coefficient a + s eps with noise variance s^2 = ``noise_var``. Since
-    Var|a + s eps|^2 = 4 a^2 s^2 + 2 s^4, a contour of c coefficients has standard error
-    sqrt(mean var / (c n_draws)).
+    ``mc_power``: DCT power averaged over ``n_draws`` noisy draws (H, W); ``expected``: the
+    closed-form expected power (H, W) of a coefficient a + s eps with noise variance s^2 =
+    ``noise_var``. Since Var|a + s eps|^2 = 4 a^2 s^2 + 2 s^4, a contour of c coefficients has
+    standard error sqrt(mean var / (c n_draws)).
     """
     h, w = expected.shape[-2:]
     idx, _ = radial_index(h, w)

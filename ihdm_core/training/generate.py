@@ -29,11 +29,7 @@ Modes (those of the 2023 release):
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -41,15 +37,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import preset_names
 from .data import load_dataset
 from ..model.latents import MODES, seed_latents
 from ..model.sampling import sample
-from .train import load_run
 
 __all__ = ["MODES", "sample_seeds", "iter_sample_seeds", "parse_seeds", "to_uint8", "png_name",
-           "write_pngs",
-           "write_npz", "generate", "save_grid", "main"]
+           "write_pngs", "write_npz", "generate", "save_grid", "distributed", "barrier",
+           "write_npz_ranks"]
 
 def parse_seeds(text: str) -> list[int]:
     """ "0-49999", "3,7,11" or "0-9,100-109" -> the seeds in that order (ranges inclusive)."""
@@ -232,8 +226,8 @@ def save_grid(images: torch.Tensor, path, nrow: int | None = None, padding: int 
     return path
 
 
-# --- CLI -----------------------------------------------------------------------------------------
-def _distributed():
+# --- torchrun: sample files written by several processes -------------------------------------
+def distributed():
     """(rank, world, device or None) under torchrun; a process group only when world > 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -250,14 +244,14 @@ def _distributed():
     return rank, world, (torch.device("cuda", local) if cuda else torch.device("cpu"))
 
 
-def _barrier(world: int) -> None:
+def barrier(world: int) -> None:
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
 
 
-def _write_npz_ranks(path, images, seeds: list[int], rank: int, world: int) -> None:
+def write_npz_ranks(path, images, seeds: list[int], rank: int, world: int) -> None:
     """The samples of all ranks in one .npz, in the order of ``seeds``; rank r holds
     ``seeds[r::world]``. Each rank leaves its shard and rank 0 puts them back in seed order."""
     mine = seeds[rank::world]
@@ -265,7 +259,7 @@ def _write_npz_ranks(path, images, seeds: list[int], rank: int, world: int) -> N
         write_npz(path, images, mine)
         return
     write_npz(Path(f"{path}.rank{rank}.npz"), images, mine)
-    _barrier(world)
+    barrier(world)
     if rank == 0:
         shards = [np.load(f"{path}.rank{r}.npz") for r in range(world)]
         pos = {s: i for i, s in enumerate(seeds)}
@@ -276,102 +270,3 @@ def _write_npz_ranks(path, images, seeds: list[int], rank: int, world: int) -> N
         for r in range(world):
             Path(f"{path}.rank{r}.npz").unlink()
 
-
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m ihdm_core sample",
-        description="Sample a trained run: one PNG per seed (--outdir), an npz (--npz), or a PNG "
-                    "grid (--out).")
-    ap.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
-    ap.add_argument("--run-dir", help="a run folder instead of a preset")
-    ap.add_argument("--outdir", help="write seedNNNNNN.png per seed into this folder")
-    ap.add_argument("--npz",
-                    help="write all samples to this .npz (arr_0: uint8 NHWC; seeds: the seeds)")
-    ap.add_argument("--seeds", default=None,
-                    help="e.g. 0-49999 or 0,5,9 (default: --seed .. --seed + n - 1)")
-    ap.add_argument("--n", type=int, default=64, help="number of samples when --seeds is not given")
-    ap.add_argument("--seed", type=int, default=0, help="first seed when --seeds is not given")
-    ap.add_argument("--out", default=None, help="PNG grid path (default when neither --outdir "
-                                                "nor --npz: <run-dir>/samples.png)")
-    ap.add_argument("--delta", type=float, default=None,
-                    help="IHDM sampling noise (default: the config's)")
-    ap.add_argument("--steps", type=int, default=None,
-                    help="sampling steps (continuous-time diffusions only)")
-    ap.add_argument("--mode", default="independent", choices=MODES)
-    ap.add_argument("--shared-seed", type=int, default=0,
-                    help="the seed shared by shared_noise / same_init")
-    ap.add_argument("--frames", type=int, default=8, help="interpolation: images per path")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--bf16", action="store_true", help="network in bf16 autocast (GPU)")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the network")
-    return ap
-
-
-def main(argv=None) -> int:
-    ap = _parser()
-    args = ap.parse_args(argv)
-    if not (args.preset or args.run_dir):
-        ap.error("give --preset or --run-dir")
-    try:
-        seeds = (parse_seeds(args.seeds) if args.seeds is not None
-                 else list(range(args.seed, args.seed + args.n)))
-    except ValueError as e:
-        ap.error(str(e))
-    rank, world, dist_device = _distributed()
-    if world > 1 and not (args.outdir or args.npz):
-        ap.error("under torchrun give --outdir or --npz (a grid is a single-process output)")
-    run = load_run(args.run_dir or args.preset, device=args.device or dist_device,
-                   use_ema=not args.no_ema)
-    try:
-        run, _ = _prepare(run, [], args.delta, args.steps, args.mode, args.frames)
-    except ValueError as e:
-        ap.error(str(e))
-    mine = seeds[rank::world]
-    cuda = run.process.device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    net = torch.compile(run.net) if args.compile else None
-    t0 = time.perf_counter()
-    parts, written = [], 0
-    autocast = torch.bfloat16 if args.bf16 else None
-    for chunk, x in iter_sample_seeds(run, mine, batch_size=args.batch_size, delta=args.delta,
-                                      mode=args.mode, shared_seed=args.shared_seed,
-                                      frames=args.frames, progress=rank == 0,
-                                      autocast_dtype=autocast, net=net):
-        if args.outdir:
-            written += len(write_pngs(args.outdir, chunk, x))
-        if args.npz or not args.outdir:
-            parts.append(x)
-    seconds = time.perf_counter() - t0
-    delta = args.delta if args.delta is not None else getattr(run.process, "delta", None)
-    info = {"run_dir": str(run.run_dir), "identity": run.cfg.identity(), "step": run.step,
-            "mode": args.mode, "delta": delta, "K": run.process.K, "n": len(seeds),
-            "seeds": f"{seeds[0]}..{seeds[-1]}" if seeds else "", "world": world,
-            "seconds": round(seconds, 2),
-            "samples_per_s_per_rank": round(len(mine) / max(seconds, 1e-9), 2),
-            "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
-    if args.outdir:
-        info["outdir"] = str(args.outdir)
-    if args.npz:
-        size = run.cfg.data.image_size
-        x = torch.cat(parts) if parts else torch.empty(0, run.cfg.data.channels, size, size)
-        _write_npz_ranks(args.npz, to_uint8(x), seeds, rank, world)
-        info["npz"] = str(args.npz)
-    if not (args.outdir or args.npz):
-        info["out"] = str(save_grid(torch.cat(parts), args.out or run.run_dir / "samples.png"))
-    _barrier(world)
-    if rank == 0:
-        print(json.dumps(info))
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    from ..cli import run  # one-line errors for usage and data errors
-
-    sys.exit(run(main))

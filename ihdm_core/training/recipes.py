@@ -3,9 +3,9 @@
 Quality per CPU-second is the axis, not quality per step: a wider network or a larger batch costs
 more per step. Each arm's budget in steps is therefore ``budget_seconds x its steps/s``, with its
 steps per CPU-second measured by :func:`measure_throughput` (one process, one thread, its own
-CPU time), because the wall time of arms trained side by side is not comparable. The arms and the base are
-ordinary configs (identities, run folders, cached scores); ``scripts/recipe_search.py`` trains
-and scores them and writes the table.
+CPU time), because the wall time of arms trained side by side is not comparable. The arms and the
+base are ordinary configs (identities, run folders, cached scores); ``scripts/recipe_search.py``
+trains and scores them and writes the table.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, get_preset
+from .config import Config
+from .presets import get_preset
 
 __all__ = ["Arm", "ARMS", "SMOKE_ARMS", "arm_config", "budget_steps", "measure_throughput"]
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One recipe: ``changes`` are config sections applied to the base preset (as ``Config.replace``);
+    """One recipe: ``changes`` are config sections applied to the base preset (as
+    ``Config.replace``);
     ``question`` is the search dimension it answers."""
     name: str
     question: str
@@ -66,7 +68,8 @@ def arm_config(base: str | Config, arm: Arm, steps: int) -> Config:
 def budget_steps(budget_seconds: float, steps_per_second: float) -> int:
     """Steps an arm gets for ``budget_seconds`` of training at its measured speed."""
     if budget_seconds <= 0 or steps_per_second <= 0:
-        raise ValueError(f"budget ({budget_seconds}) and speed ({steps_per_second}) must be positive")
+        raise ValueError(f"budget ({budget_seconds}) and speed ({steps_per_second}) must be "
+                         f"positive")
     return max(1, round(budget_seconds * steps_per_second))
 
 

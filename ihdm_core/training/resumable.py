@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
-from .config import Config, _project_root, from_dict
+from .config import Config, from_dict
+from .paths import project_root
 
 __all__ = ["resumable_root", "export_state", "import_state", "seed_run_dir", "committed_step",
            "pack", "unpack"]
@@ -34,8 +35,9 @@ TENSORS, SKELETON, LOGS = "state.safetensors", "state.json", ("metrics.jsonl",)
 
 
 def resumable_root() -> Path:
-    """``models/resumable`` of this checkout (None outside a checkout: nothing is committed there)."""
-    root = _project_root()
+    """``models/resumable`` of this checkout (None outside a checkout: nothing is committed
+    there)."""
+    root = project_root()
     return (root / "models" / "resumable") if root else Path("/nonexistent-resumable")
 
 
@@ -107,7 +109,8 @@ def import_state(src: str | Path) -> dict:
     path = src / TENSORS
     sidecar = src / f"{TENSORS}.sha256"
     if not path.exists() or not sidecar.exists():
-        raise CheckpointError(f"{src} holds no committed training state ({TENSORS} and its .sha256)")
+        raise CheckpointError(f"{src} holds no committed training state ({TENSORS} and its "
+                              f".sha256)")
     expected = sidecar.read_text().split()[0]
     if sha256_file(path) != expected:
         raise CheckpointError(f"{path} does not match its SHA-256 in {sidecar.name}: the committed "

@@ -13,9 +13,10 @@ like its run, ``models/<preset>-<identity>/``:
 * ``MODEL_CARD.md``           preset, identity, steps, batch, hardware, wall time, scores and the
                               command that retrains it.
 
-``ihdm_core.training.train.ensure_trained`` uses a shipped model when one matches the config's identity,
-unless a retrain is asked for (``retrain=True``, ``IHDM_RETRAIN=1``, or the pipeline's
-``--retrain``), which trains from scratch into ``runs/`` as before.
+``ihdm_core.training.train.ensure_trained`` (through ``ihdm_core.training.runs``) uses a shipped
+model when one matches the config's identity, unless a retrain is asked for (``retrain=True``,
+``IHDM_RETRAIN=1``, or the pipeline's ``--retrain``), which trains from scratch into ``runs/`` as
+before.
 
     python -m ihdm_core models list
     python -m ihdm_core models verify
@@ -24,21 +25,23 @@ unless a retrain is asked for (``retrain=True``, ``IHDM_RETRAIN=1``, or the pipe
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .checkpoints import sha256_file
-from .config import Config, _project_root, from_dict, get_preset, runs_root
+from .checkpoints import CHECKPOINT, load_checkpoint, sha256_file
+from .config import Config, from_dict
+from .log import METRICS, training_seconds
+from .paths import project_root, run_dir_for, runs_root
 
-__all__ = ["WEIGHTS", "ShippedModelError", "models_root", "retrain_requested", "shipped_dir", "sha256_file",
-           "verify", "load_shipped_state", "shipped_cache_dir", "export", "model_card"]
+__all__ = ["WEIGHTS", "ShippedModelError", "models_root", "retrain_requested", "shipped_dir",
+           "sha256_file",
+           "verify", "load_shipped_state", "shipped_cache_dir", "shipped_info", "export",
+           "model_card", "write_card", "list_shipped"]
 
 WEIGHTS = "ema.safetensors"
 CHECKSUM = WEIGHTS + ".sha256"
@@ -53,7 +56,7 @@ def models_root() -> Path | None:
     """Where shipped models live: $IHDM_MODELS, else <checkout>/models (None outside a checkout)."""
     if os.environ.get("IHDM_MODELS"):
         return Path(os.environ["IHDM_MODELS"]).expanduser()
-    root = _project_root()
+    root = project_root()
     return root / "models" if root else None
 
 
@@ -73,23 +76,34 @@ def shipped_dir(cfg: Config) -> Path | None:
     return folder if (folder / WEIGHTS).exists() else None
 
 
+def shipped_info(cfg: Config) -> dict:
+    """What the model card records beside the weights (``card.json``: hardware, wall time, ...)."""
+    folder = shipped_dir(cfg)
+    path = folder / "card.json" if folder is not None else None
+    return json.loads(path.read_text()) if path is not None and path.exists() else {}
+
+
 def shipped_cache_dir(cfg: Config) -> Path:
     """Where scores of a shipped model are cached: under runs/, so models/ stays as committed."""
     return runs_root() / "shipped" / cfg.run_name()
 
 
 def verify(folder: str | Path) -> str:
-    """Check the weights against the recorded SHA-256; return the digest or raise, naming the file."""
+    """Check the weights against the recorded SHA-256; return the digest or raise, naming the
+    file."""
     folder = Path(folder)
     weights, record = folder / WEIGHTS, folder / CHECKSUM
     if not record.exists():
-        raise ShippedModelError(f"{record} is missing: the shipped weights {weights} cannot be verified")
+        raise ShippedModelError(f"{record} is missing: the shipped weights {weights} cannot be "
+                                f"verified")
     expected = record.read_text().split()[0].strip().lower()
     actual = sha256_file(weights)
     if actual != expected:
         raise ShippedModelError(
-            f"{weights} does not match its recorded SHA-256 ({actual[:16]}... != {expected[:16]}...): the file "
-            f"was changed or corrupted. Restore it (git checkout -- {weights.name}) or train anew with --retrain.")
+            f"{weights} does not match its recorded SHA-256 ({actual[:16]}... != "
+            f"{expected[:16]}...): the file "
+            f"was changed or corrupted. Restore it (git checkout -- {weights.name}) or train anew "
+            f"with --retrain.")
     return actual
 
 
@@ -103,7 +117,8 @@ def load_shipped_state(cfg: Config) -> tuple[dict, dict]:
     verify(folder)
     shipped_cfg = from_dict(json.loads((folder / "config.json").read_text()))
     if shipped_cfg.identity() != cfg.identity():
-        raise ShippedModelError(f"{folder / 'config.json'} has identity {shipped_cfg.identity()}, not the "
+        raise ShippedModelError(f"{folder / 'config.json'} has identity {shipped_cfg.identity()}, "
+                                f"not the "
                                 f"folder's {cfg.identity()}; the shipped model is inconsistent")
     with safe_open(str(folder / WEIGHTS), framework="pt", device="cpu") as fh:
         meta = dict(fh.metadata() or {})
@@ -125,59 +140,66 @@ def _scores(run_dirs) -> list[dict]:
                 continue
             rec = json.loads(line)
             sampler = (rec.get("key") or {}).get("sampler") or {}
-            rec["sampling"] = ", ".join(f"{k} {v}" for k, v in sampler.items() if k != "clip_denoised") or None
-            key = (rec.get("metric"), rec.get("n_samples") or rec.get("n"), rec.get("delta"), rec["sampling"])
+            rec["sampling"] = ", ".join(f"{k} {v}" for k,
+                                        v in sampler.items() if k != "clip_denoised") or None
+            key = (rec.get("metric"), rec.get("n_samples") or rec.get("n"), rec.get("delta"),
+                   rec["sampling"])
             best[key] = rec
     return list(best.values())
 
 
-def model_card(cfg: Config, *, step: int, wall_s: float | None, hardware: str, digest: str, size: int,
-               scores: list[dict], fp16: bool = False) -> str:
-    t, p, m = cfg.train, cfg.process, cfg.model
+def _process_text(p) -> str:
+    if p.kind != "ihdm":
+        return f"{p.kind}, K = {p.K}, {p.time} time, {p.prediction}-prediction"
+    return (f"{p.kind}, K = {p.K}, sigma_B in [{p.sigma_min}, {p.sigma_max}], sigma = {p.sigma}, "
+            f"delta = {p.delta}")
+
+
+def _score_lines(scores: list[dict]) -> list[str]:
+    if not scores:
+        return ["No scores recorded yet; the book's chapters 3 and 9 measure them."]
+    lines = ["| metric | value | n | reference | sampling |", "|---|---|---|---|---|"]
+    order = sorted(scores, key=lambda r: (str(r.get("metric")), len(r["sampling"] or ""),
+                                          str(r["sampling"]), r.get("delta") or 0))
+    for s in order:
+        n = s.get("n_samples") or s.get("n")
+        how = s["sampling"] or (f"delta {s['delta']}" if s.get("delta") is not None else "default")
+        lines.append(f"| {s.get('metric')} | {float(s['value']):.4g} | {n} | "
+                     f"{s.get('reference', '')} | {how} |")
+    return lines
+
+
+def model_card(cfg: Config, *, step: int, wall_s: float | None, hardware: str, digest: str,
+               size: int, scores: list[dict], fp16: bool = False) -> str:
+    t, m, d = cfg.train, cfg.model, cfg.data
+    wall = f"{wall_s / 60:.1f} min" if wall_s else "not recorded"
     lines = [
-        f"# {cfg.name} ({cfg.run_name()})",
-        "",
-        f"{cfg.notes}",
-        "",
+        f"# {cfg.name} ({cfg.run_name()})", "", f"{cfg.notes}", "",
         "| field | value |",
         "|---|---|",
         f"| preset | `{cfg.name}` |",
         f"| config identity | `{cfg.identity()}` |",
-        f"| process | {p.kind}, K = {p.K}" + (f", {p.time} time, {p.prediction}-prediction" if p.kind != "ihdm" else
-                                             f", sigma_B in [{p.sigma_min}, {p.sigma_max}], sigma = {p.sigma}, "
-                                             f"delta = {p.delta}") + " |",
-        f"| network | U-Net, base {m.base_channels}, mult {tuple(m.channel_mult)}, {m.num_res_blocks} res block(s), "
-        f"attention at {tuple(m.attn_resolutions)} |",
-        f"| data | `{cfg.data.dataset}`, {cfg.data.image_size} x {cfg.data.image_size} x {cfg.data.channels} |",
+        f"| process | {_process_text(cfg.process)} |",
+        f"| network | U-Net, base {m.base_channels}, mult {tuple(m.channel_mult)}, "
+        f"{m.num_res_blocks} res block(s), attention at {tuple(m.attn_resolutions)} |",
+        f"| data | `{d.dataset}`, {d.image_size} x {d.image_size} x {d.channels} |",
         f"| training steps | {step:,} |",
         f"| batch | {t.batch_size} |",
-        f"| optimiser | Adam, lr {t.lr}, warm-up {t.warmup}, {t.lr_schedule} schedule, EMA {t.ema} |",
+        f"| optimiser | Adam, lr {t.lr}, warm-up {t.warmup}, {t.lr_schedule} schedule, "
+        f"EMA {t.ema} |",
         f"| hardware | {hardware} |",
-        f"| wall time | {wall_s / 60:.1f} min |" if wall_s else "| wall time | not recorded |",
+        f"| wall time | {wall} |",
         f"| weights | `{WEIGHTS}`, EMA, {'fp16' if fp16 else 'fp32'}, {size / 1e6:.2f} MB, "
         f"SHA-256 `{digest}` |",
-        "",
-        "## Scores",
-        "",
-    ]
-    if scores:
-        lines += ["| metric | value | n | reference | sampling |", "|---|---|---|---|---|"]
-        for s in sorted(scores, key=lambda r: (str(r.get("metric")), len(r["sampling"] or ""), str(r["sampling"]),
-                                               r.get("delta") or 0)):
-            n = s.get("n_samples") or s.get("n")
-            how = s["sampling"] or (f"delta {s['delta']}" if s.get("delta") is not None else "default")
-            lines.append(f"| {s.get('metric')} | {float(s['value']):.4g} | {n} | {s.get('reference', '')} | {how} |")
-    else:
-        lines.append("No scores recorded yet; the book's chapters 3 and 9 measure them.")
-    lines += [
-        "",
-        "## Retrain",
-        "",
+        "", "## Scores", "",
+        *_score_lines(scores),
+        "", "## Retrain", "",
         "From scratch into `runs/` (the shipped weights are ignored):",
         "",
         "```bash",
         f"python -m ihdm_core train --preset {cfg.name}",
-        f"python -m ihdm_core models export --preset {cfg.name} --hardware \"<your hardware>\"   # replace these weights",
+        f"python -m ihdm_core models export --preset {cfg.name} --hardware \"<your hardware>\"   "
+        "# replace these weights",
         "```",
         "",
         "The book retrains every model it uses with `python -m ihdm_core book --retrain`.",
@@ -186,26 +208,25 @@ def model_card(cfg: Config, *, step: int, wall_s: float | None, hardware: str, d
     return "\n".join(lines)
 
 
-def export(cfg: Config, *, hardware: str, run_dir: str | Path | None = None, dest_root: str | Path | None = None,
+def export(cfg: Config, *, hardware: str, run_dir: str | Path | None = None,
+           dest_root: str | Path | None = None,
            fp16: bool = False, wall_s: float | None = None) -> Path:
     """Write the EMA weights of a finished run of ``cfg`` as a shipped model; return its folder."""
     from safetensors.torch import save_file
 
-    from .train import CHECKPOINT, METRICS, run_dir_for, training_seconds
-
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
-    from .checkpoints import load_checkpoint
-
     ckpt = load_checkpoint(run_dir / CHECKPOINT)[0]  # verified against its checksum when it has one
     if from_dict(ckpt["config"]).identity() != cfg.identity():
         raise ShippedModelError(f"{run_dir} belongs to another config than {cfg.run_name()}")
     if ckpt["step"] < cfg.train.steps:
-        raise ShippedModelError(f"{run_dir} is at step {ckpt['step']} of {cfg.train.steps}; finish training first")
+        raise ShippedModelError(f"{run_dir} is at step {ckpt['step']} of {cfg.train.steps}; "
+                                f"finish training first")
     dest_root = Path(dest_root) if dest_root is not None else models_root()
     folder = dest_root / cfg.run_name()
     folder.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if fp16 else torch.float32
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in ckpt["ema"].items()}
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k,
+             v in ckpt["ema"].items()}
     meta = {"preset": cfg.name, "identity": cfg.identity(), "step": str(ckpt["step"]),
             "torch_version": str(ckpt.get("torch_version", torch.__version__))}
     tmp = folder / (WEIGHTS + ".tmp")
@@ -216,12 +237,14 @@ def export(cfg: Config, *, hardware: str, run_dir: str | Path | None = None, des
     (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=list) + "\n")
     if (run_dir / METRICS).exists():
         shutil.copyfile(run_dir / METRICS, folder / METRICS)
-    write_card(cfg, hardware=hardware, wall_s=wall_s if wall_s is not None else training_seconds(run_dir),
+    write_card(cfg, hardware=hardware,
+               wall_s=wall_s if wall_s is not None else training_seconds(run_dir),
                extra_score_dirs=[run_dir], fp16=fp16, folder=folder)
     return folder
 
 
-def write_card(cfg: Config, *, hardware: str | None = None, wall_s: float | None = None, extra_score_dirs=(),
+def write_card(cfg: Config, *, hardware: str | None = None, wall_s: float | None = None,
+               extra_score_dirs=(),
                fp16: bool | None = None, folder: str | Path | None = None) -> Path:
     """(Re)write MODEL_CARD.md from the shipped files, with the newest scores measured on them."""
     folder = Path(folder) if folder is not None else shipped_dir(cfg)
@@ -243,7 +266,8 @@ def write_card(cfg: Config, *, hardware: str | None = None, wall_s: float | None
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     scores = _scores([*extra_score_dirs, folder, shipped_cache_dir(cfg)])
     text = model_card(cfg, step=int(meta.get("step", cfg.train.steps)), wall_s=info.get("wall_s"),
-                      hardware=info.get("hardware", "not recorded"), digest=sha256_file(folder / WEIGHTS),
+                      hardware=info.get("hardware", "not recorded"),
+                      digest=sha256_file(folder / WEIGHTS),
                       size=(folder / WEIGHTS).stat().st_size, scores=scores, fp16=info["fp16"])
     (folder / CARD).write_text(text)
     return folder / CARD
@@ -252,42 +276,3 @@ def write_card(cfg: Config, *, hardware: str | None = None, wall_s: float | None
 def list_shipped() -> list[Path]:
     root = models_root()
     return sorted(p.parent for p in root.glob(f"*/{WEIGHTS}")) if root and root.exists() else []
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ihdm_core models", description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="the shipped models")
-    sub.add_parser("verify", help="check every shipped model against its SHA-256")
-    ex = sub.add_parser("export", help="ship the EMA weights of a finished run")
-    card = sub.add_parser("card", help="rewrite a shipped model's card with the newest scores")
-    for p in (ex, card):
-        p.add_argument("--preset", required=True)
-    ex.add_argument("--hardware", required=True, help="what it was trained on, for the model card")
-    ex.add_argument("--run-dir", default=None)
-    ex.add_argument("--fp16", action="store_true", help="store the weights in half precision")
-    args = ap.parse_args(argv)
-    if args.cmd == "list":
-        for folder in list_shipped():
-            print(f"{folder.name}  {(folder / WEIGHTS).stat().st_size / 1e6:.2f} MB")
-    elif args.cmd == "verify":
-        bad = 0
-        for folder in list_shipped():
-            try:
-                print(f"ok  {folder.name}  {verify(folder)[:16]}")
-            except ShippedModelError as err:
-                bad += 1
-                print(f"BAD {err}", file=sys.stderr)
-        return 1 if bad else 0
-    elif args.cmd == "export":
-        folder = export(get_preset(args.preset), hardware=args.hardware, run_dir=args.run_dir, fp16=args.fp16)
-        print(folder)
-    else:
-        print(write_card(get_preset(args.preset)))
-    return 0
-
-
-if __name__ == "__main__":
-    from ..cli import run  # one-line errors for usage and data errors
-
-    sys.exit(run(main))
