@@ -51,6 +51,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from ihdm_core.book import explore as E
+    from ihdm_core.book import explore_compare as C
     from ihdm_core.book import explore_widgets as ui
     from ihdm_core.book.photos import photograph
     from ihdm_core.model.images import to_float
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     record("colour", "colour seen before", first, [_timed(w, "colour", c) for c in palette[::-1]])
 
     # Interpolation: the frame slider along a sampled path; a new pair of seeds.
-    ix = E.InterpolationExplorer(models, n_frames=models.profile.n_interp, ddpm_steps=50)
+    ix = C.InterpolationExplorer(models, n_frames=models.profile.n_interp, ddpm_steps=50)
     w, first = build(lambda: ui.interpolation(ix))
     record(
         "interpolation",
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
     record("interpolation", "new seed pair (samples)", first, [_timed(w, "seed_b", 2)])
 
     # Input gradients: pixels and levels on one seed's trajectories (one backward pass each).
-    grx = E.GradientExplorer(models, gx)
+    grx = C.GradientExplorer(models, gx)
     w, first = build(lambda: ui.gradients(grx))
     H, W = ihdm.process.image_size
     record(

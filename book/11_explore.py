@@ -31,6 +31,10 @@ profile = "quick"
 from IPython.display import HTML, display
 
 from ihdm_core.book import explore as E
+
+from ihdm_core.book import explore_compare as C
+
+from ihdm_core.book import explore_draw as D
 from ihdm_core.book import explore_widgets as ui
 from ihdm_core.book.figures import savefig
 from ihdm_core.book.photos import photograph
@@ -72,7 +76,7 @@ ui.forward(forward)
 
 # %% tags=["remove-input"]
 levels = sorted({round(i * K / 10) for i in range(11)})
-display(HTML(E.slider_html(E.draw_forward, [forward.view("camera", k) for k in levels])))
+display(HTML(D.slider_html(D.draw_forward, [forward.view("camera", k) for k in levels])))
 
 # %% [markdown]
 # ## 2. Generation
@@ -98,7 +102,7 @@ ui.generation(generation, steps_options=tuple(sorted({10, 20, T, 100, 250})))
 # %% tags=["remove-input"]
 n_gen = len(generation.trajectory("ihdm", 0)["levels"])
 steps_shown = sorted({round(i * (n_gen - 1) / 10) for i in range(11)})
-display(HTML(E.slider_html(E.draw_generation, [generation.view("ihdm", 0, s) for s in steps_shown],
+display(HTML(D.slider_html(D.draw_generation, [generation.view("ihdm", 0, s) for s in steps_shown],
                            figsize=(7, 4))))
 
 # %% [markdown]
@@ -129,7 +133,7 @@ ui.colour(colour)
 # %% tags=["remove-input"]
 palette = ["#d03030", "#e0a020", "#40a040", "#3070d0", "#9040c0", "#808080"]
 colour_views = [colour.view(0, colour=c, image=1) for c in palette]
-display(HTML(E.slider_html(E.draw_colour, colour_views)))
+display(HTML(D.slider_html(D.draw_colour, colour_views)))
 
 # %% [markdown]
 # ## 4. Interpolation
@@ -141,7 +145,7 @@ display(HTML(E.slider_html(E.draw_colour, colour_views)))
 # every step.
 
 # %%
-interp = E.InterpolationExplorer(models, n_frames=P.n_interp, ddpm_steps=T)
+interp = C.InterpolationExplorer(models, n_frames=P.n_interp, ddpm_steps=T)
 
 # %% tags=["remove-output"]
 ui.interpolation(interp)
@@ -151,7 +155,7 @@ ui.interpolation(interp)
 
 # %% tags=["remove-input"]
 interp_views = [interp.view(0, 1, i) for i in range(interp.n_frames)]
-display(HTML(E.slider_html(E.draw_interpolation, interp_views, figsize=(7, 4))))
+display(HTML(D.slider_html(D.draw_interpolation, interp_views, figsize=(7, 4))))
 
 # %% [markdown]
 # ## 5. Input gradients
@@ -163,7 +167,7 @@ display(HTML(E.slider_html(E.draw_interpolation, interp_views, figsize=(7, 4))))
 # DDPM's is concentrated on the pixel itself plus a correction.
 
 # %%
-grads = E.GradientExplorer(models, generation)
+grads = C.GradientExplorer(models, generation)
 
 # %% tags=["remove-output"]
 ui.gradients(grads)
@@ -175,7 +179,7 @@ ui.gradients(grads)
 H, W = ihdm.process.image_size
 grad_levels = sorted({max(1, round(K - i * (K - 1) / 7)) for i in range(8)}, reverse=True)
 grad_views = [grads.view(0, (H // 2, W // 2), k) for k in grad_levels]
-display(HTML(E.slider_html(E.draw_gradients, grad_views, figsize=(5, 5))))
+display(HTML(D.slider_html(D.draw_gradients, grad_views, figsize=(5, 5))))
 
 # %% [markdown]
 # ## One picture of each explorer
@@ -187,11 +191,11 @@ import matplotlib.pyplot as plt
 
 fig = plt.figure(figsize=(8, 11))
 parts = fig.subfigures(5, 1, height_ratios=[2.6, 4, 2.6, 4, 5])
-E.draw_forward(parts[0], forward.view("camera", levels[len(levels) // 2]))
-E.draw_generation(parts[1], generation.view("ihdm", 0, steps_shown[len(steps_shown) // 2]))
-E.draw_colour(parts[2], colour_views[0])
-E.draw_interpolation(parts[3], interp_views[len(interp_views) // 2])
-E.draw_gradients(parts[4], grad_views[len(grad_views) // 2])
+D.draw_forward(parts[0], forward.view("camera", levels[len(levels) // 2]))
+D.draw_generation(parts[1], generation.view("ihdm", 0, steps_shown[len(steps_shown) // 2]))
+D.draw_colour(parts[2], colour_views[0])
+D.draw_interpolation(parts[3], interp_views[len(interp_views) // 2])
+D.draw_gradients(parts[4], grad_views[len(grad_views) // 2])
 savefig(fig, "fig_explorers", profile=P.name, runs=[ihdm, models.run("ddpm"), models.run("colour")],
         seed=0, n=1,
         caption="One view of each explorer of chapter 11: forward process, generation, "

@@ -349,21 +349,26 @@ def book_main(argv=None) -> int:
 
 # --- models --------------------------------------------------------------------------------------
 def models_main(argv=None) -> int:
+    from .evaluation import evaluators
     from .training import shipped
-    from .training.checks import check_dir
+    from .training.checks import check_dir, check_int
     from .training.presets import get_preset
 
-    ap = _parser("models", "List, verify, export or re-card the shipped models (models/).")
+    ap = _parser("models", "List, verify, export or re-card the shipped models (models/) and "
+                           "the shipped evaluators (models/evaluators/).")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     sub.add_parser("list", help="the shipped models")
-    sub.add_parser("verify", help="check every shipped model against its SHA-256")
+    sub.add_parser("verify", help="check every shipped model and evaluator against its SHA-256")
     ex = sub.add_parser("export", help="ship the EMA weights of a finished run")
     card = sub.add_parser("card", help="rewrite a shipped model's card with the newest scores")
+    ev = sub.add_parser("export-evaluators", help="ship the digit classifier and FID features")
     for p in (ex, card):
         p.add_argument("--preset", required=True)
     ex.add_argument("--hardware", required=True, help="what it was trained on, for the model card")
     ex.add_argument("--run-dir", default=None)
     ex.add_argument("--fp16", action="store_true", help="store the weights in half precision")
+    ev.add_argument("--ref-n", type=int, default=1000, help="reference digits of the FID")
+    ev.add_argument("--fp32", action="store_true", help="features in float32 (default float16)")
     args = ap.parse_args(argv)
     if args.cmd == "list":
         for folder in shipped.list_shipped():
@@ -376,52 +381,36 @@ def models_main(argv=None) -> int:
             except shipped.ShippedModelError as err:
                 bad += 1
                 print(f"BAD {err}", file=sys.stderr)
+        for name, err in evaluators.verify_all():
+            print(f"ok  evaluators/{name}" if err is None else f"BAD {err}",
+                  file=sys.stdout if err is None else sys.stderr)
+            bad += err is not None
         return 1 if bad else 0
     elif args.cmd == "export":
         run_dir = None if args.run_dir is None else check_dir(args.run_dir, "--run-dir")
         print(shipped.export(get_preset(args.preset), hardware=args.hardware, run_dir=run_dir,
                              fp16=args.fp16))
+    elif args.cmd == "export-evaluators":
+        check_int(args.ref_n, "--ref-n", 1)
+        _export_evaluators(args.ref_n, args.fp32)
     else:
         print(shipped.write_card(get_preset(args.preset)))
     return 0
 
 
-# --- evaluators ----------------------------------------------------------------------------------
-def evaluators_main(argv=None) -> int:
+def _export_evaluators(ref_n: int, fp32: bool) -> None:
     import torch
 
-    from .evaluation import evaluators as E
+    from .evaluation import evaluators
     from .evaluation.digits import export_classifier
     from .evaluation.fid import export_reference_features
-    from .training.checks import not_allowed
 
-    ap = _parser("evaluators", "Verify or (re)write the shipped evaluators (models/evaluators/): "
-                               "the digit classifier and the FID reference features.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("verify", help="check every shipped evaluator file against its SHA-256")
-    ex = sub.add_parser("export", help="ship the digit classifier and the FID reference features")
-    ex.add_argument("--ref-n", type=int, default=1000,
-                    help="reference digits (the quick profile's fid_ref_n)")
-    ex.add_argument("--fp32", action="store_true",
-                    help="store the features in float32 (default float16)")
-    args = ap.parse_args(argv)
-    if args.cmd == "verify":
-        bad = 0
-        for name, err in E.verify_all():
-            print(f"ok  {name}" if err is None else f"BAD {err}",
-                  file=sys.stdout if err is None else sys.stderr)
-            bad += err is not None
-        return 1 if bad else 0
-    if args.ref_n < 1:
-        raise not_allowed("--ref-n", args.ref_n, "must be a positive integer")
-    dtype = torch.float32 if args.fp32 else torch.float16
+    dtype = torch.float32 if fp32 else torch.float16
     print(export_classifier())
     # The FID reference of the quick profile, and the whole held-out split (real-digit FID).
-    print(export_reference_features("mnist5k", "train", args.ref_n, seed=0, dtype=dtype))
+    print(export_reference_features("mnist5k", "train", ref_n, seed=0, dtype=dtype))
     print(export_reference_features("mnist5k", "test", None, dtype=dtype))
-    print(E.write_card())
-    return 0
-
+    print(evaluators.write_card())
 
 # --- dispatch ------------------------------------------------------------------------------------
 # The commands of `python -m ihdm_core <command>` and of the console scripts (pyproject.toml).
@@ -431,8 +420,6 @@ COMMANDS = {
     "evaluate": (evaluate_main, "FID, recognisability or NLL of a trained run"),
     "book": (book_main, "execute the chapters with papermill and build the HTML book"),
     "models": (models_main, "list, verify, export or re-card the shipped models (models/)"),
-    "evaluators": (evaluators_main, "verify or rewrite the shipped digit classifier and FID "
-                                    "features"),
 }
 
 
@@ -452,21 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     return run(COMMANDS[argv[0]][0], argv[1:])
 
 
-def train() -> int:
-    return run(train_main)
+def _script(main):
+    """A console script of pyproject.toml: ``main`` with the one-line error handling of run."""
+    return lambda: run(main)
 
 
-def sample() -> int:
-    return run(sample_main)
-
-
-def evaluate() -> int:
-    return run(evaluate_main)
-
-
-def book() -> int:
-    return run(book_main)
-
-
-def models() -> int:
-    return run(models_main)
+train, sample, evaluate, book, models = map(_script, (train_main, sample_main, evaluate_main,
+                                                      book_main, models_main))

@@ -17,6 +17,10 @@ import torch
 pytest.importorskip("ipywidgets")
 
 from ihdm_core.book import explore as E  # noqa: E402
+
+from ihdm_core.book import explore_compare as C  # noqa: E402
+
+from ihdm_core.book import explore_draw as D  # noqa: E402
 from ihdm_core.book import explore_widgets as ui  # noqa: E402
 from ihdm_core.evaluation import disentangle, probes  # noqa: E402
 from ihdm_core.model.heat import heat_forward  # noqa: E402
@@ -206,7 +210,7 @@ def test_colour_explorer_matches_the_grid_and_its_measures(models):
 
 
 def test_interpolation_explorer_matches_the_paths(models):
-    ix = E.InterpolationExplorer(models, n_frames=3, ddpm_steps=5)
+    ix = C.InterpolationExplorer(models, n_frames=3, ddpm_steps=5)
     w = ui.interpolation(ix)
     w.controls["seed_a"].value = 4
     w.controls["seed_b"].value = 5
@@ -227,7 +231,7 @@ def test_interpolation_explorer_matches_the_paths(models):
 
 
 def test_gradient_explorer_matches_the_probe_and_finite_differences(models):
-    gx = E.GradientExplorer(models)
+    gx = C.GradientExplorer(models)
     w = ui.gradients(gx)
     w.controls["seed"].value = 1
     w.controls["row"].value = 10
@@ -263,7 +267,7 @@ def test_gradient_explorer_matches_the_probe_and_finite_differences(models):
 def test_slider_html_holds_one_frame_per_view(models):
     fx = E.ForwardExplorer(K=10, sigma_max=5.0)
     fx.add_image("digit 0", to_float(models.images("ihdm")[0]))
-    html = E.slider_html(E.draw_forward, [fx.view("digit 0", k) for k in (0, 5, 10)], dpi=30)
+    html = D.slider_html(D.draw_forward, [fx.view("digit 0", k) for k in (0, 5, 10)], dpi=30)
     assert html.count("data:image/png;base64") == 3 and 'type="range"' in html
     assert "new Array(3)" in html  # the frames the slider switches between
 

@@ -2,8 +2,9 @@
 
 Each explorer answers ``view(...)`` with a dict of arrays (images in [0, 1] as (H, W) or
 (H, W, 3) numpy arrays, numbers as floats) that a widget or a precomputed HTML slider draws with
-the matching ``draw_*`` function. Everything expensive is cached, keyed by what determines it,
-so that moving a slider over a cached trajectory costs a lookup and a redraw:
+the matching ``draw_*`` function of :mod:`~ihdm_core.book.explore_draw`. Everything expensive
+is cached, keyed by what determines it, so that moving a slider over a cached trajectory costs
+a lookup and a redraw:
 
 * :class:`Models`                 trained runs and training images, loaded once per profile;
 * :class:`ForwardExplorer`        u_k of one image, its radial power spectrum against the
@@ -14,29 +15,26 @@ so that moving a slider over a cached trajectory costs a lookup and a redraw:
 * :class:`ColourExplorer`         the colour model's sample from a fixed noise seed and a chosen
                                   prior colour or prior image, with its colour error and its shape
                                   correlation to the same noise under a reference prior;
-* :class:`InterpolationExplorer`  the interpolation between two seeds for IHDM, DDPM ancestral
-                                  and DDIM (as chapter 5 builds the paths);
-* :class:`GradientExplorer`       the input-gradient map of one output pixel at one level, for IHDM
-                                  and DDPM (the probe of chapter 7).
+
+The explorers that put IHDM beside DDPM (interpolation, input gradients) are in
+:mod:`~ihdm_core.book.explore_compare`, the drawing of every view and the kernel-free sliders in
+:mod:`~ihdm_core.book.explore_draw`.
 
 Seeds are turned into latents by a CPU ``torch.Generator`` in a fixed order, so a view can be
 reproduced by calling the package functions directly (tests/test_explore.py does).
-:func:`slider_html` renders a list of views as a kernel-free frame slider for the HTML book.
 """
 
 from __future__ import annotations
 
 import io
-import re
 from collections import OrderedDict
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..evaluation import disentangle, probes
+from ..evaluation import disentangle
 from ..model.heat import HeatDissipation
-from ..model.latents import lerp_path, slerp_path
 from ..model.prior import kde_prior_sample
 from ..model.latents import NoiseTable, draw_noise
 from ..model.sampling import Recorder, ddim_sample, sample
@@ -46,21 +44,14 @@ from ..training.data import load_dataset
 __all__ = [
     "Models",
     "LRU",
+    "seed_generator",
+    "as_image",
     "ForwardExplorer",
     "GenerationExplorer",
     "ColourExplorer",
-    "InterpolationExplorer",
-    "GradientExplorer",
     "MODEL_ROLES",
     "energy_left",
     "hex_colour",
-    "draw_forward",
-    "draw_generation",
-    "draw_colour",
-    "draw_interpolation",
-    "draw_gradients",
-    "render_png",
-    "slider_html",
 ]
 
 # The shipped models a reader can pick, by the profile role that names each.
@@ -90,13 +81,13 @@ class LRU(OrderedDict):
         return value
 
 
-def _generator(seed) -> torch.Generator:
+def seed_generator(seed) -> torch.Generator:
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ValueError(f"a seed is an integer >= 0, got {seed!r}")
     return torch.Generator().manual_seed(int(seed))
 
 
-def _image(x: Tensor) -> np.ndarray:
+def as_image(x: Tensor) -> np.ndarray:
     """(C, H, W) tensor -> (H, W) or (H, W, 3) float array in [0, 1] for imshow."""
     x = x.detach().float().cpu().clamp(0, 1)
     return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
@@ -238,8 +229,8 @@ class ForwardExplorer:
             "name": name,
             "k": k,
             "sigma_B": float(prep["sigma_B"][k]) if k else 0.0,
-            "u0": _image(self.images[name]),
-            "uk": _image(uk),
+            "u0": as_image(self.images[name]),
+            "uk": as_image(uk),
             "freqs": freqs,
             "psd": psd,
             "psd0": prep["psd0"],
@@ -288,7 +279,7 @@ class GenerationExplorer:
         return self._cache.get_or(key, lambda: self._sample(run, role, seed, delta, sampler))
 
     def _sample(self, run, role, seed, delta, sampler) -> dict:
-        g, proc, dev = _generator(seed), run.process, self.models.device
+        g, proc, dev = seed_generator(seed), run.process, self.models.device
         rec = Recorder(clamp=False)
         if proc.name == "ihdm":
             u = kde_prior_sample(proc, self.models.images(role), 1, generator=g, delta=delta)[0]
@@ -332,8 +323,8 @@ class GenerationExplorer:
             "level": tr["levels"][step],
             "K": tr["K"],
             "n_steps": n,
-            "frame": _image(tr["frames"][step]),
-            "strip": [_image(tr["frames"][i]) for i in pick],
+            "frame": as_image(tr["frames"][step]),
+            "strip": [as_image(tr["frames"][i]) for i in pick],
             "strip_levels": [tr["levels"][i] for i in pick],
             "sample": tr["frames"][-1],
             "sampler": "Alg. 2" if tr["ihdm"] else f"{sampler}, T = {tr['K']}",
@@ -407,7 +398,7 @@ class ColourExplorer:
             run = self.run
             centre = self.centre(colour, image)
             u_K, noise = disentangle.shared_noise_grid(
-                centre, run.process.K, 1, run.process.delta, generator=_generator(seed)
+                centre, run.process.K, 1, run.process.delta, generator=seed_generator(seed)
             )
             dev = self.models.device
             x = (
@@ -428,305 +419,11 @@ class ColourExplorer:
             "colour": colour,
             "image": image,
             "reference": self.reference,
-            "u_K": _image(cur["u_K"][0]),
-            "sample": _image(cur["sample"][0]),
-            "reference_sample": _image(ref["sample"][0]),
+            "u_K": as_image(cur["u_K"][0]),
+            "sample": as_image(cur["sample"][0]),
+            "reference_sample": as_image(ref["sample"][0]),
             "colour_error": float(
                 disentangle.colour_error(cur["sample"].double(), cur["centre"].double())[0]
             ),
             "shape_correlation": float(disentangle.shape_correlation(both)[0, 1]),
         }
-
-
-# --- interpolation --------------------------------------------------------------------------------
-class InterpolationExplorer:
-    """Interpolation between the latents of two seeds, as chapter 5 builds it: IHDM linear in
-    u_K and spherical in its K step noises; DDPM ancestral spherical in x_T and its T step noises;
-    DDIM (eta = 0) spherical in x_T. The DDPM is sampled on ``ddpm_steps`` steps (continuous
-    time only; its trained K when None). All frames of a pair are sampled in one batch."""
-
-    def __init__(self, models: Models, n_frames: int = 9, ddpm_steps: int | None = 50):
-        if n_frames < 2:
-            raise ValueError(f"an interpolation needs at least 2 frames, got {n_frames}")
-        self.models, self.n_frames, self.ddpm_steps = models, int(n_frames), ddpm_steps
-        self._cache = LRU(32)
-
-    def latents(self, seed: int) -> dict:
-        """The endpoint latents of one seed: IHDM (u_K, nu), then DDPM (x_T, eps), one generator."""
-        ih, dd = self.models.run("ihdm"), self.models.run("ddpm", self.ddpm_steps)
-        g = _generator(seed)
-        u_K = kde_prior_sample(ih.process, self.models.images("ihdm"), 1, generator=g)[0].cpu()
-        nu = draw_noise(ih.process.K, u_K.shape, generator=g)
-        x_T = dd.process.prior_sample(1, generator=g).cpu()
-        eps = draw_noise(dd.process.K, x_T.shape, generator=g)
-        return {"u_K": u_K, "nu": nu, "x_T": x_T, "eps": eps}
-
-    def paths(self, seed_a: int, seed_b: int) -> dict:
-        key = (int(seed_a), int(seed_b))
-
-        def make():
-            ih, dd = self.models.run("ihdm"), self.models.run("ddpm", self.ddpm_steps)
-            a, b, n, dev = (
-                self.latents(seed_a),
-                self.latents(seed_b),
-                self.n_frames,
-                self.models.device,
-            )
-            u_K = lerp_path(a["u_K"], b["u_K"], n).flatten(-5, -4)
-            nu = slerp_path(a["nu"], b["nu"], n).flatten(-5, -4)
-            x_T = slerp_path(a["x_T"], b["x_T"], n).flatten(-5, -4)
-            eps = slerp_path(a["eps"], b["eps"], n).flatten(-5, -4)
-            return {
-                "IHDM": sample(ih.net, ih.process, u_K.to(dev), noise=NoiseTable(nu.to(dev))),
-                "DDPM ancestral": sample(
-                    dd.net, dd.process, x_T.to(dev), noise=NoiseTable(eps.to(dev))
-                ),
-                "DDIM": ddim_sample(dd.net, dd.process, x_T.to(dev), eta=0.0),
-            }
-
-        out = self._cache.get_or(key, make)
-        return {name: x.clamp(0, 1).cpu() for name, x in out.items()}
-
-    def view(self, seed_a: int, seed_b: int, frame: int) -> dict:
-        if int(frame) != frame or not 0 <= frame < self.n_frames:
-            raise ValueError(f"frame must be an integer in 0..{self.n_frames - 1}, got {frame!r}")
-        rows = self.paths(seed_a, seed_b)
-        frame = int(frame)
-        return {
-            "seeds": (int(seed_a), int(seed_b)),
-            "frame": frame,
-            "alpha": frame / (self.n_frames - 1),
-            "n_frames": self.n_frames,
-            "images": {name: _image(x[frame]) for name, x in rows.items()},
-            "rows": {name: [_image(im) for im in x] for name, x in rows.items()},
-        }
-
-
-# --- input gradients ------------------------------------------------------------------------------
-class GradientExplorer:
-    """The input gradient d estimate(u_k)[pixel] / d u_k of IHDM and DDPM at level k, on the
-    states one seed's trajectory passes (:mod:`ihdm_core.evaluation.probes`, chapter 7). The
-    DDPM is sampled on IHDM's K steps (continuous time), so level k is the same t = k / K for
-    both; a discrete-time DDPM keeps its own K and is probed at the level round(k K_d / K)."""
-
-    ROLES = ("ihdm", "ddpm")
-
-    def __init__(self, models: Models, generation: GenerationExplorer | None = None):
-        self.models = models
-        self.generation = generation or GenerationExplorer(models)
-        self.K = models.run("ihdm").process.K
-        self._cache = LRU(256)
-
-    def _run(self, role: str):
-        ddpm = self.models.run("ddpm")
-        if role == "ddpm" and getattr(ddpm.process, "continuous", False):
-            return self.models.run("ddpm", self.K)
-        return self.models.run(role)
-
-    def state(self, role: str, seed: int, k: int) -> tuple[Tensor, int]:
-        """The trajectory's state at IHDM level k (in [0, 1] data units) and the model's level."""
-        run = self._run(role)
-        steps = run.process.K if role == "ddpm" else None
-        tr = self.generation.trajectory(role, seed, steps=steps)
-        kk = int(round(k * run.process.K / self.K))
-        return tr["frames"][tr["levels"].index(kk)], kk
-
-    def gradient(self, role: str, seed: int, pixel: tuple[int, int], k: int) -> Tensor:
-        key = (role, int(seed), tuple(int(p) for p in pixel), int(k))
-
-        def make():
-            run = self._run(role)
-            u, kk = self.state(role, seed, k)
-            return probes.jacobian_rows(
-                run.process, run.net, u[None], torch.tensor([kk]), torch.tensor([pixel])
-            )[0]
-
-        return self._cache.get_or(key, make)
-
-    def view(self, seed: int, pixel: tuple[int, int], k: int) -> dict:
-        if int(k) != k or not 1 <= k <= self.K:
-            raise ValueError(f"the level k must be an integer in 1..{self.K}, got {k!r}")
-        C, H, W = (
-            self.models.run("ihdm").cfg.data.channels,
-            *self.models.run("ihdm").process.image_size,
-        )
-        i, j = (int(p) for p in pixel)
-        if not (0 <= i < H and 0 <= j < W):
-            raise ValueError(
-                f"the pixel (row, column) must lie in the {H} x {W} image, got {pixel}"
-            )
-        out = {
-            "seed": int(seed),
-            "pixel": (i, j),
-            "k": int(k),
-            "K": self.K,
-            "states": {},
-            "gradients": {},
-            "levels": {},
-        }
-        for role in self.ROLES:
-            name = "IHDM" if role == "ihdm" else "DDPM"
-            u, kk = self.state(role, seed, k)
-            g = self.gradient(role, seed, (i, j), k)
-            out["states"][name] = _image(u)
-            out["gradients"][name] = g.sum(0).numpy()  # over input channels
-            out["levels"][name] = kk
-        return out
-
-
-# --- drawing --------------------------------------------------------------------------------------
-def _show(ax, img, title=None):
-    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=8)
-
-
-def draw_forward(fig, v: dict) -> None:
-    a0, a1, a2 = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.6]})
-    _show(a0, v["u0"], f"u_0: {v['name']}")
-    _show(a1, v["uk"], f"u_k, k = {v['k']}, sigma_B = {v['sigma_B']:.2f}")
-    f = v["freqs"]
-    a2.loglog(f[1:], v["psd0"][1:], color="0.6", lw=1, label="u_0")
-    a2.loglog(f[1:], np.maximum(v["psd"][1:], 1e-20), color="C0", lw=1.5, label="u_k")
-    a2.loglog(f[1:], v["line"][1:], "k--", lw=0.8, label=f"1/f^{v['alpha']:.2f} (fit to u_0)")
-    a2.set_ylim(max(1e-12, np.nanmin(v["psd0"][1:]) * 1e-4), np.nanmax(v["psd0"]) * 3)
-    a2.set_xlabel("frequency (cycles / pixel)", fontsize=8)
-    a2.set_title(f"radial power spectrum; energy left {100 * v['energy_left']:.1f} %", fontsize=8)
-    a2.legend(fontsize=7, frameon=False, loc="lower left")
-    a2.tick_params(labelsize=7)
-    # Few log ticks: a log axis labels every minor tick by default, which costs more to lay out
-    # than the rest of the figure, and a widget redraws it on every slider move.
-    from matplotlib.ticker import LogLocator, NullLocator
-
-    for axis in (a2.xaxis, a2.yaxis):
-        axis.set_major_locator(LogLocator(numticks=4))
-        axis.set_minor_locator(NullLocator())
-
-
-def draw_generation(fig, v: dict) -> None:
-    n = len(v["strip"])
-    gs = fig.add_gridspec(2, n, height_ratios=[3, 1])
-    big = fig.add_subplot(gs[0, :])
-    how = f"delta = {v['delta']:g}" if v["delta"] is not None else v["sampler"]
-    _show(
-        big,
-        v["frame"],
-        f"{v['role']}, seed {v['seed']}, {how}: step {v['step']} of "
-        f"{v['n_steps'] - 1}, level {v['level']} of {v['K']}",
-    )
-    for i, (img, lv) in enumerate(zip(v["strip"], v["strip_levels"])):
-        _show(fig.add_subplot(gs[1, i]), img, f"k={lv}")
-
-
-def hex_of(rgb) -> str:
-    return "#" + "".join(f"{int(round(255 * float(c))):02x}" for c in rgb)
-
-
-def draw_colour(fig, v: dict) -> None:
-    axes = fig.subplots(1, 3)
-    prior = " on ".join(
-        p
-        for p in (
-            v["colour"] and f"colour {v['colour']}",
-            v["image"] is not None and f"image {v['image']}",
-        )
-        if p
-    )
-    _show(axes[0], v["u_K"], f"prior u_K ({prior})")
-    _show(axes[1], v["sample"], f"sample, seed {v['seed']}\ncolour error {v['colour_error']:.3f}")
-    _show(
-        axes[2],
-        v["reference_sample"],
-        f"same seed, prior image {v['reference']}\nshape corr. {v['shape_correlation']:.2f}",
-    )
-
-
-def draw_interpolation(fig, v: dict) -> None:
-    names = list(v["images"])
-    gs = fig.add_gridspec(len(names), 2, width_ratios=[1, 3])
-    for r, name in enumerate(names):
-        _show(fig.add_subplot(gs[r, 0]), v["images"][name], f"{name}, alpha = {v['alpha']:.2f}")
-        strip = np.concatenate(
-            [
-                np.pad(
-                    im,
-                    [(1, 1), (1, 1)] + [(0, 0)] * (im.ndim - 2),
-                    constant_values=1.0 if i != v["frame"] else 0.0,
-                )
-                for i, im in enumerate(v["rows"][name])
-            ],
-            axis=1,
-        )
-        _show(fig.add_subplot(gs[r, 1]), strip, f"seeds {v['seeds'][0]} -> {v['seeds'][1]}")
-
-
-def draw_gradients(fig, v: dict) -> None:
-    names = list(v["states"])
-    axes = fig.subplots(len(names), 2, squeeze=False)
-    i, j = v["pixel"]
-    for r, name in enumerate(names):
-        _show(axes[r, 0], v["states"][name], f"{name} state, level {v['levels'][name]}")
-        axes[r, 0].plot([j], [i], "r+", ms=8)
-        g = v["gradients"][name]
-        # The colour scale ignores the pixel itself, whose identity part (1 for IHDM) would
-        # otherwise wash out the neighbourhood the network reads; the centre may saturate.
-        off = np.abs(g).copy()
-        off[i, j] = 0
-        lim = float(off.max()) or float(np.abs(g).max()) or 1.0
-        axes[r, 1].imshow(g, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-        axes[r, 1].plot([j], [i], "k+", ms=8)
-        axes[r, 1].set_axis_off()
-        axes[r, 1].set_title(
-            f"d estimate[{i},{j}] / d input\nat the pixel {g[i, j]:.2f}, scale +-{lim:.2g}",
-            fontsize=8,
-        )
-
-
-def _figure(figsize):
-    from matplotlib.figure import Figure
-
-    # Fixed margins instead of a layout engine: constrained layout measures every text twice,
-    # which was half of a redraw.
-    fig = Figure(figsize=figsize)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.16, top=0.86, wspace=0.25, hspace=0.45)
-    return fig
-
-
-def render_png(draw, view: dict, figsize=(7, 2.6), dpi: int = 80) -> bytes:
-    """One view drawn on a fresh figure (no pyplot state), as PNG bytes for a widget."""
-    fig = _figure(figsize)
-    draw(fig, view)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-def slider_html(draw, views: list[dict], figsize=(7, 2.6), dpi: int = 75, fps: int = 4) -> str:
-    """A kernel-free frame slider (matplotlib's ``Animation.to_jshtml``): every view is one
-    embedded PNG frame; the page's slider and buttons switch between them in the browser."""
-    import matplotlib.animation as animation
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    if not views:
-        raise ValueError("a slider needs at least one view")
-    fig = _figure(figsize)
-    FigureCanvasAgg(fig)
-    fig.set_dpi(dpi)
-
-    def frame(i):
-        fig.clear()
-        draw(fig, views[i])
-        return []
-
-    anim = animation.FuncAnimation(
-        fig, frame, frames=len(views), interval=1000 // fps, blit=False, repeat=False
-    )
-    import matplotlib as mpl
-
-    # Animation.save draws its frames at rcParams["savefig.dpi"], not the figure's dpi.
-    with mpl.rc_context({"savefig.dpi": dpi}):
-        out = anim.to_jshtml(fps=fps, embed_frames=True, default_mode="once")
-    # Its buttons' icon font comes from a CDN; the book opens offline, and Jupyter Book's theme
-    # ships Font Awesome already (the buttons keep working without the icons either way).
-    return re.sub(r'<link rel="stylesheet"[^>]*font-awesome[^>]*>', "", out)

@@ -12,6 +12,10 @@ import time
 
 from . import explore as E
 
+from . import explore_compare as C
+
+from . import explore_draw as D
+
 __all__ = ["ExplorerUI", "forward", "generation", "colour", "interpolation", "gradients"]
 
 
@@ -48,7 +52,7 @@ class ExplorerUI:
         except (ValueError, KeyError) as err:  # a bad entry: say so and keep the last picture
             self.status.value = f"<span style='color:#b00'>{err}</span>"
             return
-        self.image.value = E.render_png(self._draw, self.view, self.figsize, self.dpi)
+        self.image.value = D.render_png(self._draw, self.view, self.figsize, self.dpi)
         self.seconds = time.perf_counter() - t0
         self.status.value = f"<small>updated in {self.seconds:.2f} s</small>"
 
@@ -79,7 +83,7 @@ def forward(explorer: E.ForwardExplorer, image: str | None = None) -> ExplorerUI
     return ExplorerUI(
         {"image": pick, "upload": upload, "k": k},
         lambda v: explorer.view(v["image"], v["k"]),
-        E.draw_forward,
+        D.draw_forward,
         (7, 2.6),
     )
 
@@ -123,7 +127,7 @@ def generation(
 
     controls = {"model": model, "seed": seed, "delta": delta, "steps": steps, "sampler": sampler,
                 "step": step}
-    return ExplorerUI(controls, compute, E.draw_generation, (7, 4))
+    return ExplorerUI(controls, compute, D.draw_generation, (7, 4))
 
 
 def colour(explorer: E.ColourExplorer, colour_value: str = "#e07020") -> ExplorerUI:
@@ -150,12 +154,12 @@ def colour(explorer: E.ColourExplorer, colour_value: str = "#e07020") -> Explore
     return ExplorerUI(
         {"seed": seed, "source": source, "colour": pick, "image": image},
         compute,
-        E.draw_colour,
+        D.draw_colour,
         (7, 2.6),
     )
 
 
-def interpolation(explorer: E.InterpolationExplorer) -> ExplorerUI:
+def interpolation(explorer: C.InterpolationExplorer) -> ExplorerUI:
     """Two seeds and a slider along the path."""
     import ipywidgets as w
 
@@ -171,12 +175,12 @@ def interpolation(explorer: E.InterpolationExplorer) -> ExplorerUI:
     return ExplorerUI(
         {"seed_a": a, "seed_b": b, "frame": frame},
         lambda v: explorer.view(v["seed_a"], v["seed_b"], v["frame"]),
-        E.draw_interpolation,
+        D.draw_interpolation,
         (7, 4),
     )
 
 
-def gradients(explorer: E.GradientExplorer) -> ExplorerUI:
+def gradients(explorer: C.GradientExplorer) -> ExplorerUI:
     """Seed, pixel (row, column) and level."""
     import ipywidgets as w
 
@@ -194,6 +198,6 @@ def gradients(explorer: E.GradientExplorer) -> ExplorerUI:
     return ExplorerUI(
         {"seed": seed, "row": row, "column": col, "k": k},
         lambda v: explorer.view(v["seed"], (v["row"], v["column"]), v["k"]),
-        E.draw_gradients,
+        D.draw_gradients,
         (5, 5),
     )

@@ -9,8 +9,8 @@ recomputation. ``README.md`` there is their card. Files are found by name, and a
 identity (the classifier's version, epochs and seed; the reference set's data set, split, size
 and subset seed); the loaders also check the identity recorded inside the file.
 
-    python -m ihdm_core evaluators export      # (re)write them from the data cache
-    python -m ihdm_core evaluators verify
+    python -m ihdm_core models export-evaluators      # (re)write them from the data cache
+    python -m ihdm_core models verify
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def write_card(folder: Path | None = None) -> Path:
         "against the same classifier and the same FID reference (and a fresh clone skips minutes",
         "of CPU). `ihdm_core.evaluation.evaluators` checks each file against its `.sha256` record",
         "before every load; a changed byte is an error. Rewrite them (and this card) with",
-        "`python -m ihdm_core evaluators export`; deleting a file and its record makes",
+        "`python -m ihdm_core models export-evaluators`; deleting a file and its record makes",
         "the code compute it locally again, into the data folder.",
         "",
         "FID sets ship as float16 InceptionV3 features, not statistics (a 2048 x 2048 float64",
