@@ -36,7 +36,7 @@ from torch import Tensor
 from ..evaluation import disentangle
 from ..model.heat import HeatDissipation
 from ..model.prior import kde_prior_sample
-from ..model.latents import NoiseTable, draw_noise
+from ..model.latents import NoiseTable, draw_noise, shared_noise_grid
 from ..model.sampling import Recorder, ddim_sample, sample
 from ..model.spectra import dct_power, fit_power_law, radial_average
 from ..training.data import load_dataset
@@ -349,7 +349,7 @@ class ColourExplorer:
     The prior centre is F(t_K) x of a training image (what the KDE prior blurs), that state
     recoloured (its mean colour replaced by a picked one), or a flat image of a picked colour.
     The seed draws the prior noise nu and the K step noises exactly as one column of
-    :func:`ihdm_core.evaluation.disentangle.shared_noise_grid`, so a sample equals
+    :func:`ihdm_core.model.latents.shared_noise_grid`, so a sample equals
     ``disentangle.sample_grid`` on the same centre and generator. The measures: the colour error
     |mean colour(sample) - mean colour(centre)| and the shape correlation
     (``disentangle.shape_correlation``) with the same seed's sample under the reference prior
@@ -397,15 +397,12 @@ class ColourExplorer:
         def make():
             run = self.run
             centre = self.centre(colour, image)
-            u_K, noise = disentangle.shared_noise_grid(
-                centre, run.process.K, 1, run.process.delta, generator=seed_generator(seed)
-            )
+            lat = shared_noise_grid(centre, run.process.K, 1, run.process.delta,
+                                    generator=seed_generator(seed))
             dev = self.models.device
-            x = (
-                sample(run.net, run.process, u_K.to(dev), noise=NoiseTable(noise.to(dev)))
-                .clamp(0, 1)
-                .cpu()
-            )
+            noise = NoiseTable(lat.noise.table.to(dev))
+            x = sample(run.net, run.process, lat.x_K.to(dev), noise=noise).clamp(0, 1).cpu()
+            u_K = lat.x_K
             return {"centre": centre, "u_K": u_K.cpu(), "sample": x}
 
         return self._cache.get_or(key, make)
@@ -422,8 +419,7 @@ class ColourExplorer:
             "u_K": as_image(cur["u_K"][0]),
             "sample": as_image(cur["sample"][0]),
             "reference_sample": as_image(ref["sample"][0]),
-            "colour_error": float(
-                disentangle.colour_error(cur["sample"].double(), cur["centre"].double())[0]
-            ),
+            "colour_error": float((disentangle.mean_colour(cur["sample"].double())
+                                   - disentangle.mean_colour(cur["centre"].double())).norm()),
             "shape_correlation": float(disentangle.shape_correlation(both)[0, 1]),
         }
