@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ihdm_core import get_preset  # noqa: E402
+from ihdm_core.model.latents import NoiseTable  # noqa: E402
 from ihdm_core.model.sampling import sample  # noqa: E402
 from ihdm_core.training.build import build_model, build_process  # noqa: E402
 
@@ -64,7 +65,7 @@ def _noise(proc, u) -> torch.Tensor:
 def _run(net, proc, u, batch: int, inference: bool, channels_last: bool, noise) -> torch.Tensor:
     out = []
     for start in range(0, len(u), batch):
-        x, z = u[start : start + batch], noise[:, start : start + batch]
+        x, z = u[start : start + batch], NoiseTable(noise[:, start : start + batch])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if inference:
