@@ -24,6 +24,14 @@ def test_no_package_function_is_longer_than_60_lines():  # issue 22
     assert longest[0] <= 60, f"{longest[1]} has {longest[0]} lines"
 
 
+def test_no_package_module_is_longer_than_450_lines():  # issue 22: one job per module
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+             for p in (ROOT / "ihdm_core").rglob("*.py")}
+    over = {name: n for name, n in sizes.items() if n > 450}
+    assert not over, f"modules over 450 lines: {over}"
+    assert max(sizes.values()) > 300  # the count reads real files
+
+
 def test_chapters_do_not_define_what_another_chapter_or_the_package_defines():
     package = {name.rsplit(":", 1)[1] for _, name in layout.functions(sorted((ROOT / "ihdm_core").rglob("*.py")))}
     seen = {}
