@@ -120,8 +120,12 @@ def test_committed_models_verify_and_fit_the_size_budget():
     os.environ.pop("IHDM_MODELS", None)
     root = models_root()
     folders = list_shipped()
-    total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
-    assert total < 60e6
+    files = [f for f in root.rglob("*") if f.is_file()] if root.exists() else []
+    # The long runs' resumable training state (models/resumable/) has a budget of its own: it is
+    # committed so a run continues on any machine, and is replaced, not added to, as it advances.
+    resumable = [f for f in files if "resumable" in f.relative_to(root).parts[:1]]
+    assert sum(f.stat().st_size for f in files if f not in resumable) < 60e6
+    assert sum(f.stat().st_size for f in resumable) < 40e6
     for folder in folders:
         verify(folder)
         cfg_json = json.loads((folder / "config.json").read_text())
