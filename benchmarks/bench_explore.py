@@ -59,16 +59,11 @@ def main(argv=None) -> int:
     rows = []
 
     def record(explorer, action, first, times):
-        rows.append(
-            (
-                explorer,
-                action,
-                len(times),
-                first,
-                statistics.median(times) if times else float("nan"),
-                max(times) if times else float("nan"),
-            )
-        )
+        cpu = CPU[-len(times):] if times else []  # the updates just timed, in the same order
+        nan = float("nan")
+        rows.append((explorer, action, len(times), first,
+                     statistics.median(times) if times else nan, max(times) if times else nan,
+                     statistics.median(cpu) if cpu else nan, max(cpu) if cpu else nan))
 
     def build(make):
         t0 = time.perf_counter()
