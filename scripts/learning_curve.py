@@ -41,6 +41,26 @@ def _speed(cfg, threads: int, probe_steps: int) -> float:
     return speeds[key]
 
 
+def _chosen(steps: list[int], every: int, final: int) -> list[int]:
+    """The snapshots at multiples of ``every`` steps and the run's final one (all of them if every
+    is 0): a point costs minutes of sampling, so a long run may be scored more sparsely than it
+    saves snapshots."""
+    if not every:
+        return steps
+    return [s for s in steps if s % every == 0 or s == final]
+
+
+def _merged(out: Path, run: str, rows: list[dict]) -> list[dict]:
+    """``rows`` plus the points of the same run already in ``out`` at other steps: scoring more
+    sparsely later (--every) must not drop points scored before."""
+    old = load_json(out) if out.exists() else {}
+    if old.get("run") != run:
+        return rows
+    by_step = {r["step"]: r for r in old.get("rows", [])}
+    by_step.update({r["step"]: r for r in rows})
+    return [by_step[s] for s in sorted(by_step)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="mnist-long")
@@ -49,11 +69,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--watch", type=float, default=0.0, help="seconds to keep scoring new snapshots")
+    ap.add_argument("--every", type=int, default=0,
+                    help="score only snapshots at multiples of this many steps, and the "
+                         "final one (default: every snapshot)")
     ap.add_argument("--out", type=Path, help="default: models/curves/<run>.json")
     ap.add_argument("--smoke", action="store_true", help="train a tiny run with snapshots and score it")
     args = ap.parse_args(argv)
-    if args.n < 1 or args.threads < 1 or args.watch < 0:
-        ap.error("--n and --threads must be positive, --watch >= 0")
+    if args.n < 1 or args.threads < 1 or args.watch < 0 or args.every < 0:
+        ap.error("--n and --threads must be positive, --watch and --every >= 0")
     torch.set_num_threads(args.threads)
     cfg = get_preset(args.preset)
     probe = 30
@@ -68,8 +91,10 @@ def main(argv=None) -> int:
     deadline = time.time() + args.watch
     while True:
         rows = learning_curve(run_dir, n_recog=args.n, n_fid=args.n, ref_n=args.ref_n, seed=args.seed,
+                              steps=_chosen(snapshot_steps(run_dir), args.every, cfg.train.steps),
                               steps_per_cpu_second=sps,
                               progress=lambda r: print(json.dumps(r), file=sys.stderr))
+        rows = _merged(out, cfg.run_name(), rows)
         save_json(out, {"run": cfg.run_name(), "steps_per_cpu_second": sps, "threads": args.threads,
                         "rows": rows})
         if time.time() >= deadline:

@@ -30,6 +30,14 @@ def test_profiles_build_their_models():
         assert s0.process.sigma == 0 and s0.identity() != base.identity() and s0.name.endswith("sigma0")
         assert all(d >= 0 for d in prof.deltas) and base.process.delta in prof.deltas
     assert get_profile("paper").config("colour").process.sigma_max == get_preset("ffhq128").process.sigma_max
+    # The long role: the IHDM model trained longest, same process and data as the main one, and
+    # the main model itself where a profile has none.
+    quick, smoke = get_profile("quick"), get_profile("smoke")
+    long_ = quick.config("long")
+    assert long_.name == "mnist-long" and long_.identity() != quick.config("ihdm").identity()
+    assert (long_.process, long_.data) == (quick.config("ihdm").process, quick.config("ihdm").data)
+    assert long_.train.steps * long_.train.batch_size >= 8 * quick.config("ihdm").train.steps * 32
+    assert smoke.config("long").identity() == smoke.config("ihdm").identity()
     with pytest.raises(KeyError, match="unknown profile"):
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown model role"):

@@ -103,3 +103,61 @@ def test_learning_curve_script_runs_at_smoke_size(tmp_path):
     for r in data["rows"]:
         assert set(r) == set(curves.CURVE_COLUMNS) and r["n_recognisability"] == r["n_fid"] == 8
         assert r["cpu_seconds"] == pytest.approx(r["step"] / data["steps_per_cpu_second"])
+
+
+def test_learning_curve_every_keeps_multiples_and_the_final_snapshot():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import learning_curve
+
+    steps = [2000, 4000, 6000, 8000, 10000, 11000]
+    assert learning_curve._chosen(steps, 0, 11000) == steps
+    assert learning_curve._chosen(steps, 4000, 11000) == [4000, 8000, 11000]
+    assert learning_curve._chosen(steps, 4000, 32000) == [4000, 8000]
+
+
+def test_learning_curve_rescoring_keeps_earlier_points(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import learning_curve
+
+    out = tmp_path / "c.json"
+    out.write_text(json.dumps({"run": "r", "rows": [{"step": 2, "v": 1}, {"step": 4, "v": 2}]}))
+    merged = learning_curve._merged(out, "r", [{"step": 4, "v": 3}, {"step": 8, "v": 4}])
+    assert merged == [{"step": 2, "v": 1}, {"step": 4, "v": 3}, {"step": 8, "v": 4}]
+    assert learning_curve._merged(out, "other", [{"step": 8, "v": 4}]) == [{"step": 8, "v": 4}]
+
+
+def test_compute_at_and_curve_table_against_written_out_values():
+    from ihdm_core.book.learning import compute_at, curve_table
+
+    fit = curves.extrapolate([1e4, 1e5], [0.2, 0.4], 0.8)
+    # 0.2 per decade from 0.4 at 1e5: 0.8 two decades later.
+    assert fit["images_at_target"] == pytest.approx(1e7)
+    need = compute_at(fit, batch=32, steps_per_cpu_second=2.5)
+    assert need["steps"] == pytest.approx(1e7 / 32)
+    assert need["cpu_hours"] == pytest.approx(1e7 / 32 / 2.5 / 3600)
+    flat = curves.extrapolate([1e4, 1e5], [0.4, 0.3], 0.8)
+    assert compute_at(flat, batch=32, steps_per_cpu_second=2.5) == {
+        "images": None, "steps": None, "cpu_hours": None}
+    row = dict.fromkeys(curves.CURVE_COLUMNS)
+    row.update(step=2000, images_seen=64000, cpu_seconds=7200.0, recognisability=0.25,
+               recognisability_se=curves.binomial_se(0.25, 500), fid=40.04, min_class_share=0.031,
+               eval_loss=0.0066)
+    (line,) = curve_table([row])
+    assert line["CPU hours"] == 2.0 and line["FID"] == 40.0 and line["rarest class"] == "3.1%"
+    assert line["recognisability"] == f"0.250 ± {math.sqrt(0.25 * 0.75 / 500):.3f}"
+
+
+def test_the_committed_long_curve_is_complete_and_consistent():
+    """The curve chapter 3 plots: every row has the stated columns, n >= 200 and 500, a fixed seed
+    and delta, images = steps x batch, and it rises overall."""
+    cfg = get_preset("mnist-long")
+    data = curves.committed_curve(cfg.run_name())
+    assert data is not None and data["run"] == cfg.run_name()
+    rows = data["rows"]
+    assert len(rows) >= 4 and [r["step"] for r in rows] == sorted({r["step"] for r in rows})
+    for r in rows:
+        assert set(curves.CURVE_COLUMNS) <= set(r)
+        assert r["images_seen"] == r["step"] * cfg.train.batch_size
+        assert r["n_recognisability"] >= 200 and r["n_fid"] >= 500
+        assert (r["seed"], r["delta"]) == (0, cfg.process.delta)
+    assert rows[-1]["recognisability"] > rows[0]["recognisability"] + 3 * rows[-1]["recognisability_se"]

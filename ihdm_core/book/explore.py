@@ -57,6 +57,7 @@ __all__ = [
 # The shipped models a reader can pick, by the profile role that names each.
 MODEL_ROLES = {
     "IHDM": "ihdm",
+    "IHDM, trained 8x longer": "long",
     "DDPM": "ddpm",
     "Blurring Diffusion": "blurring",
     "IHDM colour": "colour",

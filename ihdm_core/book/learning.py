@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["learning_curve_figure"]
+__all__ = ["learning_curve_figure", "curve_table", "compute_at"]
 
 
 def _extrapolation(ax, x_last: float, fit: dict | None, target: float, colour: str) -> None:
@@ -44,3 +44,30 @@ def learning_curve_figure(curves: dict, fits: dict, *, target: float, real_recog
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def curve_table(rows: list[dict]) -> list[dict]:
+    """The rows of a committed learning curve as the book's table: one line per snapshot."""
+    out = []
+    for r in rows:
+        cpu_h = r["cpu_seconds"] / 3600 if r.get("cpu_seconds") else None
+        out.append({
+            "step": r["step"], "images seen": r["images_seen"],
+            "CPU hours": None if cpu_h is None else round(cpu_h, 2),
+            "recognisability": f"{r['recognisability']:.3f} ± {r['recognisability_se']:.3f}",
+            "FID": None if r.get("fid") is None else round(r["fid"], 1),
+            "rarest class": f"{r['min_class_share']:.1%}",
+            "held-out loss": None if r.get("eval_loss") is None else round(r["eval_loss"], 5),
+        })
+    return out
+
+
+def compute_at(fit: dict | None, *, batch: int, steps_per_cpu_second: float | None) -> dict:
+    """What reaching ``fit['target']`` would take along an extrapolated trend: images, steps at
+    ``batch``, CPU hours at the measured throughput (None where the trend does not rise)."""
+    images = fit["images_at_target"] if fit else None
+    if images is None:
+        return {"images": None, "steps": None, "cpu_hours": None}
+    steps = images / batch
+    hours = steps / steps_per_cpu_second / 3600 if steps_per_cpu_second else None
+    return {"images": images, "steps": steps, "cpu_hours": hours}

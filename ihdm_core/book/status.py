@@ -32,7 +32,7 @@ PAPER_FID = [
     ("lsun_church128", "LSUN-Churches 128x128", 45.06, 50_000),
 ]
 # the models a profile trains, in table order
-ROLES = ("ihdm", "ddpm", "blurring", "sigma0", "colour")
+ROLES = ("ihdm", "long", "ddpm", "blurring", "sigma0", "colour")
 
 
 def paper_fid_rows(profile: str, *, seed: int = 0, device=None) -> list[dict]:
@@ -58,9 +58,16 @@ def paper_fid_rows(profile: str, *, seed: int = 0, device=None) -> list[dict]:
 
 
 def available_runs(P, roles=ROLES, device="cpu") -> dict:
-    """{role: loaded run} for the profile's models whose weights exist (shipped or trained here)."""
-    return {role: load_run(P.config(role), device=device) for role in roles
-            if is_available(P.config(role))}
+    """{role: loaded run} for the profile's models whose weights exist (shipped or trained here);
+    a role that names the same model as an earlier one (a profile without a long run) is left
+    out, so no score is listed twice."""
+    runs, seen = {}, set()
+    for role in roles:
+        cfg = P.config(role)
+        if cfg.identity() not in seen and is_available(cfg):
+            runs[role] = load_run(cfg, device=device)
+            seen.add(cfg.identity())
+    return runs
 
 
 def score_rows(runs: dict) -> list[dict]:
