@@ -24,21 +24,11 @@ import torch
 from ihdm_core.evaluation.curves import learning_curve, snapshot_steps
 from ihdm_core.training.presets import get_preset
 from ihdm_core.training.paths import runs_root
-from ihdm_core.training.recipes import load_json, measure_throughput, save_json
+from ihdm_core.training.recipes import cached_throughput, load_json, save_json
 from ihdm_core.training.paths import run_dir_for
 from ihdm_core.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _speed(cfg, threads: int, probe_steps: int) -> float:
-    cache = runs_root() / "recipe-search" / "throughput.json"
-    speeds = load_json(cache)
-    key = f"{cfg.replace(train={'steps': 1}).identity()}-t{threads}"
-    if key not in speeds:
-        speeds[key] = measure_throughput(cfg, steps=probe_steps, skip=probe_steps // 3, threads=threads)
-        save_json(cache, speeds)
-    return speeds[key]
 
 
 def _chosen(steps: list[int], every: int, final: int) -> list[int]:
@@ -87,7 +77,8 @@ def main(argv=None) -> int:
         train(cfg, progress=False)
     run_dir = run_dir_for(cfg)
     out = args.out or ROOT / "models" / "curves" / f"{cfg.run_name()}.json"
-    sps = _speed(cfg, args.threads, probe)
+    sps = cached_throughput(cfg, runs_root() / "recipe-search" / "throughput.json",
+                            threads=args.threads, probe_steps=probe)
     deadline = time.time() + args.watch
     while True:
         rows = learning_curve(run_dir, n_recog=args.n, n_fid=args.n, ref_n=args.ref_n, seed=args.seed,

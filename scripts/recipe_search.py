@@ -23,22 +23,13 @@ from ihdm_core.evaluation.curves import binomial_se
 from ihdm_core.evaluation.scores import score
 from ihdm_core.training.presets import get_preset
 from ihdm_core.training.paths import runs_root
-from ihdm_core.training.recipes import ARMS, SMOKE_ARMS, arm_config, budget_steps, load_json, \
-    measure_throughput, save_json
+from ihdm_core.training.recipes import ARMS, SMOKE_ARMS, arm_config, budget_steps, cached_throughput, \
+    save_json
 from ihdm_core.training.runs import load_run
 from ihdm_core.training.train import train
 
 COLUMNS = ("arm", "question", "steps", "batch", "images_seen", "steps_per_cpu_s", "budget_cpu_s",
            "recognisability", "se", "fid", "min_class_share", "n", "seed", "identity")
-
-
-def _speed(cache: Path, cfg, threads: int, probe_steps: int) -> float:
-    speeds = load_json(cache)
-    key = f"{cfg.replace(train={'steps': 1}).identity()}-t{threads}"  # speed does not depend on steps
-    if key not in speeds:
-        speeds[key] = measure_throughput(cfg, steps=probe_steps, skip=probe_steps // 3, threads=threads)
-        save_json(cache, speeds)
-    return speeds[key]
 
 
 def _row(arm, cfg, sps, budget, n, n_fid, ref_n, seed) -> dict:
@@ -104,7 +95,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     cache = runs_root() / "recipe-search" / "throughput.json"
     # Speeds first, one arm after the other, before any arm trains.
-    speeds = {a.name: _speed(cache, arm_config(base, a, 1), args.threads, args.probe_steps) for a in arms}
+    speeds = {a.name: cached_throughput(arm_config(base, a, 1), cache, threads=args.threads,
+                                        probe_steps=args.probe_steps) for a in arms}
     rows = []
     for arm in arms:
         cfg = arm_config(base, arm, budget_steps(args.budget, speeds[arm.name]))

@@ -21,7 +21,8 @@ import torch
 from .config import Config
 from .presets import get_preset
 
-__all__ = ["Arm", "ARMS", "SMOKE_ARMS", "arm_config", "budget_steps", "measure_throughput"]
+__all__ = ["Arm", "ARMS", "SMOKE_ARMS", "arm_config", "budget_steps", "measure_throughput",
+           "cached_throughput"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,19 @@ def measure_throughput(cfg: Config, *, steps: int = 30, skip: int = 10, threads:
     finally:
         torch.set_num_threads(old)
     return (steps - skip) / max(cpu[steps] - cpu[skip], 1e-9)
+
+
+def cached_throughput(cfg: Config, cache: Path, *, threads: int = 1, probe_steps: int = 30) -> float:
+    """:func:`measure_throughput` of ``cfg``, measured once and kept in the JSON file ``cache``
+    under its identity with one step (speed does not depend on the length of a run) and the
+    thread count."""
+    speeds = load_json(cache)
+    key = f"{cfg.replace(train={'steps': 1}).identity()}-t{threads}"
+    if key not in speeds:
+        speeds[key] = measure_throughput(cfg, steps=probe_steps, skip=probe_steps // 3,
+                                         threads=threads)
+        save_json(cache, speeds)
+    return speeds[key]
 
 
 def load_json(path: Path) -> dict:
