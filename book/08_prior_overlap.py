@@ -172,10 +172,10 @@ plt.show()
 # %% [markdown]
 # ## App. D.4: nearest neighbours of samples
 #
-# Load the profile's longest-trained IHDM model (the one of chapter 3's Fig. 14: it has seen its
-# training digits most often, so it is the one to check for copying) and draw samples exactly as
-# `ihdm_core.training.generate.generate` does (same seeds and draws, for up to 256 samples), but keeping the index of the training image
-# whose blurred version started each chain
+# Load the profile's longest-trained IHDM model (the one of chapter 3's Fig. 14: it has seen
+# its training digits most often, so it is the one to check for copying) and draw samples
+# exactly as `ihdm_core.training.generate.generate` does (same seeds and draws, for up to 256
+# samples), but keeping the index of the training image whose blurred version started each chain
 # ($\mathbf u_K = \mathbf F(t_K)\mathbf u_0^{(i)} + \delta\boldsymbol\epsilon$). For each sample,
 # the five nearest training images in Euclidean distance (on $[0, 1]$ pixels).
 

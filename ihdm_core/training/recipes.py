@@ -101,7 +101,8 @@ def measure_throughput(cfg: Config, *, steps: int = 30, skip: int = 10, threads:
     return (steps - skip) / max(cpu[steps] - cpu[skip], 1e-9)
 
 
-def cached_throughput(cfg: Config, cache: Path, *, threads: int = 1, probe_steps: int = 30) -> float:
+def cached_throughput(cfg: Config, cache: Path, *, threads: int = 1,
+                      probe_steps: int = 30) -> float:
     """:func:`measure_throughput` of ``cfg``, measured once and kept in the JSON file ``cache``
     under its identity with one step (speed does not depend on the length of a run) and the
     thread count."""
