@@ -65,7 +65,8 @@ from ihdm_core.book import sampling_plots as plots
 from ihdm_core.book.animate import frame_levels, show_animation
 from ihdm_core.book.figures import describe_config, show_images
 from ihdm_core.book.profiles import start
-from ihdm_core.book.learning import compute_at, curve_table, learning_curve_figure
+from ihdm_core.book.learning import (compute_at, curve_table, learning_curve_figure,
+                                     load_recipe_search, recipe_table)
 from ihdm_core.evaluation.curves import committed_curve, extrapolate
 from ihdm_core.evaluation.dynamics import branch_spread, loss_curve, loss_per_level, smoothed
 from ihdm_core.evaluation.quality import real_image_scores
@@ -351,6 +352,31 @@ plt.show()
 display(Markdown(P.save_table(curve_table(rows_c), "tab05b_learning_curve",
                               seed=rows_c[-1]["seed"], n=rows_c[-1]["n_recognisability"],
                               caption="The long IHDM run's snapshots, scored.")))
+
+# %% [markdown]
+# ### Which recipe? A search at a fixed CPU budget
+#
+# Before spending hours, which settings buy the most quality per CPU-second?
+# `scripts/recipe_search.py` trains one arm per question around `mnist-ref` (with the EMA
+# warm-up), each for the *same CPU budget*: an arm's steps are the budget times its own training
+# speed, measured alone in the process's CPU seconds, so a wider network or a larger batch gets
+# fewer steps. Each arm is scored like the models above (recognisability of $n$ samples at a
+# fixed seed, with its binomial standard error); the last column but two gives its difference to
+# the base arm in units of the combined standard error, so $|z| < 2$ is no evidence either way.
+# The search is a record of a CPU run committed under `docs/`, shown in every profile. At such a
+# small budget it measures what helps *early* in training, which need not be what helps after
+# hours; the long run above kept the base recipe plus dropout, chosen before the search.
+
+# %%
+search = load_recipe_search()
+if search is None:
+    print("no recipe search committed (scripts/recipe_search.py writes docs/recipe-search.json)")
+else:
+    display(Markdown(P.save_table(recipe_table(search["rows"]), "tab05c_recipe_search",
+                                  n=search["rows"][0]["n"], seed=search["rows"][0]["seed"],
+                                  caption=f"Recipe search around {search['base']}: every arm "
+                                          f"trained for {search['budget_s']:g} CPU seconds "
+                                          f"({search['threads']} thread), best first.")))
 
 # %% [markdown]
 # ## Figure 5a: generation sequences

@@ -161,3 +161,20 @@ def test_the_committed_long_curve_is_complete_and_consistent():
         assert r["n_recognisability"] >= 200 and r["n_fid"] >= 500
         assert (r["seed"], r["delta"]) == (0, cfg.process.delta)
     assert rows[-1]["recognisability"] > rows[0]["recognisability"] + 3 * rows[-1]["recognisability_se"]
+
+
+def test_recipe_table_ranks_arms_and_measures_them_against_base_in_se(tmp_path):
+    from ihdm_core.book.learning import load_recipe_search, recipe_table
+
+    def arm(name, p, n=500):
+        return {"arm": name, "question": "q", "steps": 100, "batch": 32, "images_seen": 3200,
+                "recognisability": p, "se": curves.binomial_se(p, n), "min_class_share": 0.05,
+                "n": n, "seed": 0}
+
+    rows = recipe_table([arm("base", 0.30), arm("a", 0.40), arm("b", 0.29)])
+    assert [r["arm"] for r in rows] == ["a", "base", "b"]
+    se = math.sqrt(0.3 * 0.7 / 500 + 0.4 * 0.6 / 500)
+    assert rows[0]["vs base (SE)"] == round(0.1 / se, 1) and rows[1]["vs base (SE)"] is None
+    assert load_recipe_search(tmp_path / "none.json") is None
+    (tmp_path / "s.json").write_text(json.dumps({"base": "b", "rows": []}))
+    assert load_recipe_search(tmp_path / "s.json") == {"base": "b", "rows": []}

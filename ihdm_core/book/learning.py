@@ -1,11 +1,16 @@
-"""The learning-curve figure of chapter 3: sample quality against training images seen."""
+"""Chapter 3's record of training: the learning curve (sample quality against training images
+seen), what its extrapolation would cost, and the recipe search's table."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["learning_curve_figure", "curve_table", "compute_at"]
+__all__ = ["learning_curve_figure", "curve_table", "compute_at", "recipe_table",
+           "load_recipe_search"]
 
 
 def _extrapolation(ax, x_last: float, fit: dict | None, target: float, colour: str) -> None:
@@ -71,3 +76,33 @@ def compute_at(fit: dict | None, *, batch: int, steps_per_cpu_second: float | No
     steps = images / batch
     hours = steps / steps_per_cpu_second / 3600 if steps_per_cpu_second else None
     return {"images": images, "steps": steps, "cpu_hours": hours}
+
+
+def recipe_table(rows: list[dict]) -> list[dict]:
+    """The recipe search's arms (``scripts/recipe_search.py`` rows), best first, each with its
+    difference to the base arm in units of the two arms' combined standard error."""
+    base = next((r for r in rows if r["arm"] == "base"), None)
+    out = []
+    for r in sorted(rows, key=lambda r: -r["recognisability"]):
+        z = None
+        if base is not None and r is not base:
+            se = (r["se"] ** 2 + base["se"] ** 2) ** 0.5
+            z = round((r["recognisability"] - base["recognisability"]) / se, 1) if se else None
+        out.append({"arm": r["arm"], "question": r["question"], "steps": r["steps"],
+                    "batch": r["batch"], "images seen": r["images_seen"],
+                    "recognisability": f"{r['recognisability']:.3f} ± {r['se']:.3f}",
+                    "vs base (SE)": z, "rarest class": f"{r['min_class_share']:.1%}", "n": r["n"]})
+    return out
+
+
+def load_recipe_search(path: Path | None = None) -> dict | None:
+    """The committed recipe search (``docs/recipe-search.json``: base, budget_s, threads, rows),
+    or None where none is committed."""
+    from ..training.paths import project_root
+
+    if path is None:
+        root = project_root()
+        if root is None:
+            return None
+        path = root / "docs" / "recipe-search.json"
+    return json.loads(Path(path).read_text()) if Path(path).exists() else None
