@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..training.shipped import ShippedModelError, models_root, sha256_file
+from ..training.shipped import ShippedModelError, models_root, sha256_file, verify_file
 
 __all__ = [
     "EVALUATORS",
@@ -58,20 +58,10 @@ def shipped_file(name: str) -> Path | None:
     folder = evaluators_dir()
     if folder is None or not (folder / name).exists():
         return None
-    path, record = folder / name, folder / (name + ".sha256")
-    if not record.exists():
-        raise ShippedModelError(
-            f"{record} is missing: the shipped evaluator file {path} cannot be verified"
-        )
-    expected = record.read_text().split()[0].strip().lower()
-    actual = sha256_file(path)
-    if actual != expected:
-        raise ShippedModelError(
-            f"{path} does not match its recorded SHA-256 ({actual[:16]}... != "
-            f"{expected[:16]}...): the file was changed or corrupted. Restore it "
-            f"(git checkout -- {path}) or delete it and its .sha256 "
-            f"to recompute it locally."
-        )
+    path = folder / name
+    verify_file(path, what="the shipped evaluator file",
+                remedy=f"Restore it (git checkout -- {path}) or delete it and its .sha256 to "
+                       f"recompute it locally.")
     return path
 
 

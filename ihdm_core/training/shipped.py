@@ -40,7 +40,7 @@ from .paths import project_root, run_dir_for, runs_root
 
 __all__ = ["WEIGHTS", "ShippedModelError", "models_root", "retrain_requested", "shipped_dir",
            "sha256_file",
-           "verify", "load_shipped_state", "shipped_cache_dir", "shipped_info", "export",
+           "verify", "verify_file", "load_shipped_state", "shipped_cache_dir", "shipped_info", "export",
            "model_card", "write_card", "list_shipped"]
 
 WEIGHTS = "ema.safetensors"
@@ -88,23 +88,28 @@ def shipped_cache_dir(cfg: Config) -> Path:
     return runs_root() / "shipped" / cfg.run_name()
 
 
+def verify_file(path: Path, *, what: str, remedy: str) -> str:
+    """Check ``path`` against the SHA-256 recorded in ``<path>.sha256``; return the digest or
+    raise naming the file. ``what`` names the file in the error, ``remedy`` says how to recover."""
+    record = path.with_name(path.name + ".sha256")
+    if not record.exists():
+        raise ShippedModelError(f"{record} is missing: {what} {path} cannot be verified")
+    expected = record.read_text().split()[0].strip().lower()
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ShippedModelError(
+            f"{path} does not match its recorded SHA-256 ({actual[:16]}... != "
+            f"{expected[:16]}...): the file was changed or corrupted. {remedy}")
+    return actual
+
+
 def verify(folder: str | Path) -> str:
     """Check the weights against the recorded SHA-256; return the digest or raise, naming the
     file."""
-    folder = Path(folder)
-    weights, record = folder / WEIGHTS, folder / CHECKSUM
-    if not record.exists():
-        raise ShippedModelError(f"{record} is missing: the shipped weights {weights} cannot be "
-                                f"verified")
-    expected = record.read_text().split()[0].strip().lower()
-    actual = sha256_file(weights)
-    if actual != expected:
-        raise ShippedModelError(
-            f"{weights} does not match its recorded SHA-256 ({actual[:16]}... != "
-            f"{expected[:16]}...): the file "
-            f"was changed or corrupted. Restore it (git checkout -- {weights.name}) or train anew "
-            f"with --retrain.")
-    return actual
+    weights = Path(folder) / WEIGHTS
+    return verify_file(weights, what="the shipped weights",
+                       remedy=f"Restore it (git checkout -- {weights.name}) or train anew with "
+                              f"--retrain.")
 
 
 def load_shipped_state(cfg: Config) -> tuple[dict, dict]:
