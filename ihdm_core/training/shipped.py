@@ -39,9 +39,8 @@ from .log import METRICS, training_seconds
 from .paths import project_root, run_dir_for, runs_root
 
 __all__ = ["WEIGHTS", "ShippedModelError", "models_root", "retrain_requested", "shipped_dir",
-           "sha256_file",
-           "verify", "verify_file", "load_shipped_state", "shipped_cache_dir", "shipped_info", "export",
-           "model_card", "write_card", "list_shipped"]
+           "sha256_file", "verify", "verify_file", "load_shipped_state", "shipped_cache_dir",
+           "shipped_info", "export", "model_card", "write_card", "list_shipped"]
 
 WEIGHTS = "ema.safetensors"
 CHECKSUM = WEIGHTS + ".sha256"
