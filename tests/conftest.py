@@ -17,3 +17,23 @@ def run_root(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("IHDM_RUNS", str(runs))
     return runs
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The tiny ``mnist-smoke`` model, trained once per test module into a runs folder of its own
+    (so each module starts with no recorded scores)."""
+    import os
+
+    from ihdm_core.training.presets import get_preset
+    from ihdm_core.training.train import ensure_trained
+
+    old = os.environ.get("IHDM_RUNS")
+    os.environ["IHDM_RUNS"] = str(tmp_path_factory.mktemp("runs"))
+    try:
+        yield ensure_trained(get_preset("mnist-smoke"), device="cpu", progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("IHDM_RUNS")
+        else:
+            os.environ["IHDM_RUNS"] = old

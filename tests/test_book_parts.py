@@ -14,7 +14,6 @@ from ihdm_core.evaluation import scores as evaluate  # noqa: E402
 from ihdm_core.training.presets import get_preset  # noqa: E402
 from ihdm_core.book.figures import image_grid, read_index, save_table, savefig  # noqa: E402
 from ihdm_core.book.profiles import PROFILES, get_profile  # noqa: E402
-from ihdm_core.training.train import ensure_trained  # noqa: E402
 
 
 def test_profiles_build_their_models():
@@ -69,21 +68,6 @@ def test_savefig_writes_png_pdf_and_indexes_provenance(tmp_path, monkeypatch):
 def test_image_grid_shapes():
     assert image_grid(torch.rand(6, 1, 5, 5), nrow=3, padding=1).shape == (13, 19)
     assert image_grid(torch.rand(4, 3, 5, 5), nrow=2, padding=0).shape == (10, 10, 3)
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    import os
-
-    old = os.environ.get("IHDM_RUNS")
-    os.environ["IHDM_RUNS"] = str(tmp_path_factory.mktemp("runs"))
-    try:
-        yield ensure_trained(get_preset("mnist-smoke"), device="cpu", progress=False)
-    finally:
-        if old is None:
-            os.environ.pop("IHDM_RUNS")
-        else:
-            os.environ["IHDM_RUNS"] = old
 
 
 @pytest.mark.slow

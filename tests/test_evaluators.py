@@ -18,10 +18,8 @@ from ihdm_core.evaluation import inception as I
 from ihdm_core.evaluation import samplesets
 from ihdm_core.evaluation import scores as evaluate
 from ihdm_core.evaluation.evaluators import evaluators_dir, read_shipped, shipped_file, verify_all
-from ihdm_core.training.presets import get_preset
 from ihdm_core.training.data import load_dataset
 from ihdm_core.training.shipped import ShippedModelError
-from ihdm_core.training.train import ensure_trained
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "evaluators"
@@ -166,19 +164,6 @@ def test_recognisability_first_from_an_empty_data_folder(tmp_path):
 
 
 # --- shared sample sets --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    old = os.environ.get("IHDM_RUNS")
-    os.environ["IHDM_RUNS"] = str(tmp_path_factory.mktemp("runs"))
-    try:
-        yield ensure_trained(get_preset("mnist-smoke"), device="cpu", progress=False)
-    finally:
-        if old is None:
-            os.environ.pop("IHDM_RUNS")
-        else:
-            os.environ["IHDM_RUNS"] = old
-
-
 @pytest.mark.slow
 def test_scoring_a_sample_set_twice_draws_it_once(smoke_run, monkeypatch):
     calls = []
