@@ -326,7 +326,7 @@ images = [r["images_seen"] for r in rows_c]
 fits = {q: extrapolate(images, [r["recognisability"] for r in rows_c], q) for q in (0.6, 0.8)}
 need = {q: compute_at(fits[q], batch=get_preset("mnist-long").train.batch_size,
                       steps_per_cpu_second=curve["steps_per_cpu_second"]) for q in fits}
-gpu = get_preset("mnist-gpu").train
+gpu, gpu_net = get_preset("mnist-gpu").train, get_preset("mnist-gpu").model
 for q, c in need.items():
     if c["images"] is None:
         print(f"recognisability {q}: the trend of the last points does not rise")
@@ -334,7 +334,9 @@ for q, c in need.items():
         print(f"recognisability {q}: {c['images']:.2g} images if the trend held "
               f"({c['images'] / images[-1]:.1f}x the last point; {c['cpu_hours']:.1f} CPU hours)")
 print(f"the gpu profile's IHDM budget: {gpu.steps * gpu.batch_size:.2g} images "
-      f"({gpu.steps:,} steps x batch {gpu.batch_size}), with a 4x wider network")
+      f"({gpu.steps:,} steps x batch {gpu.batch_size}) on a larger U-Net (base "
+      f"{gpu_net.base_channels} channels, {gpu_net.num_res_blocks} residual blocks per level; "
+      f"here {cfg.model.base_channels} and {cfg.model.num_res_blocks})")
 
 # %% tags=["hide-input"]
 same_n = rows_c[-1]["n_fid"] == real["fid_n"] and rows_c[-1]["fid_reference_n"] == ref.n
