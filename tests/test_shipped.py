@@ -133,3 +133,20 @@ def test_committed_models_verify_and_fit_the_size_budget():
         assert cfg.run_name() == folder.name, f"{folder.name}: preset {cfg.name} now has identity {cfg.identity()}"
         assert from_dict(cfg_json).identity() == cfg.identity()
         assert (folder / "MODEL_CARD.md").exists() and (folder / "metrics.jsonl").exists()
+
+
+def test_every_model_of_the_default_book_ships():
+    """The quick profile (the README's main job) loads every model it uses from models/, so a fresh
+    clone never starts hours of training: each role and ablation has a shipped, verified folder."""
+    import os
+
+    from ihdm_core.book.profiles import get_profile
+
+    os.environ.pop("IHDM_MODELS", None)
+    quick = get_profile("quick")
+    cfgs = [quick.config(role) for role in ("ihdm", "long", "ddpm", "blurring", "colour", "sigma0")]
+    cfgs += [get_preset(name) for name in quick.prediction_ablation]
+    for cfg in cfgs:
+        folder = shipped_dir(cfg)
+        assert folder is not None, f"{cfg.run_name()} ({cfg.name}) is not shipped under models/"
+        verify(folder)
