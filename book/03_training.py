@@ -65,9 +65,9 @@ from ihdm_core.book import sampling_plots as plots
 from ihdm_core.book.animate import frame_levels, show_animation
 from ihdm_core.book.figures import describe_config, show_images
 from ihdm_core.book.profiles import start
-from ihdm_core.book.learning import (compute_at, curve_table, learning_curve_figure,
-                                     load_recipe_search, recipe_table)
-from ihdm_core.evaluation.curves import committed_curve, extrapolate
+from ihdm_core.book.learning import (curve_table, learning_curve_figure, load_recipe_search,
+                                     recipe_table, summarise_curve)
+from ihdm_core.evaluation.curves import committed_curve
 from ihdm_core.evaluation.dynamics import branch_spread, loss_curve, loss_per_level, smoothed
 from ihdm_core.evaluation.quality import real_image_scores
 from ihdm_core.evaluation.scores import draw_samples, score
@@ -321,24 +321,11 @@ print("class histogram of the samples (digits 0-9):", rec_r["details"]["class_hi
 
 # %%
 curve = committed_curve(get_preset("mnist-long").run_name())
-rows_c = curve["rows"]
-images = [r["images_seen"] for r in rows_c]
-fits = {q: extrapolate(images, [r["recognisability"] for r in rows_c], q) for q in (0.6, 0.8)}
-need = {q: compute_at(fits[q], batch=get_preset("mnist-long").train.batch_size,
-                      steps_per_cpu_second=curve["steps_per_cpu_second"]) for q in fits}
-gpu, gpu_net = get_preset("mnist-gpu").train, get_preset("mnist-gpu").model
-for q, c in need.items():
-    if c["images"] is None:
-        print(f"recognisability {q}: the trend of the last points does not rise")
-    else:
-        print(f"recognisability {q}: {c['images']:.2g} images if the trend held "
-              f"({c['images'] / images[-1]:.1f}x the last point; {c['cpu_hours']:.1f} CPU hours)")
-print(f"the gpu profile's IHDM budget: {gpu.steps * gpu.batch_size:.2g} images "
-      f"({gpu.steps:,} steps x batch {gpu.batch_size}) on a larger U-Net (base "
-      f"{gpu_net.base_channels} channels, {gpu_net.num_res_blocks} residual blocks per level; "
-      f"here {cfg.model.base_channels} and {cfg.model.num_res_blocks})")
+fits, lines = summarise_curve(curve, targets=(0.6, 0.8), gpu=get_preset("mnist-gpu"))
+print("\n".join(lines))
 
 # %% tags=["hide-input"]
+rows_c = curve["rows"]
 same_n = rows_c[-1]["n_fid"] == real["fid_n"] and rows_c[-1]["fid_reference_n"] == ref.n
 fig = learning_curve_figure({"IHDM (mnist-long)": rows_c}, {"IHDM (mnist-long)": fits[0.8]},
                             target=0.8, real_recog=real["recognisability"]["share_confident"],

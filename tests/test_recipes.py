@@ -178,3 +178,17 @@ def test_recipe_table_ranks_arms_and_measures_them_against_base_in_se(tmp_path):
     assert load_recipe_search(tmp_path / "none.json") is None
     (tmp_path / "s.json").write_text(json.dumps({"base": "b", "rows": []}))
     assert load_recipe_search(tmp_path / "s.json") == {"base": "b", "rows": []}
+
+
+def test_summarise_curve_states_the_extrapolated_cost():
+    from ihdm_core.book.learning import summarise_curve
+
+    rows = [{"config": "mnist-long", "images_seen": x, "recognisability": p}
+            for x, p in ((1e4, 0.2), (1e5, 0.4))]
+    fits, lines = summarise_curve({"rows": rows, "steps_per_cpu_second": 2.5}, targets=(0.8,),
+                                  gpu=get_preset("mnist-gpu"))
+    assert fits[0.8]["images_at_target"] == pytest.approx(1e7)
+    hours = 1e7 / 32 / 2.5 / 3600
+    assert lines[0] == (f"recognisability 0.8: {1e7:.2g} images if the trend held (100.0x the last "
+                        f"point; {hours:.1f} CPU hours)")
+    assert "30,000 steps x batch 128" in lines[1] and "base 64 channels" in lines[1]

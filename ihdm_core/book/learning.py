@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["learning_curve_figure", "curve_table", "compute_at", "recipe_table",
-           "load_recipe_search"]
+           "load_recipe_search", "summarise_curve"]
 
 
 def _extrapolation(ax, x_last: float, fit: dict | None, target: float, colour: str) -> None:
@@ -106,3 +106,33 @@ def load_recipe_search(path: Path | None = None) -> dict | None:
             return None
         path = root / "docs" / "recipe-search.json"
     return json.loads(Path(path).read_text()) if Path(path).exists() else None
+
+
+def summarise_curve(curve: dict, *, targets=(0.6, 0.8), gpu=None) -> tuple[dict, list[str]]:
+    """Fits of a committed curve's recognisability to each target (``extrapolate`` over its last
+    four points) and the lines the book prints: what each target would cost if the trend held,
+    and, given the ``gpu`` preset, the images its budget buys on which network."""
+    from ..evaluation.curves import extrapolate
+    from ..training.presets import get_preset
+
+    rows = curve["rows"]
+    images = [r["images_seen"] for r in rows]
+    ours = get_preset(rows[-1]["config"])
+    fits, lines = {}, []
+    for q in targets:
+        fits[q] = extrapolate(images, [r["recognisability"] for r in rows], q)
+        need = compute_at(fits[q], batch=ours.train.batch_size,
+                          steps_per_cpu_second=curve.get("steps_per_cpu_second"))
+        if need["images"] is None:
+            lines.append(f"recognisability {q}: the trend of the last points does not rise")
+            continue
+        hours = "" if need["cpu_hours"] is None else f"; {need['cpu_hours']:.1f} CPU hours"
+        lines.append(f"recognisability {q}: {need['images']:.2g} images if the trend held "
+                     f"({need['images'] / images[-1]:.1f}x the last point{hours})")
+    if gpu is not None:
+        t, m = gpu.train, gpu.model
+        lines.append(f"the {gpu.name} budget: {t.steps * t.batch_size:.2g} images ({t.steps:,} "
+                     f"steps x batch {t.batch_size}) on a larger U-Net (base {m.base_channels} "
+                     f"channels, {m.num_res_blocks} residual blocks per level; "
+                     f"{ours.name}: {ours.model.base_channels} and {ours.model.num_res_blocks})")
+    return fits, lines
