@@ -44,3 +44,27 @@ def test_bench_sampling_smoke_runs_every_variant():
         "2 procs x 1 thread",
     ):
         assert variant in out, out
+
+
+@pytest.mark.slow
+def test_bench_layout_smoke_trains_both_layouts_through_the_cli():
+    out = _run("benchmarks/bench_layout.py", "--smoke", timeout=900)
+    assert "| 1 proc x 2 threads |" in out and "| 2 procs x 1 thread (DDP) |" in out
+    assert "| 1.00x |" in out
+
+
+def test_bench_layout_reads_speed_from_the_log_after_the_first_interval(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import json
+
+    import bench_layout
+
+    # Intervals of 10 steps at 1, 2 and 4 steps/s: the first is left out, the rest take
+    # 10/2 + 10/4 = 7.5 s for 20 steps.
+    lines = [{"step": 10 * (i + 1), "steps_per_s": v, "losses": [0.1] * 10} for i, v in
+             enumerate((1.0, 2.0, 4.0))]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert bench_layout.steps_per_second(tmp_path) == pytest.approx(20 / 7.5)
+    assert bench_layout.layouts(2) == {"1 proc x 2 threads": (1, 2),
+                                       "2 procs x 1 thread (DDP)": (2, 1)}
+    assert bench_layout.layouts(1) == {"1 proc x 1 thread": (1, 1)}
