@@ -96,13 +96,14 @@ generation = E.GenerationExplorer(models)
 ui.generation(generation, steps_options=tuple(sorted({10, 20, T, 100, 250})))
 
 # %% [markdown]
-# Precomputed: seed 0 of IHDM at its own $\delta$, every step (left: the state; the strip under it
-# is the whole trajectory).
+# Precomputed: seed 0 of the longest-trained IHDM model at its own $\delta$, every step (left: the
+# state; the strip under it is the whole trajectory). The menu offers it and the main IHDM model,
+# which shares its training budget with the two diffusions.
 
 # %% tags=["remove-input"]
-n_gen = len(generation.trajectory("ihdm", 0)["levels"])
+n_gen = len(generation.trajectory("long", 0)["levels"])
 steps_shown = sorted({round(i * (n_gen - 1) / 10) for i in range(11)})
-display(HTML(D.slider_html(D.draw_generation, [generation.view("ihdm", 0, s) for s in steps_shown],
+display(HTML(D.slider_html(D.draw_generation, [generation.view("long", 0, s) for s in steps_shown],
                            figsize=(7, 4))))
 
 # %% [markdown]
@@ -192,11 +193,12 @@ import matplotlib.pyplot as plt
 fig = plt.figure(figsize=(8, 11))
 parts = fig.subfigures(5, 1, height_ratios=[2.6, 4, 2.6, 4, 5])
 D.draw_forward(parts[0], forward.view("camera", levels[len(levels) // 2]))
-D.draw_generation(parts[1], generation.view("ihdm", 0, steps_shown[len(steps_shown) // 2]))
+D.draw_generation(parts[1], generation.view("long", 0, steps_shown[len(steps_shown) // 2]))
 D.draw_colour(parts[2], colour_views[0])
 D.draw_interpolation(parts[3], interp_views[len(interp_views) // 2])
 D.draw_gradients(parts[4], grad_views[len(grad_views) // 2])
-savefig(fig, "fig_explorers", profile=P.name, runs=[ihdm, models.run("ddpm"), models.run("colour")],
+savefig(fig, "fig_explorers", profile=P.name,
+        runs=[models.run("long"), models.run("ddpm"), models.run("colour")],
         seed=0, n=1,
         caption="One view of each explorer of chapter 11: forward process, generation, "
                 f"colour and shape, interpolation, input gradients. {P.caption}")

@@ -56,8 +56,8 @@ __all__ = [
 
 # The shipped models a reader can pick, by the profile role that names each.
 MODEL_ROLES = {
-    "IHDM": "ihdm",
-    "IHDM, trained 8x longer": "long",
+    "IHDM, trained longest": "long",
+    "IHDM, equal budget with the diffusions": "ihdm",
     "DDPM": "ddpm",
     "Blurring Diffusion": "blurring",
     "IHDM colour": "colour",
