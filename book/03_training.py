@@ -371,8 +371,9 @@ else:
 
 # %% [markdown]
 # **Reading it.** At a few hundred steps, what helps is what makes the network learn faster per
-# step: a learning rate twice the base one, and (within the noise) dropout and a wider network,
-# which reaches the base arm's score on fewer than half its steps. What loses is what spends the
+# step: a learning rate twice the base one and dropout, both about two standard errors above the
+# base arm, and (within the noise) a wider network, which passes the base arm's score on fewer
+# than half its steps. What loses is what spends the
 # budget on something that pays off only later: $K = 100$ levels, each one a smaller and harder
 # step, a second residual block per level, and an EMA of 0.9999, which still averages over
 # weights from early training. Two caveats keep this from being a verdict on the long run's
