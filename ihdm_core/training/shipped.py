@@ -185,12 +185,13 @@ def model_card(cfg: Config, *, step: int, wall_s: float | None, hardware: str, d
         f"| config identity | `{cfg.identity()}` |",
         f"| process | {_process_text(cfg.process)} |",
         f"| network | U-Net, base {m.base_channels}, mult {tuple(m.channel_mult)}, "
-        f"{m.num_res_blocks} res block(s), attention at {tuple(m.attn_resolutions)} |",
+        f"{m.num_res_blocks} res block(s), attention at {tuple(m.attn_resolutions)}, "
+        f"dropout {m.dropout} |",
         f"| data | `{d.dataset}`, {d.image_size} x {d.image_size} x {d.channels} |",
         f"| training steps | {step:,} |",
         f"| batch | {t.batch_size} |",
         f"| optimiser | Adam, lr {t.lr}, warm-up {t.warmup}, {t.lr_schedule} schedule, "
-        f"EMA {t.ema} |",
+        f"EMA {t.ema}{' with the release warm-up' if t.ema_warmup == 'release' else ''} |",
         f"| hardware | {hardware} |",
         f"| wall time | {wall} |",
         f"| weights | `{WEIGHTS}`, EMA, {'fp16' if fp16 else 'fp32'}, {size / 1e6:.2f} MB, "
