@@ -23,7 +23,6 @@ import torch
 
 from ihdm_core.evaluation.curves import learning_curve, snapshot_steps
 from ihdm_core.training.presets import get_preset
-from ihdm_core.training.paths import runs_root
 from ihdm_core.training.recipes import cached_throughput, load_json, save_json
 from ihdm_core.training.paths import run_dir_for
 from ihdm_core.training.train import train
@@ -43,7 +42,7 @@ def _chosen(steps: list[int], every: int, final: int) -> list[int]:
 def _merged(out: Path, run: str, rows: list[dict]) -> list[dict]:
     """``rows`` plus the points of the same run already in ``out`` at other steps: scoring more
     sparsely later (--every) must not drop points scored before."""
-    old = load_json(out) if out.exists() else {}
+    old = load_json(out)
     if old.get("run") != run:
         return rows
     by_step = {r["step"]: r for r in old.get("rows", [])}
@@ -77,8 +76,7 @@ def main(argv=None) -> int:
         train(cfg, progress=False)
     run_dir = run_dir_for(cfg)
     out = args.out or ROOT / "models" / "curves" / f"{cfg.run_name()}.json"
-    sps = cached_throughput(cfg, runs_root() / "recipe-search" / "throughput.json",
-                            threads=args.threads, probe_steps=probe)
+    sps = cached_throughput(cfg, threads=args.threads, probe_steps=probe)
     deadline = time.time() + args.watch
     while True:
         rows = learning_curve(run_dir, n_recog=args.n, n_fid=args.n, ref_n=args.ref_n, seed=args.seed,

@@ -22,7 +22,6 @@ import torch
 from ihdm_core.evaluation.curves import binomial_se
 from ihdm_core.evaluation.scores import score
 from ihdm_core.training.presets import get_preset
-from ihdm_core.training.paths import runs_root
 from ihdm_core.training.recipes import ARMS, SMOKE_ARMS, arm_config, budget_steps, cached_throughput, \
     save_json
 from ihdm_core.training.runs import load_run
@@ -93,9 +92,8 @@ def main(argv=None) -> int:
             ap.error(f"--{name.replace('_', '-')} must be positive")
     base = get_preset(args.base)
     torch.set_num_threads(args.threads)
-    cache = runs_root() / "recipe-search" / "throughput.json"
     # Speeds first, one arm after the other, before any arm trains.
-    speeds = {a.name: cached_throughput(arm_config(base, a, 1), cache, threads=args.threads,
+    speeds = {a.name: cached_throughput(arm_config(base, a, 1), threads=args.threads,
                                         probe_steps=args.probe_steps) for a in arms}
     rows = []
     for arm in arms:

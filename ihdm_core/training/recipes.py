@@ -101,11 +101,16 @@ def measure_throughput(cfg: Config, *, steps: int = 30, skip: int = 10, threads:
     return (steps - skip) / max(cpu[steps] - cpu[skip], 1e-9)
 
 
-def cached_throughput(cfg: Config, cache: Path, *, threads: int = 1,
+def cached_throughput(cfg: Config, cache: Path | None = None, *, threads: int = 1,
                       probe_steps: int = 30) -> float:
     """:func:`measure_throughput` of ``cfg``, measured once and kept in the JSON file ``cache``
-    under its identity with one step (speed does not depend on the length of a run) and the
-    thread count."""
+    (default ``<runs>/recipe-search/throughput.json``, shared by the recipe search and the
+    learning curves) under its identity with one step (speed does not depend on the length of a
+    run) and the thread count."""
+    if cache is None:
+        from .paths import runs_root
+
+        cache = runs_root() / "recipe-search" / "throughput.json"
     speeds = load_json(cache)
     key = f"{cfg.replace(train={'steps': 1}).identity()}-t{threads}"
     if key not in speeds:
