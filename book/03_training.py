@@ -213,27 +213,28 @@ plt.show()
 # ## Figure 14: uncurated samples, and how good they are
 #
 # The samples below are the first ones of exactly the set that is scored: `draw_samples` draws
-# them with Alg. 2 (prior draws and sampling noise seeded with the profile's seed) and the scores
-# reuse the same tensors. Each sample costs $K$ network evaluations, one per reverse step. As in
+# them with Alg. 2, sample $i$ from seed $s + i$ alone (its prior draw and its sampling noise), so
+# the first $n$ of a larger set are the set of $n$. The figure draws only the tiles it shows; the
+# scores below draw the rest, unless they were recorded before, here or with the shipped model. Each sample costs $K$ network evaluations, one per reverse step. As in
 # App. B.1, the last step adds no noise, $\mathbf u_0 = \mu_\theta(\mathbf u_1, 1)$: noise at that
 # point cannot improve the output.
 
 # %%
 t0 = time.perf_counter()
-x_eval = draw_samples(run, P.n_eval, seed=P.seed)
+n_show = min(P.n_grid, P.n_eval)
+x_show = draw_samples(run, n_show, seed=P.seed)
 sample_s = time.perf_counter() - t0
-assert x_eval.shape == (P.n_eval,
-                        *train_images.shape[1:]) and 0 <= x_eval.min() and x_eval.max() <= 1
-print(f"{P.n_eval} samples with K = {K} steps in {sample_s:.1f} s "
-      f"({P.n_eval / max(sample_s, 1e-9):.1f} samples/s)")
+assert x_show.shape == (n_show, *train_images.shape[1:]) and 0 <= x_show.min() <= x_show.max() <= 1
+print(f"{n_show} samples with K = {K} steps in {sample_s:.1f} s "
+      f"({n_show / max(sample_s, 1e-9):.1f} samples/s)")
 
 # %% tags=["hide-input"]
-nrow = math.ceil(math.sqrt(P.n_grid))
-fig, ax = plt.subplots(figsize=(0.62 * nrow + 0.4, 0.62 * math.ceil(P.n_grid / nrow) + 0.5))
-show_images(ax, x_eval[:P.n_grid], nrow=nrow,
+nrow = math.ceil(math.sqrt(n_show))
+fig, ax = plt.subplots(figsize=(0.62 * nrow + 0.4, 0.62 * math.ceil(n_show / nrow) + 0.5))
+show_images(ax, x_show, nrow=nrow,
             title=f"Uncurated IHDM samples ({cfg.name}, delta = {delta}, K = {K})")
-P.savefig(fig, "fig14_uncurated_samples", runs=[run], seed=P.seed, n=P.n_grid,
-          caption=f"Fig. 14: uncurated samples, the first {P.n_grid} of the {P.n_eval} that are "
+P.savefig(fig, "fig14_uncurated_samples", runs=[run], seed=P.seed, n=n_show,
+          caption=f"Fig. 14: uncurated samples, the first {n_show} of the {P.n_eval} that are "
                   "scored below.")
 plt.show()
 

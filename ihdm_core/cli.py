@@ -354,8 +354,7 @@ def models_main(argv=None) -> int:
     from .training.checks import check_dir, check_int
     from .training.presets import get_preset
 
-    ap = _parser("models", "List, verify, export or re-card the shipped models (models/) and "
-                           "the shipped evaluators (models/evaluators/).")
+    ap = _parser("models", "List, verify, export or re-card the shipped models and evaluators.")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     sub.add_parser("list", help="the shipped models")
     sub.add_parser("verify", help="check every shipped model and evaluator against its SHA-256")
@@ -365,6 +364,7 @@ def models_main(argv=None) -> int:
     for p in (ex, card):
         p.add_argument("--preset", required=True)
     ex.add_argument("--hardware", required=True, help="what it was trained on, for the model card")
+    card.add_argument("--publish", action="store_true", help="first ship the scores measured here")
     ex.add_argument("--run-dir", default=None)
     ex.add_argument("--fp16", action="store_true", help="store the weights in half precision")
     ev.add_argument("--ref-n", type=int, default=1000, help="reference digits of the FID")
@@ -394,6 +394,8 @@ def models_main(argv=None) -> int:
         check_int(args.ref_n, "--ref-n", 1)
         _export_evaluators(args.ref_n, args.fp32)
     else:
+        if args.publish:
+            print("published %s (%d new records)" % shipped.publish_scores(get_preset(args.preset)))
         print(shipped.write_card(get_preset(args.preset)))
     return 0
 

@@ -8,19 +8,19 @@ asks for them, so this script can fill the cache beforehand, one process per mod
     OMP_NUM_THREADS=1 python scripts/score_step_sweep.py --profile quick --role ddpm &
     OMP_NUM_THREADS=1 python scripts/score_step_sweep.py --profile quick --role ablation  # eps/v/x models
 
-For a shipped model the scores land in runs/shipped/<run>/scores.jsonl; copy them to
-models/<run>/scores.jsonl to ship them with the weights (`--publish`).
+For a shipped model the scores land in runs/shipped/<run>/scores.jsonl; `--publish` appends the
+new ones to models/<run>/scores.jsonl, to ship them with the weights (as
+`python -m ihdm_core models card --preset <preset> --publish` does for any chapter's scores).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 
 from ihdm_core.evaluation.scores import step_sweep
 from ihdm_core.book.profiles import get_profile
-from ihdm_core.training.shipped import shipped_dir, write_card
+from ihdm_core.training.shipped import publish_scores, write_card
 from ihdm_core.training.presets import get_preset
 from ihdm_core.training.train import ensure_trained
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--role", choices=["ddpm", "blurring", "ablation"], required=True)
-    ap.add_argument("--publish", action="store_true", help="copy the scores into the shipped model's folder")
+    ap.add_argument("--publish", action="store_true", help="append the new scores to the shipped model's folder")
     args = ap.parse_args(argv)
     P = get_profile(args.profile)
     if args.role == "ablation":
@@ -59,10 +59,9 @@ def _publish(run) -> None:
     if run.source != "shipped":
         print(f"{run.cfg.name} is not shipped (trained in {run.run_dir}); nothing published")
         return
-    dest = shipped_dir(run.cfg) / "scores.jsonl"
-    shutil.copyfile(run.run_dir / "scores.jsonl", dest)
+    dest, added = publish_scores(run.cfg)
     write_card(run.cfg)
-    print(f"published {dest}")
+    print(f"published {dest} ({added} new records)")
 
 
 def _ablation(P, publish: bool) -> int:

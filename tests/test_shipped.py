@@ -150,3 +150,30 @@ def test_every_model_of_the_default_book_ships():
         folder = shipped_dir(cfg)
         assert folder is not None, f"{cfg.run_name()} ({cfg.name}) is not shipped under models/"
         verify(folder)
+
+
+def test_published_scores_ship_with_the_weights_and_are_reused(shipped):
+    """A score measured on a shipped model, once published, is what a fresh clone (no runs/ cache)
+    reads back instead of sampling again; publishing twice adds nothing."""
+    from ihdm_core.evaluation import samplesets
+    from ihdm_core.evaluation.scores import score
+    from ihdm_core.training.shipped import publish_scores, shipped_cache_dir
+
+    cfg, folder, _ = shipped
+    run = ensure_trained(cfg, device="cpu", progress=False)
+    first = score(run, "explosions", n=3, seed=5, progress=False)
+    dest, added = publish_scores(cfg)
+    assert dest == folder / "scores.jsonl" and added == 1
+    assert publish_scores(cfg)[1] == 0
+    assert [json.loads(line)["value"] for line in dest.read_text().splitlines()] == [first["value"]]
+    # A fresh clone: the cache under runs/ is gone, the shipped record remains.
+    (shipped_cache_dir(cfg) / "scores.jsonl").unlink()
+    draws = samplesets.draws["count"]
+    again = score(ensure_trained(cfg, device="cpu", progress=False), "explosions", n=3, seed=5,
+                  progress=False)
+    assert again["value"] == first["value"] and again["recorded"] == first["recorded"]
+    assert samplesets.draws["count"] == draws
+    # Another measurement is not covered by the published one.
+    score(run, "explosions", n=3, seed=6, progress=False)
+    assert samplesets.draws["count"] == draws + 1
+    assert publish_scores(cfg)[1] == 1

@@ -40,7 +40,8 @@ from .paths import project_root, run_dir_for, runs_root
 
 __all__ = ["WEIGHTS", "ShippedModelError", "models_root", "retrain_requested", "shipped_dir",
            "sha256_file", "verify", "verify_file", "load_shipped_state", "shipped_cache_dir",
-           "shipped_info", "export", "model_card", "write_card", "list_shipped"]
+           "shipped_info", "export", "model_card", "write_card", "publish_scores",
+           "list_shipped"]
 
 WEIGHTS = "ema.safetensors"
 CHECKSUM = WEIGHTS + ".sha256"
@@ -167,7 +168,8 @@ def _score_lines(scores: list[dict]) -> list[str]:
                                           str(r["sampling"]), r.get("delta") or 0))
     for s in order:
         n = s.get("n_samples") or s.get("n")
-        how = s["sampling"] or (f"delta {s['delta']}" if s.get("delta") is not None else "default")
+        delta = f"delta {s['delta']}" if s.get("delta") is not None else None
+        how = ", ".join(filter(None, (delta, s["sampling"]))) or "default"
         lines.append(f"| {s.get('metric')} | {float(s['value']):.4g} | {n} | "
                      f"{s.get('reference', '')} | {how} |")
     return lines
@@ -276,6 +278,34 @@ def write_card(cfg: Config, *, hardware: str | None = None, wall_s: float | None
                       size=(folder / WEIGHTS).stat().st_size, scores=scores, fp16=info["fp16"])
     (folder / CARD).write_text(text)
     return folder / CARD
+
+
+def publish_scores(cfg: Config) -> tuple[Path, int]:
+    """Ship the scores measured here on a shipped model (``runs/shipped/<run>/scores.jsonl``) with
+    its weights (``models/<run>/scores.jsonl``), so that a fresh clone reuses them instead of
+    sampling again. Appends the records the shipped file lacks (same metric and key); returns the
+    file and how many were added."""
+    folder = shipped_dir(cfg)
+    if folder is None:
+        raise FileNotFoundError(f"no shipped model for {cfg.run_name()}")
+    dest, src = folder / "scores.jsonl", shipped_cache_dir(cfg) / "scores.jsonl"
+
+    def records(path: Path) -> list[dict]:
+        return ([json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+                if path.exists() else [])
+
+    def ident(rec: dict) -> str:
+        return json.dumps([rec.get("metric"), rec.get("key")], sort_keys=True, default=str)
+
+    have = {ident(r) for r in records(dest)}
+    new = []
+    for rec in records(src):
+        if ident(rec) not in have:
+            have.add(ident(rec))
+            new.append(rec)
+    with open(dest, "a") as fh:
+        fh.writelines(json.dumps(r, default=str) + "\n" for r in new)
+    return dest, len(new)
 
 
 def list_shipped() -> list[Path]:
