@@ -6,10 +6,10 @@ name as a papermill parameter and read everything else from here, so the noteboo
 same code at every scale:
 
 * ``smoke``  seconds per chapter; exercises every code path and learns nothing (CI).
-* ``quick``  the default main job: the 5,000 offline MNIST digits on 2 CPU cores, the whole
-  book in about half an hour the first time (measured 29.7 min, of which training four models
-  12 min and the FID reference statistics 3.5 min, both cached afterwards); honest
-  small-scale results, captioned as such.
+* ``quick``  the default main job: the 5,000 offline MNIST digits on 2 CPU cores with the
+  reference models, evaluators and expensive scores shipped in ``models/`` (measured 9.0 min on a
+  fresh clone, setup included; docs/throughput.md); honest small-scale results, captioned as
+  such.
 * ``gpu``    about one hour on one H100-class GPU (UNMEASURED): the real 60,000 MNIST digits
   and base-64 U-Nets trained 30k steps; results still small-scale next to the paper's.
 * ``paper``  Tables 1-2 of the paper on a GPU with the real data sets. Trained checkpoints can
