@@ -186,3 +186,36 @@ def test_summary_reads_the_scores_against_the_unrelated_pairs():
         "(unrelated: 0.200), foreground colours 0.100 (unrelated: 0.200); shape correlation 0.100 "
         "(-0.100 over unrelated). A sample's mean colour is 0.010 from its own prior's and 0.200 "
         "from the other priors'.")
+
+
+def test_colour_probe_script_at_smoke_size(run_root, capsys):
+    """scripts/colour_probe.py trains nothing it was not asked to, prints one row per delta with the
+    three pair kinds, and its numbers are the seeded measure's (reproducible)."""
+    import sys
+    from pathlib import Path
+
+    from ihdm_core import get_preset
+    from ihdm_core.training.train import ensure_trained
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import colour_probe
+
+    run = ensure_trained(get_preset("mnist-colour-smoke"), device="cpu", progress=False)
+    args = ["--preset", "mnist-colour-smoke", "--priors", "3", "--noises", "2",
+            "--deltas", "0", "0.02"]
+    assert colour_probe.main(args) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 30 |")]
+    assert len(rows) == 2
+    for line, delta in zip(rows, (0.0, 0.02)):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[1]) == delta
+        values = [float(c) for c in cells[2:5]]
+        assert all(-1 <= v <= 1 for v in values)
+        expect = colour_probe.probe(run, delta, priors=3, noises=2)
+        assert values == [round(expect[k], 3) for k in colour_probe.KINDS]
+        assert float(cells[5]) == pytest.approx(expect["same noise"] - expect["same prior"],
+                                                abs=1e-3)
+    with pytest.raises(SystemExit):
+        colour_probe.main(["--preset", "mnist-smoke"])  # not a colour preset: a one-line error
+    with pytest.raises(SystemExit):
+        colour_probe.main(["--preset", "mnist-colour-smoke", "--deltas", "-1"])
