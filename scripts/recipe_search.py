@@ -5,8 +5,9 @@ same number of CPU seconds and score each with n samples at a fixed seed.
     python scripts/recipe_search.py --smoke --out /tmp/search.md               # seconds, for tests
 
 Each arm's speed is measured first, one after the other (steps per CPU-second of the process, with
---threads threads),
-and cached in ``<runs>/recipe-search/throughput.json``; its budget in steps is budget x steps/s.
+--threads threads), and cached in ``<runs>/recipe-search/throughput.json`` under what a step's cost
+depends on (``recipes.compute_key``: arms that change only the learning rate, EMA, sigma or K share
+the base arm's speed); its budget in steps is budget x steps/s.
 Arms are ordinary runs (cached by identity), so an interrupted search continues where it stopped
 and a finished arm is only scored. Writes a Markdown table (--out) and its rows as JSON beside it.
 """

@@ -10,7 +10,7 @@ import pytest
 
 from ihdm_core.evaluation import curves
 from ihdm_core.training.presets import get_preset
-from ihdm_core.training.recipes import ARMS, arm_config, budget_steps
+from ihdm_core.training.recipes import ARMS, arm_config, budget_steps, cached_throughput, compute_key
 from ihdm_core.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,26 @@ def test_arms_cover_the_issue_dimensions_and_differ():
         for section, changes in arm.changes.items():
             for key, value in changes.items():
                 assert getattr(getattr(cfg, section), key) == value
+
+
+def test_arms_share_a_speed_exactly_when_their_steps_cost_the_same(tmp_path, monkeypatch):
+    """Only the network, the batch, the image shape and how a step runs set its cost: arms that
+    change the learning rate, EMA, sigma or K get the base arm's measured speed (one probe, so one
+    budget in steps), and every other arm is probed on its own."""
+    key = {a.name: compute_key(arm_config("mnist-ref", a, 1), 1) for a in ARMS}
+    same = {"base", "K100", "lr5e-4", "lr2e-3", "sigma0.005", "sigma0.02", "ema0.99", "ema0.9999"}
+    assert {key[a] for a in same} == {key["base"]}
+    assert len({key[a.name] for a in ARMS if a.name not in same}) == len(ARMS) - len(same)
+    assert key["base"] not in {key[a.name] for a in ARMS if a.name not in same}
+    assert compute_key(get_preset("mnist-ref"), 2) != key["base"]  # threads change the speed
+    assert compute_key(get_preset("mnist-long"), 1) == key["dropout0.1"]  # mnist-ref + dropout
+    probed = []
+    monkeypatch.setattr("ihdm_core.training.recipes.measure_throughput",
+                        lambda cfg, **kw: probed.append(cfg.name) or 2.5)
+    cache = tmp_path / "speeds.json"
+    speeds = [cached_throughput(arm_config("mnist-ref", a, 1), cache) for a in ARMS]
+    assert speeds == [2.5] * len(ARMS)
+    assert len(probed) == len(ARMS) - len(same) + 1 and probed[0].endswith("-search-base")
 
 
 def test_budget_counts_cpu_seconds_not_steps():

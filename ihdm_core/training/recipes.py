@@ -3,13 +3,16 @@
 Quality per CPU-second is the axis, not quality per step: a wider network or a larger batch costs
 more per step. Each arm's budget in steps is therefore ``budget_seconds x its steps/s``, with its
 steps per CPU-second measured by :func:`measure_throughput` (one process, one thread, its own
-CPU time), because the wall time of arms trained side by side is not comparable. The arms and the
+CPU time), because the wall time of arms trained side by side is not comparable; arms whose steps
+cost the same (:func:`compute_key`) share one measurement. The arms and the
 base are ordinary configs (identities, run folders, cached scores); ``scripts/recipe_search.py``
 trains and scores them and writes the table.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import tempfile
 import time
@@ -22,7 +25,7 @@ from .config import Config
 from .presets import get_preset
 
 __all__ = ["Arm", "ARMS", "SMOKE_ARMS", "arm_config", "budget_steps", "measure_throughput",
-           "cached_throughput"]
+           "compute_key", "cached_throughput"]
 
 
 @dataclass(frozen=True)
@@ -101,18 +104,30 @@ def measure_throughput(cfg: Config, *, steps: int = 30, skip: int = 10, threads:
     return (steps - skip) / max(cpu[steps] - cpu[skip], 1e-9)
 
 
+def compute_key(cfg: Config, threads: int) -> str:
+    """What the cost of a training step depends on: the network, the batch, the image shape and
+    how the step runs (threads, precision, compile, memory format). Not the learning rate, the
+    EMA, sigma, delta, K (one random level per image, whatever K) or the run's length. Arms that
+    differ only in those share one measured speed, and so one number of steps: a 20-step probe on
+    a shared machine scatters by 10-20%, which would otherwise hand such arms different budgets."""
+    t, d = cfg.train, cfg.data
+    blob = json.dumps({"model": dataclasses.asdict(cfg.model), "batch": t.batch_size,
+                       "accum": t.accum_steps, "shape": [d.channels, d.image_size],
+                       "how": [t.amp, t.compile, t.channels_last, t.fused_adam]}, sort_keys=True)
+    return f"{hashlib.sha256(blob.encode()).hexdigest()[:12]}-t{threads}"
+
+
 def cached_throughput(cfg: Config, cache: Path | None = None, *, threads: int = 1,
                       probe_steps: int = 30) -> float:
     """:func:`measure_throughput` of ``cfg``, measured once and kept in the JSON file ``cache``
     (default ``<runs>/recipe-search/throughput.json``, shared by the recipe search and the
-    learning curves) under its identity with one step (speed does not depend on the length of a
-    run) and the thread count."""
+    learning curves) under its :func:`compute_key`."""
     if cache is None:
         from .paths import runs_root
 
         cache = runs_root() / "recipe-search" / "throughput.json"
     speeds = load_json(cache)
-    key = f"{cfg.replace(train={'steps': 1}).identity()}-t{threads}"
+    key = compute_key(cfg, threads)
     if key not in speeds:
         speeds[key] = measure_throughput(cfg, steps=probe_steps, skip=probe_steps // 3,
                                          threads=threads)
