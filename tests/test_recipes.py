@@ -36,7 +36,8 @@ def test_arms_share_a_speed_exactly_when_their_steps_cost_the_same(tmp_path, mon
     change the learning rate, EMA, sigma or K get the base arm's measured speed (one probe, so one
     budget in steps), and every other arm is probed on its own."""
     key = {a.name: compute_key(arm_config("mnist-ref", a, 1), 1) for a in ARMS}
-    same = {"base", "K100", "lr5e-4", "lr2e-3", "sigma0.005", "sigma0.02", "ema0.99", "ema0.9999"}
+    same = {"base", "K100", "lr5e-4", "lr2e-3", "sigma0.005", "sigma0.02", "ema0.99", "ema0.9999",
+            "seed1", "seed2"}
     assert {key[a] for a in same} == {key["base"]}
     assert len({key[a.name] for a in ARMS if a.name not in same}) == len(ARMS) - len(same)
     assert key["base"] not in {key[a.name] for a in ARMS if a.name not in same}

@@ -55,6 +55,9 @@ ARMS = (
     Arm("width16", "network width", {"model": {"base_channels": 16}}),
     Arm("width48", "network width", {"model": {"base_channels": 48}}),
     Arm("depth2", "network depth", {"model": {"num_res_blocks": 2}}),
+    # The base recipe again with other training seeds: how far an arm moves by chance alone.
+    Arm("seed1", "training seed (noise floor)", {"train": {"seed": 1}}),
+    Arm("seed2", "training seed (noise floor)", {"train": {"seed": 2}}),
 )
 SMOKE_ARMS = (ARMS[0], ARMS[1], ARMS[3])  # arms that differ from mnist-smoke
 
