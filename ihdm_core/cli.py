@@ -364,9 +364,9 @@ def models_main(argv=None) -> int:
     for p in (ex, card):
         p.add_argument("--preset", required=True)
     ex.add_argument("--hardware", required=True, help="what it was trained on, for the model card")
-    card.add_argument("--publish", action="store_true", help="first ship the scores measured here")
     ex.add_argument("--run-dir", default=None)
     ex.add_argument("--fp16", action="store_true", help="store the weights in half precision")
+    card.add_argument("--publish", action="store_true", help="first ship the scores measured here")
     ev.add_argument("--ref-n", type=int, default=1000, help="reference digits of the FID")
     ev.add_argument("--fp32", action="store_true", help="features in float32 (default float16)")
     args = ap.parse_args(argv)

@@ -133,17 +133,19 @@ def load_shipped_state(cfg: Config) -> tuple[dict, dict]:
     return state, meta
 
 
+def _score_records(folder) -> list[dict]:
+    """The records of ``<folder>/scores.jsonl`` (none when there is no such file)."""
+    path = Path(folder) / "scores.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _scores(run_dirs) -> list[dict]:
     """The newest score per (metric, n, delta, steps) over the given runs' scores.jsonl files."""
     best: dict = {}
     for d in run_dirs:
-        path = Path(d) / "scores.jsonl"
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            rec = json.loads(line)
+        for rec in _score_records(d):
             sampler = (rec.get("key") or {}).get("sampler") or {}
             rec["sampling"] = ", ".join(f"{k} {v}" for k,
                                         v in sampler.items() if k != "clip_denoised") or None
@@ -288,21 +290,17 @@ def publish_scores(cfg: Config) -> tuple[Path, int]:
     folder = shipped_dir(cfg)
     if folder is None:
         raise FileNotFoundError(f"no shipped model for {cfg.run_name()}")
-    dest, src = folder / "scores.jsonl", shipped_cache_dir(cfg) / "scores.jsonl"
-
-    def records(path: Path) -> list[dict]:
-        return ([json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-                if path.exists() else [])
 
     def ident(rec: dict) -> str:
         return json.dumps([rec.get("metric"), rec.get("key")], sort_keys=True, default=str)
 
-    have = {ident(r) for r in records(dest)}
+    have = {ident(r) for r in _score_records(folder)}
     new = []
-    for rec in records(src):
+    for rec in _score_records(shipped_cache_dir(cfg)):
         if ident(rec) not in have:
             have.add(ident(rec))
             new.append(rec)
+    dest = folder / "scores.jsonl"
     with open(dest, "a") as fh:
         fh.writelines(json.dumps(r, default=str) + "\n" for r in new)
     return dest, len(new)
