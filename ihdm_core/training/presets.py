@@ -227,6 +227,10 @@ _register(PRESETS["mnist-long"].replace(
     process={"sigma_max": 28.0},
     notes="Long colour reference (Fig. 7a): mnist-long on the coloured digits, sigma_B_max 28 "
     "(image size)."))
+# DDPM on mnist-long's recipe and schedule, for the learning curve of chapter 3: its snapshots
+# compare with mnist-long's at equal images seen (the two share the network, data, lr schedule).
+_baseline("mnist-long", "mnist-ddpm-long", {**_REF_DIFFUSION, "kind": "ddpm"},
+          "DDPM (mnist-ddpm-ref's process) on mnist-long's recipe and schedule; learning curve.")
 _register(PRESETS["mnist-smoke"].replace(
     name="mnist-colour-smoke", data={"dataset": "mnist5k-colour", "channels": 3},
     notes="Tiny test preset."))
