@@ -5,7 +5,7 @@ noises delta and training snapshots: chapter 6's measure, outside the book, to f
     python scripts/colour_probe.py --preset mnist-colour-ref            # the finished run's weights
 
 For every (step, delta) it draws a grid of P prior colours x N shared noise sets
-(:func:`ihdm_core.evaluation.disentangle.sample_grid`) and prints the mean shape correlation of
+(:func:`ihdm_core.evaluation.disentangle.shape_correlations`) and prints the mean shape correlation of
 sample pairs with the same noise (different priors), the same prior (different noise) and
 neither. Disentangled means: high for the same noise, low for the same prior. The priors are P
 training images whose mean colours spread out (farthest-point sampling over a seeded subset of
@@ -19,27 +19,12 @@ import argparse
 
 import torch
 
-from ihdm_core.evaluation import disentangle as dis
 from ihdm_core.evaluation.curves import snapshot_run
+from ihdm_core.evaluation.disentangle import PAIR_KINDS, shape_correlations
 from ihdm_core.training.data import load_dataset
 from ihdm_core.training.paths import run_dir_for
 from ihdm_core.training.presets import get_preset
 from ihdm_core.training.runs import load_run
-
-KINDS = ("same noise", "same prior", "neither")
-
-
-def probe(run, delta: float | None, *, priors: int = 8, noises: int = 8, seed: int = 0) -> dict:
-    """{pair kind: mean shape correlation} of one grid of ``run`` at ``delta`` (None: its own)."""
-    images = load_dataset(run.cfg.data)
-    subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:64]
-    colours = dis.prior_centres(run.process, images, subset).cpu()
-    chosen = subset[dis.spread_colours(colours, priors)]
-    centres = dis.prior_centres(run.process, images, chosen)
-    samples, _ = dis.sample_grid(run.net, run.process, centres, noises, delta=delta,
-                                 generator=torch.Generator().manual_seed(seed + 1))
-    corr = dis.grid_scores(samples, centres.cpu())["shape correlation"]
-    return {kind: float(corr[kind][0]) for kind in KINDS}
 
 
 def main(argv=None) -> int:
@@ -65,16 +50,18 @@ def main(argv=None) -> int:
         ap.error(f"--preset={args.preset} is not a colour IHDM preset")
     runs = ([(step, snapshot_run(run_dir_for(cfg), step)) for step in args.steps]
             or [(None, load_run(cfg))])
+    images = load_dataset(cfg.data)
     print(f"# {cfg.name}: shape correlation of {args.priors} priors x {args.noises} noise sets, "
           f"seed {args.seed}\n")
-    print("| step | delta | " + " | ".join(KINDS) + " | same noise - same prior |")
+    print("| step | delta | " + " | ".join(PAIR_KINDS) + " | same noise - same prior |")
     print("|---|---|---|---|---|---|")
     for step, run in runs:
         for delta in args.deltas or [None]:
-            r = probe(run, delta, priors=args.priors, noises=args.noises, seed=args.seed)
+            r = shape_correlations(run.net, run.process, images, delta, priors=args.priors,
+                                   noises=args.noises, seed=args.seed)
             d = run.process.delta if delta is None else delta
             print(f"| {step if step is not None else run.step} | {d:g} | "
-                  + " | ".join(f"{r[k]:.3f}" for k in KINDS)
+                  + " | ".join(f"{r[k]:.3f}" for k in PAIR_KINDS)
                   + f" | {r['same noise'] - r['same prior']:+.3f} |", flush=True)
     return 0
 

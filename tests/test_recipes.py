@@ -168,6 +168,22 @@ def test_compute_at_and_curve_table_against_written_out_values():
     assert line["recognisability"] == f"0.250 ± {math.sqrt(0.25 * 0.75 / 500):.3f}"
 
 
+def test_equal_images_table_pairs_the_points_both_curves_scored():
+    from ihdm_core.book.learning import equal_images_table
+
+    def row(images, p, fid, cpu_s):
+        return {"images_seen": images, "recognisability": p, "fid": fid, "cpu_seconds": cpu_s,
+                "recognisability_se": curves.binomial_se(p, 500)}
+
+    a = [row(64000, 0.25, 50.0, 3600.0), row(128000, 0.35, 40.0, 7200.0)]
+    b = [row(128000, 0.55, 30.04, 10800.0), row(256000, 0.6, 25.0, 21600.0)]
+    (line,) = equal_images_table({"A": a, "B": b})  # only 128,000 is in both
+    assert line["images seen"] == 128000
+    assert (line["A: FID"], line["B: FID"]) == (40.0, 30.0)
+    assert (line["A: CPU hours"], line["B: CPU hours"]) == (2.0, 3.0)
+    assert line["B: recognisability"] == f"0.550 ± {math.sqrt(0.55 * 0.45 / 500):.3f}"
+
+
 def test_the_committed_long_curve_is_complete_and_consistent():
     """The curve chapter 3 plots: every row has the stated columns, n >= 200 and 500, a fixed seed
     and delta, images = steps x batch, and it rises overall."""

@@ -9,8 +9,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["learning_curve_figure", "curve_table", "compute_at", "recipe_table",
-           "load_recipe_search", "summarise_curve"]
+__all__ = ["learning_curve_figure", "curve_table", "equal_images_table", "compute_at",
+           "recipe_table", "load_recipe_search", "summarise_curve"]
 
 
 def _extrapolation(ax, x_last: float, fit: dict | None, target: float, colour: str) -> None:
@@ -64,6 +64,24 @@ def curve_table(rows: list[dict]) -> list[dict]:
             "rarest class": f"{r['min_class_share']:.1%}",
             "held-out loss": None if r.get("eval_loss") is None else round(r["eval_loss"], 5),
         })
+    return out
+
+
+def equal_images_table(curves: dict) -> list[dict]:
+    """Curves of several processes ({label: rows}) side by side at the images seen that all of
+    them scored: recognisability (SE) and FID of each, and the CPU hours each point cost."""
+    common = set.intersection(*({r["images_seen"] for r in rows} for rows in curves.values()))
+    out = []
+    for images in sorted(common):
+        row = {"images seen": images}
+        for label, rows in curves.items():
+            r = next(r for r in rows if r["images_seen"] == images)
+            cpu_h = r["cpu_seconds"] / 3600 if r.get("cpu_seconds") else None
+            row[f"{label}: recognisability"] = (f"{r['recognisability']:.3f} ± "
+                                                f"{r['recognisability_se']:.3f}")
+            row[f"{label}: FID"] = None if r.get("fid") is None else round(r["fid"], 1)
+            row[f"{label}: CPU hours"] = None if cpu_h is None else round(cpu_h, 2)
+        out.append(row)
     return out
 
 

@@ -256,11 +256,12 @@ def forward_processes_figure(runs: dict, x, ts, generator):
     return fig
 
 
-def samples_figure(panels: dict):
-    """Side-by-side sample grids, ``panels`` = {title: images}."""
+def samples_figure(panels: dict, nrow: int | None = None):
+    """Side-by-side sample grids, ``panels`` = {title: images}, ``nrow`` images per row (default:
+    a square grid)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(10 / 3 * len(panels), 3.7))
     for ax, (title, imgs) in zip(np.atleast_1d(axes), panels.items()):
-        show_images(ax, imgs, title=title)
+        show_images(ax, imgs, nrow=nrow, title=title)
     return fig
 
 

@@ -225,6 +225,26 @@ def grid_scores(samples: Tensor, centres: Tensor) -> dict:
     return out
 
 
+PAIR_KINDS = ("same noise", "same prior", "neither")
+
+
+def shape_correlations(net, process, images, delta: float | None = None, *, priors: int = 8,
+                       noises: int = 8, seed: int = 0) -> dict[str, float]:
+    """{pair kind: mean shape correlation} of one seeded grid: ``priors`` training images whose
+    mean colours spread out (farthest-point sampling over a seeded subset of 64) x ``noises``
+    shared noise sets, sampled at ``delta`` (None: the process's own). The same seed gives the
+    same priors and noises at every delta and for every model of the same data, so rows compare
+    like with like."""
+    subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:64]
+    colours = prior_centres(process, images, subset).cpu()
+    chosen = subset[spread_colours(colours, priors)]
+    centres = prior_centres(process, images, chosen)
+    samples, _ = sample_grid(net, process, centres, noises, delta=delta,
+                             generator=torch.Generator().manual_seed(seed + 1))
+    corr = grid_scores(samples, centres.cpu())["shape correlation"]
+    return {kind: float(corr[kind][0]) for kind in PAIR_KINDS}
+
+
 # --- choosing priors and tabulating (chapter 6)
 # -------------------------------------------------------
 def images_at(images, indices) -> Tensor:
@@ -293,3 +313,17 @@ def summary(scores: dict) -> str:
             f"({'+' if gain_prior >= 0 else ''}{gain_prior:.3f} over unrelated). A sample's mean "
             f"colour is {own[0]:.3f} from its own prior's and {other[0]:.3f} from the other "
             f"priors'.")
+
+
+def comparison_rows(scores_by_label: dict[str, dict]) -> list[dict]:
+    """One row per labelled :func:`grid_scores`: the mean shape correlation of each kind of pair,
+    and same noise minus same prior (disentangled: large)."""
+    rows = []
+    for label, scores in scores_by_label.items():
+        sc = scores["shape correlation"]
+        rows.append({"model and delta": label} | {k: sc[k][0] for k in PAIR_KINDS}
+                    | {"same noise - same prior": sc["same noise"][0] - sc["same prior"][0],
+                       "pairs (same noise / same prior / neither)":
+                           " / ".join(str(sc[k][1]) for k in PAIR_KINDS)})
+    return rows
+
