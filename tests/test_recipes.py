@@ -200,6 +200,25 @@ def test_the_committed_long_curve_is_complete_and_consistent():
     assert rows[-1]["recognisability"] > rows[0]["recognisability"] + 3 * rows[-1]["recognisability_se"]
 
 
+def test_the_committed_ddpm_curve_compares_with_the_ihdm_curve():
+    """Chapter 3's DDPM curve is scored like IHDM's (n, seed, FID reference, CPU seconds at one
+    speed: the two presets' steps cost the same) at images seen that the IHDM curve also has."""
+    from ihdm_core.training.recipes import compute_key
+
+    ihdm, ddpm = get_preset("mnist-long"), get_preset("mnist-ddpm-long")
+    assert compute_key(ihdm, 1) == compute_key(ddpm, 1)
+    a = curves.committed_curve(ihdm.run_name())
+    b = curves.committed_curve(ddpm.run_name())
+    assert b is not None and b["run"] == ddpm.run_name() and len(b["rows"]) >= 3
+    assert b["steps_per_cpu_second"] == a["steps_per_cpu_second"]
+    ihdm_images = {r["images_seen"] for r in a["rows"]}
+    keys = ("n_recognisability", "n_fid", "fid_reference_n", "seed")
+    for r in b["rows"]:
+        assert r["images_seen"] == r["step"] * ddpm.train.batch_size and r["images_seen"] in ihdm_images
+        assert r["cpu_seconds"] == pytest.approx(r["step"] / b["steps_per_cpu_second"])
+        assert [r[k] for k in keys] == [a["rows"][0][k] for k in keys]
+
+
 def test_recipe_table_ranks_arms_and_measures_them_against_base_in_se(tmp_path):
     from ihdm_core.book.learning import load_recipe_search, recipe_table
 
