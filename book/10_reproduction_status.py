@@ -52,8 +52,9 @@ display(Markdown(md))
 # Every score recorded for the models of this profile, as written by chapters 3, 4 and 9: the
 # main IHDM model (`ihdm`, the equal-budget partner of the diffusions), the longest-trained
 # IHDM model of chapter 3 (`long`, listed where the profile has one), the DDPM and Blurring
-# Diffusion baselines, the model trained with $\sigma = 0$ and the colour model, where their
-# weights exist. A score counts only if it was measured on the checkpoint loaded now (same
+# Diffusion baselines, the model trained with $\sigma = 0$, and the colour models (the one of
+# the equal-budget set, `colour`, and the longest-trained one of chapter 6, `colour_long`), where
+# their weights exist. A score counts only if it was measured on the checkpoint loaded now (same
 # configuration identity, same training step); the sampling steps and the $\delta$ it was
 # sampled with are part of each row.
 # The paper reports no MNIST FID and trains no DDPM; the DDPM CIFAR-10 FID of 3.17 is Ho et

@@ -118,9 +118,10 @@ display(HTML(D.slider_html(D.draw_generation, [generation.view("long", 0, s) for
 # one the same seed under a reference prior, with the correlation of the two samples' shape
 # maps (1: the same shape, whatever the colours). What to look for: the colour error stays
 # small for any colour, because the heat equation keeps the mean; the shape correlation says
-# how much of the shape the noise alone decides. (The quick profile's colour model is
-# small-scale: its digits are faint on a nearly flat background, so the shape correlation is
-# noisy; a better-trained colour model shows shapes the measures can follow.)
+# how much of the shape the noise alone decides. (The model is the profile's colour model
+# trained longest, chapter 6's; in the quick profile `mnist-colour-long`, at the paper's
+# $\sigma_{B,\max}$ = image size. Chapter 6 measures how far its shapes follow the noise: about
+# as far as two unrelated training digits resemble each other, not as far as the paper's faces.)
 
 # %%
 colour = E.ColourExplorer(models)
@@ -198,7 +199,7 @@ D.draw_colour(parts[2], colour_views[0])
 D.draw_interpolation(parts[3], interp_views[len(interp_views) // 2])
 D.draw_gradients(parts[4], grad_views[len(grad_views) // 2])
 savefig(fig, "fig_explorers", profile=P.name,
-        runs=[models.run("long"), models.run("ddpm"), models.run("colour")],
+        runs=[models.run("long"), models.run("ddpm"), models.run("colour_long")],
         seed=0, n=1,
         caption="One view of each explorer of chapter 11: forward process, generation, "
                 f"colour and shape, interpolation, input gradients. {P.caption}")

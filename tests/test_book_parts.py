@@ -37,6 +37,14 @@ def test_profiles_build_their_models():
     assert (long_.process, long_.data) == (quick.config("ihdm").process, quick.config("ihdm").data)
     assert long_.train.steps * long_.train.batch_size >= 8 * quick.config("ihdm").train.steps * 32
     assert smoke.config("long").identity() == smoke.config("ihdm").identity()
+    # The colour_long role: the colour model trained longest, at the paper's sigma_B,max = image
+    # size (Sec. 4), on the colour model's data; the colour model itself where a profile has none.
+    colour, colour_long = quick.config("colour"), quick.config("colour_long")
+    assert colour_long.data == colour.data and colour_long.identity() != colour.identity()
+    assert colour_long.process.sigma_max == colour_long.data.image_size
+    assert (colour_long.train.steps * colour_long.train.batch_size
+            >= 8 * colour.train.steps * colour.train.batch_size)
+    assert smoke.config("colour_long").identity() == smoke.config("colour").identity()
     with pytest.raises(KeyError, match="unknown profile"):
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown model role"):

@@ -97,6 +97,15 @@ def test_shape_correlation_is_the_mask_correlation_and_ignores_colour():
     np.testing.assert_allclose(iou, ref_iou, atol=1e-12)
 
 
+def test_unrelated_shape_correlation_is_the_mean_mask_correlation_of_distinct_pairs():
+    rng = np.random.default_rng(5)
+    masks = _random_masks(5, seed=5)
+    x = _two_colour(masks, rng.random((5, 3)), 1 - rng.random((5, 3)) * 0.3)
+    ref = np.corrcoef(masks.reshape(5, -1).astype(float))[np.triu_indices(5, 1)]  # 10 pairs
+    mean, n = Dis.unrelated_shape_correlation(x)
+    assert n == 10 and mean == pytest.approx(ref.mean(), abs=1e-10)
+
+
 def test_colour_error_and_distance():
     rng = np.random.default_rng(5)
     P, N = 2, 3
@@ -201,6 +210,24 @@ def _grid_by_hand(run, delta, *, priors, noises, seed):
                                  generator=torch.Generator().manual_seed(seed + 1))
     corr = Dis.grid_scores(samples, centres.cpu())["shape correlation"]
     return {k: corr[k][0] for k in ("same noise", "same prior", "neither")}
+
+
+def test_same_grid_is_the_chapter_grid_of_the_given_priors(run_root):
+    """same_grid(prior_idx, seed) samples exactly the grid of those priors' centres with that
+    seed's noise, and scores it with grid_scores."""
+    from ihdm_core import get_preset
+    from ihdm_core.training.data import load_dataset
+    from ihdm_core.training.train import ensure_trained
+
+    run = ensure_trained(get_preset("mnist-colour-smoke"), device="cpu", progress=False)
+    images, idx = load_dataset(run.cfg.data), torch.tensor([3, 1, 4])
+    samples, scores = Dis.same_grid(run.net, run.process, images, idx, 2, delta=0.02,
+                                    generator=torch.Generator().manual_seed(9))
+    centres = Dis.prior_centres(run.process, images, idx)
+    ref, _ = Dis.sample_grid(run.net, run.process, centres, 2, delta=0.02,
+                             generator=torch.Generator().manual_seed(9))
+    assert torch.equal(samples, ref) and samples.shape[:2] == (3, 2)
+    assert scores == Dis.grid_scores(ref, centres.cpu())
 
 
 def test_colour_probe_script_at_smoke_size(run_root, capsys):

@@ -171,9 +171,9 @@ def test_colour_explorer_matches_the_grid_and_its_measures(models):
     w.controls["seed"].value = 2
     w.controls["image"].value = 3
     w.controls["colour"].value = "#3070d0"
-    run = models.run("colour")
+    run = models.run("colour_long")
     rgb = torch.tensor([0x30, 0x70, 0xD0]).float().div(255).view(1, 3, 1, 1)
-    own = disentangle.prior_centres(run.process, models.images("colour"), [3])
+    own = disentangle.prior_centres(run.process, models.images("colour_long"), [3])
     centre = own - own.mean(dim=(-2, -1), keepdim=True) + rgb  # image 3's prior, recoloured
     grid, u_K = disentangle.sample_grid(
         run.net, run.process, centre, 1, generator=torch.Generator().manual_seed(2)
@@ -186,7 +186,7 @@ def test_colour_explorer_matches_the_grid_and_its_measures(models):
     )
     assert w.view["colour_error"] == pytest.approx(want, abs=1e-6)
     # The shape correlation with the same seed under the reference prior (training image 0).
-    ref_centre = disentangle.prior_centres(run.process, models.images("colour"), [0])
+    ref_centre = disentangle.prior_centres(run.process, models.images("colour_long"), [0])
     ref, _ = disentangle.sample_grid(
         run.net, run.process, ref_centre, 1, generator=torch.Generator().manual_seed(2)
     )
@@ -197,7 +197,7 @@ def test_colour_explorer_matches_the_grid_and_its_measures(models):
     # The prior from a training image.
     w.controls["source"].value = "image"
     w.controls["image"].value = 5
-    c5 = disentangle.prior_centres(run.process, models.images("colour"), [5])
+    c5 = disentangle.prior_centres(run.process, models.images("colour_long"), [5])
     g5, _ = disentangle.sample_grid(
         run.net, run.process, c5, 1, generator=torch.Generator().manual_seed(2)
     )

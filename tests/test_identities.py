@@ -66,6 +66,8 @@ PROFILE_RUN_NAMES = {
     ("quick", "ddpm"): "mnist-ddpm-ref-4458dea1039b",
     ("quick", "blurring"): "mnist-blurring-ref-abdb0d95ea99",
     ("quick", "colour"): "mnist-colour-ref-949c1c554839",
+    ("quick", "colour_long"): "mnist-colour-long-d10d2b079221",
+    ("smoke", "colour_long"): "mnist-colour-smoke-fdeec483a311",
     ("quick", "sigma0"): "mnist-ref-sigma0-fa3746050178",
     ("gpu", "ihdm"): "mnist-gpu-1ff230146c31",
     ("gpu", "ddpm"): "mnist-ddpm-gpu-787825a0acf6",

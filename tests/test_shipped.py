@@ -144,7 +144,8 @@ def test_every_model_of_the_default_book_ships():
 
     os.environ.pop("IHDM_MODELS", None)
     quick = get_profile("quick")
-    cfgs = [quick.config(role) for role in ("ihdm", "long", "ddpm", "blurring", "colour", "sigma0")]
+    cfgs = [quick.config(role) for role in ("ihdm", "long", "ddpm", "blurring", "colour", "colour_long",
+                                          "sigma0")]
     cfgs += [get_preset(name) for name in quick.prediction_ablation]
     for cfg in cfgs:
         folder = shipped_dir(cfg)

@@ -60,7 +60,7 @@ MODEL_ROLES = {
     "IHDM, equal budget with the diffusions": "ihdm",
     "DDPM": "ddpm",
     "Blurring Diffusion": "blurring",
-    "IHDM colour": "colour",
+    "IHDM colour, trained longest": "colour_long",
 }
 
 
@@ -105,7 +105,7 @@ def _to_data(process, x: Tensor, k: int) -> Tensor:
 class Models:
     """The profile's trained runs (shipped ones in the quick profile) and their training images,
     each loaded once. ``run("ihdm")``, ``run("ddpm", steps=50)`` (a continuous-time diffusion
-    sampled on 50 steps), ``images("colour")``."""
+    sampled on 50 steps), ``images("colour_long")``."""
 
     def __init__(self, profile: str = "quick", device=None):
         from .profiles import get_profile
@@ -356,7 +356,7 @@ class ColourExplorer:
     (``disentangle.shape_correlation``) with the same seed's sample under the reference prior
     (training image ``reference``), which says whether the shape stays when the colour moves."""
 
-    def __init__(self, models: Models, role: str = "colour", reference: int = 0):
+    def __init__(self, models: Models, role: str = "colour_long", reference: int = 0):
         self.models, self.role, self.reference = models, role, int(reference)
         self._cache = LRU(128)
 

@@ -46,6 +46,8 @@ class Profile:
     # chapter 3, the nearest neighbours of chapter 8). None: the main model. Comparisons across
     # processes keep the main trio, which share one budget.
     ihdm_long: str | None = None
+    # The colour model trained longest, for chapter 6's Fig. 7a and its measures. None: ``colour``.
+    colour_long: str | None = None
     # Training steps of the sigma = 0 failure model (Fig. 13); None keeps the main budget.
     sigma0_steps: int | None = None
     # Chapter 9: (sampling steps T, samples n) at which the continuous-time diffusions are scored
@@ -94,13 +96,16 @@ class Profile:
 
     def config(self, role: str, **overrides) -> Config:
         """The config of one of the profile's models: role is 'ihdm', 'ddpm', 'blurring',
-        'colour', 'sigma0' (the main IHDM model trained with sigma = 0) or 'long' (the IHDM model
-        trained longest; the main one where the profile has none)."""
+        'colour', 'sigma0' (the main IHDM model trained with sigma = 0), 'long' (the IHDM model
+        trained longest; the main one where the profile has none) or 'colour_long' (likewise for
+        the colour model)."""
         if role == "long":
             cfg = get_preset(self.ihdm_long or self.ihdm)
+        elif role == "colour_long" and self.colour_long:
+            cfg = get_preset(self.colour_long)
         elif role == "sigma0":
             cfg = sigma0(get_preset(self.ihdm), self.sigma0_steps)
-        elif role == "colour":
+        elif role in ("colour", "colour_long"):
             cfg = get_preset(self.colour, **self.colour_overrides)
             if self.colour_overrides:
                 cfg = cfg.replace(name=f"{cfg.name}-colour")
@@ -108,7 +113,8 @@ class Profile:
             cfg = get_preset(getattr(self, role))
         else:
             raise ValueError(
-                f"unknown model role {role!r}; use ihdm, ddpm, blurring, colour, sigma0 or long"
+                f"unknown model role {role!r}; use ihdm, ddpm, blurring, colour, sigma0, long or "
+                "colour_long"
             )
         return cfg.replace(**overrides) if overrides else cfg
 
@@ -193,6 +199,7 @@ PROFILES: dict[str, Profile] = {
         # 2 cores): the reference statistics of all 4,500 training digits take ~17 min once,
         # 1,000 ~4.
         colour="mnist-colour-ref",
+        colour_long="mnist-colour-long",
         sigma0_steps=1000,
         prediction_ablation=(
             "mnist-blurring-eps-ablation",

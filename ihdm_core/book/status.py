@@ -32,7 +32,7 @@ PAPER_FID = [
     ("lsun_church128", "LSUN-Churches 128x128", 45.06, 50_000),
 ]
 # the models a profile trains, in table order
-ROLES = ("ihdm", "long", "ddpm", "blurring", "sigma0", "colour")
+ROLES = ("ihdm", "long", "ddpm", "blurring", "sigma0", "colour", "colour_long")
 
 
 def paper_fid_rows(profile: str, *, seed: int = 0, device=None) -> list[dict]:

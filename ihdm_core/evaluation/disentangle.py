@@ -195,6 +195,24 @@ def sample_grid(net, process, centres: Tensor, n_noises: int, *, delta: float | 
             lat.x_K.cpu().reshape(P, n_noises, *shape))
 
 
+def same_grid(net, process, images, prior_idx, n_noises: int, *, delta: float | None = None,
+              generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+    """The grid of the training images ``prior_idx`` as priors x ``n_noises`` seeded noise sets,
+    sampled by one model: (samples, :func:`grid_scores`). The same ``prior_idx`` and generator
+    seed give every model and delta the same priors and the same noise, so grids compare."""
+    centres = prior_centres(process, images, prior_idx)
+    samples, _ = sample_grid(net, process, centres, n_noises, delta=delta, generator=generator)
+    return samples, grid_scores(samples, centres.cpu())
+
+
+def unrelated_shape_correlation(x: Tensor) -> tuple[float, int]:
+    """(mean shape correlation, number of pairs) over every pair of distinct images of ``x``: the
+    level at which two unrelated images already resemble each other under this measure."""
+    corr = shape_correlation(x.double())
+    pairs = corr[~torch.eye(len(corr), dtype=torch.bool)]
+    return float(pairs.mean()), len(pairs) // 2
+
+
 def grid_scores(samples: Tensor, centres: Tensor) -> dict:
     """All measures of a sampled grid. ``samples``: (P, N, C, H, W); ``centres``: (P, C, H, W).
 
