@@ -120,8 +120,8 @@ display(HTML(D.slider_html(D.draw_generation, [generation.view("long", 0, s) for
 # small for any colour, because the heat equation keeps the mean; the shape correlation says
 # how much of the shape the noise alone decides. (The model is the profile's colour model
 # trained longest, chapter 6's; in the quick profile `mnist-colour-long`, at the paper's
-# $\sigma_{B,\max}$ = image size. Chapter 6 measures how far its shapes follow the noise: about
-# as far as two unrelated training digits resemble each other, not as far as the paper's faces.)
+# $\sigma_{B,\max}$ = image size. Chapter 6 measures how far its shapes follow the noise: samples
+# that share it look about as alike as two real digits of one class, far from the paper's faces.)
 
 # %%
 colour = E.ColourExplorer(models)
