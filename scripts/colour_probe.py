@@ -5,12 +5,12 @@ noises delta and training snapshots: chapter 6's measure, outside the book, to f
     python scripts/colour_probe.py --preset mnist-colour-ref            # the finished run's weights
 
 For every (step, delta) it draws a grid of P prior colours x N shared noise sets
-(:func:`ihdm_core.evaluation.disentangle.shape_correlations`) and prints the mean shape correlation of
-sample pairs with the same noise (different priors), the same prior (different noise) and
-neither. Disentangled means: high for the same noise, low for the same prior. The priors are P
-training images whose mean colours spread out (farthest-point sampling over a seeded subset of
-64), as in chapter 6; the noise is seeded too, so a row of the table is reproducible. One grid of
-8 x 8 is about a minute on one CPU thread.
+(:func:`ihdm_core.evaluation.disentangle.shape_correlations`) and prints the mean shape
+correlation of sample pairs with the same noise (different priors), the same prior (different
+noise) and neither. Disentangled means: high for the same noise, low for the same prior. The priors
+are P training images whose mean colours spread out (farthest-point sampling over a seeded subset
+of 64), as in chapter 6; the noise is seeded too, so a row of the table is reproducible. One grid
+of 8 x 8 is about a minute on one CPU thread.
 """
 
 from __future__ import annotations

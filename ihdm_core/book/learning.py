@@ -51,36 +51,34 @@ def learning_curve_figure(curves: dict, fits: dict, *, target: float, real_recog
     return fig
 
 
+def _point_cells(r: dict) -> dict:
+    """The cells every table of a curve point shows: CPU hours, recognisability (SE), FID."""
+    cpu_h = r["cpu_seconds"] / 3600 if r.get("cpu_seconds") else None
+    return {"CPU hours": None if cpu_h is None else round(cpu_h, 2),
+            "recognisability": f"{r['recognisability']:.3f} ± {r['recognisability_se']:.3f}",
+            "FID": None if r.get("fid") is None else round(r["fid"], 1)}
+
+
 def curve_table(rows: list[dict]) -> list[dict]:
     """The rows of a committed learning curve as the book's table: one line per snapshot."""
-    out = []
-    for r in rows:
-        cpu_h = r["cpu_seconds"] / 3600 if r.get("cpu_seconds") else None
-        out.append({
-            "step": r["step"], "images seen": r["images_seen"],
-            "CPU hours": None if cpu_h is None else round(cpu_h, 2),
-            "recognisability": f"{r['recognisability']:.3f} ± {r['recognisability_se']:.3f}",
-            "FID": None if r.get("fid") is None else round(r["fid"], 1),
-            "rarest class": f"{r['min_class_share']:.1%}",
-            "held-out loss": None if r.get("eval_loss") is None else round(r["eval_loss"], 5),
-        })
-    return out
+    return [{"step": r["step"], "images seen": r["images_seen"], **_point_cells(r),
+             "rarest class": f"{r['min_class_share']:.1%}",
+             "held-out loss": None if r.get("eval_loss") is None else round(r["eval_loss"], 5)}
+            for r in rows]
 
 
 def equal_images_table(curves: dict) -> list[dict]:
     """Curves of several processes ({label: rows}) side by side at the images seen that all of
     them scored: recognisability (SE) and FID of each, and the CPU hours each point cost."""
-    common = set.intersection(*({r["images_seen"] for r in rows} for rows in curves.values()))
+    by_images = {label: {r["images_seen"]: r for r in rows} for label, rows in curves.items()}
+    common = set.intersection(*(set(points) for points in by_images.values()))
     out = []
     for images in sorted(common):
         row = {"images seen": images}
-        for label, rows in curves.items():
-            r = next(r for r in rows if r["images_seen"] == images)
-            cpu_h = r["cpu_seconds"] / 3600 if r.get("cpu_seconds") else None
-            row[f"{label}: recognisability"] = (f"{r['recognisability']:.3f} ± "
-                                                f"{r['recognisability_se']:.3f}")
-            row[f"{label}: FID"] = None if r.get("fid") is None else round(r["fid"], 1)
-            row[f"{label}: CPU hours"] = None if cpu_h is None else round(cpu_h, 2)
+        for label, points in by_images.items():
+            cells = _point_cells(points[images])
+            row.update({f"{label}: {k}": cells[k] for k in ("recognisability", "FID",
+                                                            "CPU hours")})
         out.append(row)
     return out
 

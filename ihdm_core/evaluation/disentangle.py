@@ -29,8 +29,9 @@ from torch import Tensor
 
 __all__ = ["mean_colour", "principal_projection", "otsu_threshold", "split_colours", "shape_maps",
            "shape_correlation", "mask_iou", "colour_distance", "pair_kinds", "grouped_means",
-           "prior_centres", "sample_grid", "grid_scores", "PAIR_KINDS", "images_at",
-           "spread_colours", "score_tables", "summary"]
+           "prior_centres", "sample_grid", "same_grid", "grid_scores", "shape_correlations",
+           "unrelated_shape_correlation", "PAIR_KINDS", "images_at", "spread_colours",
+           "score_tables", "summary", "comparison_rows"]
 
 PAIR_KINDS = ("same noise", "same prior", "neither")
 
@@ -243,9 +244,6 @@ def grid_scores(samples: Tensor, centres: Tensor) -> dict:
     return out
 
 
-PAIR_KINDS = ("same noise", "same prior", "neither")
-
-
 def shape_correlations(net, process, images, delta: float | None = None, *, priors: int = 8,
                        noises: int = 8, seed: int = 0) -> dict[str, float]:
     """{pair kind: mean shape correlation} of one seeded grid: ``priors`` training images whose
@@ -256,11 +254,9 @@ def shape_correlations(net, process, images, delta: float | None = None, *, prio
     subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:64]
     colours = prior_centres(process, images, subset).cpu()
     chosen = subset[spread_colours(colours, priors)]
-    centres = prior_centres(process, images, chosen)
-    samples, _ = sample_grid(net, process, centres, noises, delta=delta,
-                             generator=torch.Generator().manual_seed(seed + 1))
-    corr = grid_scores(samples, centres.cpu())["shape correlation"]
-    return {kind: float(corr[kind][0]) for kind in PAIR_KINDS}
+    _, scores = same_grid(net, process, images, chosen, noises, delta=delta,
+                          generator=torch.Generator().manual_seed(seed + 1))
+    return {kind: float(scores["shape correlation"][kind][0]) for kind in PAIR_KINDS}
 
 
 # --- choosing priors and tabulating (chapter 6)
@@ -344,4 +340,3 @@ def comparison_rows(scores_by_label: dict[str, dict]) -> list[dict]:
                        "pairs (same noise / same prior / neither)":
                            " / ".join(str(sc[k][1]) for k in PAIR_KINDS)})
     return rows
-
