@@ -41,6 +41,7 @@ PRESET_RUN_NAMES = {
     "mnist-colour-ref": "mnist-colour-ref-949c1c554839",
     "mnist-colour-long": "mnist-colour-long-d10d2b079221",
     "mnist-ddpm-long": "mnist-ddpm-long-af9702f916de",
+    "mnist-blurring-long": "mnist-blurring-long-0bd3b30678f4",
     "mnist-colour-smoke": "mnist-colour-smoke-fdeec483a311",
     "mnist-ddpm": "mnist-ddpm-a3c887538a74",
     "mnist-ddpm-gpu": "mnist-ddpm-gpu-787825a0acf6",

@@ -231,6 +231,10 @@ _register(PRESETS["mnist-long"].replace(
 # compare with mnist-long's at equal images seen (the two share the network, data, lr schedule).
 _baseline("mnist-long", "mnist-ddpm-long", {**_REF_DIFFUSION, "kind": "ddpm"},
           "DDPM (mnist-ddpm-ref's process) on mnist-long's recipe and schedule; learning curve.")
+_baseline("mnist-long", "mnist-blurring-long",
+          {**_REF_DIFFUSION, "kind": "blurring", "sigma_max": 20.0},
+          "Blurring Diffusion (mnist-blurring-ref's process) on mnist-long's recipe and schedule; "
+          "learning curve.")
 _register(PRESETS["mnist-smoke"].replace(
     name="mnist-colour-smoke", data={"dataset": "mnist5k-colour", "channels": 3},
     notes="Tiny test preset."))
