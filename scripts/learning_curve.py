@@ -39,6 +39,13 @@ def _chosen(steps: list[int], every: int, final: int) -> list[int]:
     return [s for s in steps if s % every == 0 or s == final]
 
 
+def _unscored(available: list[int], scored: list[int], every: int, final: int) -> list[int]:
+    """The snapshots to score that the last pass did not. --watch waits on this, not on the
+    snapshot list changing: a snapshot saved while a pass was scoring is already in the list when
+    the pass ends, and was once left unscored for good."""
+    return [s for s in _chosen(available, every, final) if s not in set(scored)]
+
+
 def _merged(out: Path, run: str, rows: list[dict]) -> list[dict]:
     """``rows`` plus the points of the same run already in ``out`` at other steps: scoring more
     sparsely later (--every) must not drop points scored before."""
@@ -79,8 +86,9 @@ def main(argv=None) -> int:
     sps = cached_throughput(cfg, threads=args.threads, probe_steps=probe)
     deadline = time.time() + args.watch
     while True:
+        steps = _chosen(snapshot_steps(run_dir), args.every, cfg.train.steps)
         rows = learning_curve(run_dir, n_recog=args.n, n_fid=args.n, ref_n=args.ref_n, seed=args.seed,
-                              steps=_chosen(snapshot_steps(run_dir), args.every, cfg.train.steps),
+                              steps=steps,
                               steps_per_cpu_second=sps,
                               progress=lambda r: print(json.dumps(r), file=sys.stderr))
         rows = _merged(out, cfg.run_name(), rows)
@@ -88,8 +96,8 @@ def main(argv=None) -> int:
                         "rows": rows})
         if time.time() >= deadline:
             break
-        seen = snapshot_steps(run_dir)
-        while time.time() < deadline and snapshot_steps(run_dir) == seen:
+        while time.time() < deadline and not _unscored(snapshot_steps(run_dir), steps, args.every,
+                                                       cfg.train.steps):
             time.sleep(30)
     print(f"{len(rows)} points -> {out}")
     return 0

@@ -136,6 +136,16 @@ def test_learning_curve_every_keeps_multiples_and_the_final_snapshot():
     assert learning_curve._chosen(steps, 4000, 32000) == [4000, 8000]
 
 
+def test_learning_curve_watch_scores_snapshots_saved_during_a_pass():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import learning_curve
+
+    # A pass scored [2000]; 4000 and 6000 were saved while it ran: both are still to score.
+    assert learning_curve._unscored([2000, 4000, 6000], [2000], 2000, 32000) == [4000, 6000]
+    assert learning_curve._unscored([2000, 4000, 6000], [2000], 4000, 32000) == [4000]
+    assert learning_curve._unscored([2000, 4000], [2000, 4000], 0, 32000) == []
+
+
 def test_learning_curve_rescoring_keeps_earlier_points(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     import learning_curve
@@ -168,20 +178,27 @@ def test_compute_at_and_curve_table_against_written_out_values():
     assert line["recognisability"] == f"0.250 ± {math.sqrt(0.25 * 0.75 / 500):.3f}"
 
 
-def test_equal_images_table_pairs_the_points_both_curves_scored():
+def test_equal_images_table_reads_every_curve_at_the_first_curves_points():
     from ihdm_core.book.learning import equal_images_table
 
-    def row(images, p, fid, cpu_s):
+    def row(images, p, fid, cpu_s, rarest=0.05):
         return {"images_seen": images, "recognisability": p, "fid": fid, "cpu_seconds": cpu_s,
-                "recognisability_se": curves.binomial_se(p, 500)}
+                "recognisability_se": curves.binomial_se(p, 500), "min_class_share": rarest}
 
-    a = [row(64000, 0.25, 50.0, 3600.0), row(128000, 0.35, 40.0, 7200.0)]
-    b = [row(128000, 0.55, 30.04, 10800.0), row(256000, 0.6, 25.0, 21600.0)]
-    (line,) = equal_images_table({"A": a, "B": b})  # only 128,000 is in both
-    assert line["images seen"] == 128000
-    assert (line["A: FID"], line["B: FID"]) == (40.0, 30.0)
-    assert (line["A: CPU hours"], line["B: CPU hours"]) == (2.0, 3.0)
-    assert line["B: recognisability"] == f"0.550 ± {math.sqrt(0.55 * 0.45 / 500):.3f}"
+    a = [row(64000, 0.25, 50.0, 3600.0), row(128000, 0.35, 40.0, 7200.0),
+         row(192000, 0.4, 35.0, 10800.0)]
+    b = [row(128000, 0.55, 30.04, 7200.0, 0.0712), row(256000, 0.6, 25.0, 14400.0)]
+    c = [row(128000, 0.45, 33.0, 7200.0), row(192000, 0.5, 31.0, 10800.0)]
+    # 64,000: only A; 256,000: not A; 128,000: all three; 192,000: A and C.
+    first, second = equal_images_table({"A": a, "B": b, "C": c})
+    assert (first["images seen"], second["images seen"]) == (128000, 192000)
+    assert (first["A: FID"], first["B: FID"], first["C: FID"]) == (40.0, 30.0, 33.0)
+    assert first["CPU hours"] == 2.0 and second["CPU hours"] == 3.0
+    assert first["B: recognisability"] == f"0.550 ± {math.sqrt(0.55 * 0.45 / 500):.3f}"
+    assert first["B: rarest class"] == "7.1%"
+    assert second["B: recognisability"] is None and second["B: FID"] is None
+    assert second["B: rarest class"] is None and second["C: FID"] == 31.0
+    assert equal_images_table({"A": a, "B": [row(1, 0.1, 1.0, 1.0)]}) == []
 
 
 def test_the_committed_long_curve_is_complete_and_consistent():
@@ -200,21 +217,23 @@ def test_the_committed_long_curve_is_complete_and_consistent():
     assert rows[-1]["recognisability"] > rows[0]["recognisability"] + 3 * rows[-1]["recognisability_se"]
 
 
-def test_the_committed_ddpm_curve_compares_with_the_ihdm_curve():
-    """Chapter 3's DDPM curve is scored like IHDM's (n, seed, FID reference, CPU seconds at one
-    speed: the two presets' steps cost the same) at images seen that the IHDM curve also has."""
+@pytest.mark.parametrize("baseline", ["mnist-ddpm-long", "mnist-blurring-long"])
+def test_the_committed_baseline_curves_compare_with_the_ihdm_curve(baseline):
+    """Chapter 3's DDPM and Blurring Diffusion curves are scored like IHDM's (n, seed, FID
+    reference, CPU seconds at one speed: the presets' steps cost the same) at images seen that the
+    IHDM curve also has."""
     from ihdm_core.training.recipes import compute_key
 
-    ihdm, ddpm = get_preset("mnist-long"), get_preset("mnist-ddpm-long")
-    assert compute_key(ihdm, 1) == compute_key(ddpm, 1)
+    ihdm, other = get_preset("mnist-long"), get_preset(baseline)
+    assert compute_key(ihdm, 1) == compute_key(other, 1)
     a = curves.committed_curve(ihdm.run_name())
-    b = curves.committed_curve(ddpm.run_name())
-    assert b is not None and b["run"] == ddpm.run_name() and len(b["rows"]) >= 3
+    b = curves.committed_curve(other.run_name())
+    assert b is not None and b["run"] == other.run_name() and len(b["rows"]) >= 3
     assert b["steps_per_cpu_second"] == a["steps_per_cpu_second"]
     ihdm_images = {r["images_seen"] for r in a["rows"]}
     keys = ("n_recognisability", "n_fid", "fid_reference_n", "seed")
     for r in b["rows"]:
-        assert r["images_seen"] == r["step"] * ddpm.train.batch_size and r["images_seen"] in ihdm_images
+        assert r["images_seen"] == r["step"] * other.train.batch_size and r["images_seen"] in ihdm_images
         assert r["cpu_seconds"] == pytest.approx(r["step"] / b["steps_per_cpu_second"])
         assert [r[k] for k in keys] == [a["rows"][0][k] for k in keys]
 

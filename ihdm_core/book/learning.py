@@ -68,17 +68,23 @@ def curve_table(rows: list[dict]) -> list[dict]:
 
 
 def equal_images_table(curves: dict) -> list[dict]:
-    """Curves of several processes ({label: rows}) side by side at the images seen that all of
-    them scored: recognisability (SE) and FID of each, and the CPU hours each point cost."""
+    """Curves of several processes ({label: rows}, the first the one the others are read against)
+    side by side at equal images seen: every point of the first curve that at least one other
+    curve also scored, with each curve's recognisability (SE), FID and rarest class (empty where a
+    curve has no point there). The CPU hours are the first curve's: the book's curves share one
+    network, batch and speed, so a point costs the same in each."""
     by_images = {label: {r["images_seen"]: r for r in rows} for label, rows in curves.items()}
-    common = set.intersection(*(set(points) for points in by_images.values()))
+    first, *others = by_images.values()
+    shown = [i for i in sorted(first) if any(i in points for points in others)]
     out = []
-    for images in sorted(common):
-        row = {"images seen": images}
+    for images in shown:
+        row = {"images seen": images, "CPU hours": _point_cells(first[images])["CPU hours"]}
         for label, points in by_images.items():
-            cells = _point_cells(points[images])
-            row.update({f"{label}: {k}": cells[k] for k in ("recognisability", "FID",
-                                                            "CPU hours")})
+            r = points.get(images)
+            cells = _point_cells(r) if r else {}
+            row[f"{label}: recognisability"] = cells.get("recognisability")
+            row[f"{label}: FID"] = cells.get("FID")
+            row[f"{label}: rarest class"] = f"{r['min_class_share']:.1%}" if r else None
         out.append(row)
     return out
 
