@@ -43,7 +43,8 @@ def _unscored(available: list[int], scored: list[int], every: int, final: int) -
     """The snapshots to score that the last pass did not. --watch waits on this, not on the
     snapshot list changing: a snapshot saved while a pass was scoring is already in the list when
     the pass ends, and was once left unscored for good."""
-    return [s for s in _chosen(available, every, final) if s not in set(scored)]
+    done = set(scored)
+    return [s for s in _chosen(available, every, final) if s not in done]
 
 
 def _merged(out: Path, run: str, rows: list[dict]) -> list[dict]:

@@ -52,17 +52,18 @@ def learning_curve_figure(curves: dict, fits: dict, *, target: float, real_recog
 
 
 def _point_cells(r: dict) -> dict:
-    """The cells every table of a curve point shows: CPU hours, recognisability (SE), FID."""
+    """The cells every table of a curve point shows: CPU hours, recognisability (SE), FID and
+    the rarest class's share of the digit labels."""
     cpu_h = r["cpu_seconds"] / 3600 if r.get("cpu_seconds") else None
     return {"CPU hours": None if cpu_h is None else round(cpu_h, 2),
             "recognisability": f"{r['recognisability']:.3f} ± {r['recognisability_se']:.3f}",
-            "FID": None if r.get("fid") is None else round(r["fid"], 1)}
+            "FID": None if r.get("fid") is None else round(r["fid"], 1),
+            "rarest class": f"{r['min_class_share']:.1%}"}
 
 
 def curve_table(rows: list[dict]) -> list[dict]:
     """The rows of a committed learning curve as the book's table: one line per snapshot."""
     return [{"step": r["step"], "images seen": r["images_seen"], **_point_cells(r),
-             "rarest class": f"{r['min_class_share']:.1%}",
              "held-out loss": None if r.get("eval_loss") is None else round(r["eval_loss"], 5)}
             for r in rows]
 
@@ -80,11 +81,9 @@ def equal_images_table(curves: dict) -> list[dict]:
     for images in shown:
         row = {"images seen": images, "CPU hours": _point_cells(first[images])["CPU hours"]}
         for label, points in by_images.items():
-            r = points.get(images)
-            cells = _point_cells(r) if r else {}
-            row[f"{label}: recognisability"] = cells.get("recognisability")
-            row[f"{label}: FID"] = cells.get("FID")
-            row[f"{label}: rarest class"] = f"{r['min_class_share']:.1%}" if r else None
+            cells = _point_cells(points[images]) if images in points else {}
+            row.update({f"{label}: {k}": cells.get(k)
+                        for k in ("recognisability", "FID", "rarest class")})
         out.append(row)
     return out
 
